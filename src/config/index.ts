@@ -1,0 +1,209 @@
+/**
+ * Configuration: read once from the environment, validated with env-schema, parsed into a
+ * typed, deeply frozen Config. No other module reads process.env.
+ */
+import { readFileSync } from 'node:fs'
+import envSchema from 'env-schema'
+import { ConfigError } from '../errors.js'
+import {
+  parseApiKeys, parseHeaderName, parseKeyBy, parseRate, parseTrustProxy, parseUpstreamUrl,
+  type KeySource, type RateSpec
+} from './parse.js'
+
+export type { KeySource, RateSpec } from './parse.js'
+
+export const DEFAULT_PORT = 8000
+export const DEFAULT_ADMIN_PORT = 9000
+export const DEFAULT_UPSTREAM_TIMEOUT_MS = 30_000
+export const DEFAULT_UPSTREAM_CONNECTIONS = 128
+export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 30_000
+export const DEFAULT_MEMORY_STORE_MAX_KEYS = 500_000
+
+export type HeadersMode = 'both' | 'draft' | 'legacy' | 'none'
+export type AlgorithmName = 'token-bucket'
+export type StoreKind = 'memory'
+
+export interface LimitSpec {
+  readonly rate: RateSpec
+  readonly burst: number
+}
+
+/** Every setting of the gateway, typed and frozen. */
+export interface Config {
+  /** Client listener. */
+  readonly port: number
+  readonly host: string
+  /** Where allowed requests go (no trailing slash). */
+  readonly upstreamUrl: string
+  /** No upstream response headers by then → 504; also the body idle timeout. */
+  readonly upstreamTimeoutMs: number
+  /** Keep-alive connections the gateway holds open to the upstream. */
+  readonly upstreamConnections: number
+  /** false: proxy everything, no limiting at all. */
+  readonly rateLimitEnabled: boolean
+  readonly algorithm: AlgorithmName
+  /** The per-client default limit. */
+  readonly limit: LimitSpec
+  /** Identity sources in order; the first present names the client (IP is the last resort). */
+  readonly keyBy: readonly KeySource[]
+  /** Lower-cased header carrying the API key. */
+  readonly apiKeyHeader: string
+  /** Known API keys → tier name (or undefined). */
+  readonly apiKeys: ReadonlyMap<string, string | undefined>
+  /** One limit for all clients together, or undefined. */
+  readonly globalLimit: LimitSpec | undefined
+  /** Trusted proxy addresses/CIDRs for X-Forwarded-For; empty: trust nobody. */
+  readonly trustProxy: readonly string[]
+  /** IPv6 clients are keyed by this prefix length. */
+  readonly ipv6Subnet: number
+  readonly headers: HeadersMode
+  readonly store: StoreKind
+  /** Most clients (keys) the memory store tracks; least recently used are evicted. */
+  readonly memoryStoreMaxKeys: number
+  readonly adminPort: number
+  readonly adminHost: string
+  readonly logLevel: string
+  /** Upper bound on draining in-flight requests at shutdown. */
+  readonly shutdownTimeoutMs: number
+}
+
+/** The environment schema. `description` doubles as the "what it accepts" of an error. */
+function schema () {
+  return {
+    type: 'object',
+    required: ['UPSTREAM_URL'],
+    properties: {
+      PORT: { type: 'integer', minimum: 0, maximum: 65535, default: DEFAULT_PORT, description: 'a TCP port 0-65535' },
+      HOST: { type: 'string', minLength: 1, default: '0.0.0.0', description: 'an address to listen on' },
+      UPSTREAM_URL: { type: 'string', description: 'an http:// or https:// URL' },
+      UPSTREAM_TIMEOUT_MS: { type: 'integer', minimum: 1, maximum: 3_600_000, default: DEFAULT_UPSTREAM_TIMEOUT_MS, description: 'milliseconds, 1-3600000' },
+      UPSTREAM_CONNECTIONS: { type: 'integer', minimum: 1, maximum: 65_536, default: DEFAULT_UPSTREAM_CONNECTIONS, description: 'a connection count, 1-65536' },
+      RATE_LIMIT_ENABLED: { type: 'boolean', default: true, description: 'true or false' },
+      RATE_LIMIT_ALGORITHM: { type: 'string', enum: ['token-bucket'], default: 'token-bucket', description: 'token-bucket' },
+      RATE_LIMIT_RATE: { type: 'string', default: '10/s', description: 'N/s, N/m, N/h or N/d' },
+      RATE_LIMIT_BURST: { type: 'integer', minimum: 1, maximum: 1_000_000_000, default: 20, description: 'a whole number ≥ 1' },
+      RATE_LIMIT_KEY_BY: { type: 'string', default: 'api-key,ip', description: 'ip, api-key, header:<name>, comma-separated' },
+      API_KEY_HEADER: { type: 'string', default: 'x-api-key', description: 'a header name' },
+      API_KEYS: { type: 'string', default: '', description: 'key[:tier] items, comma-separated' },
+      API_KEYS_FILE: { type: 'string', default: '', description: 'a readable file of key[:tier] lines' },
+      GLOBAL_RATE_LIMIT_RATE: { type: 'string', default: '', description: 'N/s, N/m, N/h or N/d, or empty for off' },
+      GLOBAL_RATE_LIMIT_BURST: { type: 'integer', minimum: 1, maximum: 1_000_000_000, description: 'a whole number ≥ 1' },
+      TRUST_PROXY: { type: 'string', default: '', description: 'IP addresses or CIDRs, comma-separated' },
+      IPV6_SUBNET: { type: 'integer', minimum: 1, maximum: 128, default: 64, description: 'a prefix length 1-128' },
+      RATE_LIMIT_HEADERS: { type: 'string', enum: ['both', 'draft', 'legacy', 'none'], default: 'both', description: 'both, draft, legacy or none' },
+      STORE: { type: 'string', enum: ['memory'], default: 'memory', description: 'memory' },
+      MEMORY_STORE_MAX_KEYS: { type: 'integer', minimum: 1, maximum: 100_000_000, default: DEFAULT_MEMORY_STORE_MAX_KEYS, description: 'a whole number ≥ 1' },
+      ADMIN_PORT: { type: 'integer', minimum: 0, maximum: 65535, default: DEFAULT_ADMIN_PORT, description: 'a TCP port 0-65535' },
+      ADMIN_HOST: { type: 'string', minLength: 1, default: '127.0.0.1', description: 'an address to listen on' },
+      LOG_LEVEL: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', description: 'fatal, error, warn, info, debug, trace or silent' },
+      SHUTDOWN_TIMEOUT_MS: { type: 'integer', minimum: 0, maximum: 3_600_000, default: DEFAULT_SHUTDOWN_TIMEOUT_MS, description: 'milliseconds, 0-3600000' }
+    }
+  } as const
+}
+
+interface RawEnv {
+  PORT: number, HOST: string, UPSTREAM_URL: string, UPSTREAM_TIMEOUT_MS: number, UPSTREAM_CONNECTIONS: number
+  RATE_LIMIT_ENABLED: boolean, RATE_LIMIT_ALGORITHM: AlgorithmName, RATE_LIMIT_RATE: string, RATE_LIMIT_BURST: number
+  RATE_LIMIT_KEY_BY: string, API_KEY_HEADER: string, API_KEYS: string, API_KEYS_FILE: string
+  GLOBAL_RATE_LIMIT_RATE: string, GLOBAL_RATE_LIMIT_BURST?: number, TRUST_PROXY: string, IPV6_SUBNET: number
+  RATE_LIMIT_HEADERS: HeadersMode, STORE: StoreKind, MEMORY_STORE_MAX_KEYS: number
+  ADMIN_PORT: number, ADMIN_HOST: string, LOG_LEVEL: string, SHUTDOWN_TIMEOUT_MS: number
+}
+
+interface AjvError { instancePath: string, message: string, params: { missingProperty?: string } }
+
+/** Turns env-schema's ajv errors into one line per variable, each saying what it accepts. */
+function describeSchemaErrors (errors: AjvError[]): string {
+  const props = schema().properties as Record<string, { description: string }>
+  const lines = new Set<string>()
+  for (const e of errors) {
+    const name = e.params.missingProperty ?? e.instancePath.replace(/^\//, '')
+    // Every property has a description; unknown variables are dropped, never reported.
+    const accepts = props[name]!.description
+    lines.add(e.params.missingProperty !== undefined ? `${name} is required (${accepts})` : `${name} ${e.message} (expected ${accepts})`)
+  }
+  return [...lines].join('; ')
+}
+
+/** Runs one parser, turning its failure into a ConfigError naming the variable. */
+function field<T> (name: string, parse: () => T): T {
+  try {
+    return parse()
+  } catch (err) {
+    throw new ConfigError(`${name}: ${(err as Error).message}`)
+  }
+}
+
+function deepFreeze<T> (value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value) && !(value instanceof Map)) {
+    for (const v of Object.values(value)) deepFreeze(v)
+    Object.freeze(value)
+  }
+  return value
+}
+
+/** A Map that cannot be changed through its own methods. */
+function frozenMap<K, V> (map: Map<K, V>): ReadonlyMap<K, V> {
+  const refuse = () => { throw new TypeError('Config is read-only') }
+  map.set = refuse
+  map.delete = refuse
+  map.clear = refuse
+  return Object.freeze(map)
+}
+
+/**
+ * Validates an environment (a plain record, normally process.env) and returns the Config.
+ * Throws a ConfigError (code GW_CONFIG_INVALID) naming every bad variable.
+ */
+export function loadConfig (env: Record<string, string | undefined>): Config {
+  // env-schema treats '' as a value; an empty variable means "unset" to an operator.
+  const data: Record<string, string> = {}
+  for (const [k, v] of Object.entries(env)) if (v !== undefined && v !== '') data[k] = v
+
+  let raw: RawEnv
+  try {
+    raw = envSchema<RawEnv>({ schema: schema(), data, env: false, dotenv: false })
+  } catch (err) {
+    // env-schema's validation errors carry ajv's list; that is the only way it fails here.
+    throw new ConfigError(describeSchemaErrors((err as { errors: AjvError[] }).errors))
+  }
+
+  const apiKeys = field('API_KEYS', () => parseApiKeys(raw.API_KEYS))
+  if (raw.API_KEYS_FILE !== '') {
+    field('API_KEYS_FILE', () => parseApiKeys(readFileSync(raw.API_KEYS_FILE, 'utf8'), apiKeys))
+  }
+
+  let globalLimit: LimitSpec | undefined
+  if (raw.GLOBAL_RATE_LIMIT_RATE !== '') {
+    const rate = field('GLOBAL_RATE_LIMIT_RATE', () => parseRate(raw.GLOBAL_RATE_LIMIT_RATE))
+    // Without an explicit burst the global bucket holds one period's worth of requests.
+    globalLimit = { rate, burst: raw.GLOBAL_RATE_LIMIT_BURST ?? Math.max(1, Math.ceil(rate.count)) }
+  } else if (raw.GLOBAL_RATE_LIMIT_BURST !== undefined) {
+    throw new ConfigError('GLOBAL_RATE_LIMIT_BURST is set but GLOBAL_RATE_LIMIT_RATE is not: set both, or neither to switch the global limit off')
+  }
+
+  const config: Config = {
+    port: raw.PORT,
+    host: raw.HOST,
+    upstreamUrl: field('UPSTREAM_URL', () => parseUpstreamUrl(raw.UPSTREAM_URL)),
+    upstreamTimeoutMs: raw.UPSTREAM_TIMEOUT_MS,
+    upstreamConnections: raw.UPSTREAM_CONNECTIONS,
+    rateLimitEnabled: raw.RATE_LIMIT_ENABLED,
+    algorithm: raw.RATE_LIMIT_ALGORITHM,
+    limit: { rate: field('RATE_LIMIT_RATE', () => parseRate(raw.RATE_LIMIT_RATE)), burst: raw.RATE_LIMIT_BURST },
+    keyBy: field('RATE_LIMIT_KEY_BY', () => parseKeyBy(raw.RATE_LIMIT_KEY_BY)),
+    apiKeyHeader: field('API_KEY_HEADER', () => parseHeaderName(raw.API_KEY_HEADER)),
+    apiKeys: frozenMap(apiKeys),
+    globalLimit,
+    trustProxy: field('TRUST_PROXY', () => parseTrustProxy(raw.TRUST_PROXY)),
+    ipv6Subnet: raw.IPV6_SUBNET,
+    headers: raw.RATE_LIMIT_HEADERS,
+    store: raw.STORE,
+    memoryStoreMaxKeys: raw.MEMORY_STORE_MAX_KEYS,
+    adminPort: raw.ADMIN_PORT,
+    adminHost: raw.ADMIN_HOST,
+    logLevel: raw.LOG_LEVEL,
+    shutdownTimeoutMs: raw.SHUTDOWN_TIMEOUT_MS
+  }
+  return deepFreeze(config)
+}

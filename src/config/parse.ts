@@ -1,0 +1,124 @@
+/**
+ * Parsers for the structured values that live in environment variables. Each throws a
+ * plain Error whose message says what the value should look like; config/index.ts adds
+ * the variable's name.
+ */
+import proxyAddr from 'proxy-addr'
+
+/** A rate such as `10/s`: `count` requests per `periodMs`. */
+export interface RateSpec {
+  readonly count: number
+  readonly periodMs: number
+  /** As written by the operator, normalised (`10/s`). */
+  readonly text: string
+}
+
+const PERIOD_MS: Record<string, number> = {
+  s: 1_000, sec: 1_000, second: 1_000,
+  m: 60_000, min: 60_000, minute: 60_000,
+  h: 3_600_000, hour: 3_600_000,
+  d: 86_400_000, day: 86_400_000
+}
+const RATE_RE = /^\s*(\d+(?:\.\d+)?)\s*\/\s*([a-z]+)\s*$/i
+export const RATE_FORMAT = 'a positive number of requests per unit: N/s, N/m, N/h or N/d (e.g. 10/s, 600/m)'
+
+export function parseRate (text: string): RateSpec {
+  const m = RATE_RE.exec(text)
+  const unit = m?.[2]?.toLowerCase()
+  const periodMs = unit === undefined ? undefined : PERIOD_MS[unit]
+  const count = Number(m?.[1])
+  if (m === null || periodMs === undefined || !(count > 0) || !Number.isFinite(count)) {
+    throw new Error(`expected ${RATE_FORMAT}, got "${text}"`)
+  }
+  return Object.freeze({ count, periodMs, text: `${count}/${unit![0]}` })
+}
+
+/** Splits a comma (or newline) separated list, trimming and dropping empty items. */
+export function splitList (text: string): string[] {
+  return text.split(/[,\n]/).map(s => s.trim()).filter(s => s.length > 0 && !s.startsWith('#'))
+}
+
+export type KeySource =
+  | { readonly kind: 'ip' }
+  | { readonly kind: 'api-key' }
+  | { readonly kind: 'header', readonly name: string }
+
+const HEADER_NAME_RE = /^[!#$%&'*+.^_`|~0-9a-z-]+$/
+
+/** A header name (RFC 9110 token), lower-cased as Node presents request headers. */
+export function parseHeaderName (text: string): string {
+  const name = text.trim().toLowerCase()
+  if (!HEADER_NAME_RE.test(name)) throw new Error(`"${text}" is not a valid header name`)
+  return name
+}
+export const KEY_BY_FORMAT = 'a comma-separated list of ip, api-key, header:<name>'
+
+export function parseKeyBy (text: string): KeySource[] {
+  const items = splitList(text)
+  if (items.length === 0) throw new Error(`expected ${KEY_BY_FORMAT}, got an empty list`)
+  const seen = new Set<string>()
+  return items.map(item => {
+    const lower = item.toLowerCase()
+    if (seen.has(lower)) throw new Error(`"${item}" is listed twice`)
+    seen.add(lower)
+    if (lower === 'ip') return { kind: 'ip' } as const
+    if (lower === 'api-key') return { kind: 'api-key' } as const
+    if (lower.startsWith('header:')) {
+      return { kind: 'header', name: parseHeaderName(item.slice('header:'.length)) } as const
+    }
+    throw new Error(`unknown identity source "${item}": expected ${KEY_BY_FORMAT}`)
+  })
+}
+
+const TIER_RE = /^[A-Za-z0-9_-]{1,64}$/
+const KEY_RE = /^[\x21-\x7e]{1,512}$/
+
+/**
+ * API keys: `key[:tier]` items separated by commas or newlines (`#` starts a comment line
+ * in a file). Keys are printable ASCII without spaces, at most 512 characters.
+ */
+export function parseApiKeys (text: string, into = new Map<string, string | undefined>()): Map<string, string | undefined> {
+  for (const item of splitList(text)) {
+    const colon = item.lastIndexOf(':')
+    const key = colon === -1 ? item : item.slice(0, colon)
+    const tier = colon === -1 ? undefined : item.slice(colon + 1)
+    if (!KEY_RE.test(key)) throw new Error('an API key must be 1-512 printable ASCII characters without spaces')
+    if (tier !== undefined && !TIER_RE.test(tier)) throw new Error(`tier "${tier}" must be 1-64 letters, digits, _ or -`)
+    if (into.has(key)) throw new Error('an API key is listed twice')
+    into.set(key, tier)
+  }
+  return into
+}
+
+export const TRUST_PROXY_FORMAT = 'a comma-separated list of IP addresses or CIDRs (or loopback, linklocal, uniquelocal)'
+
+/** Trusted proxies for X-Forwarded-For, validated by proxy-addr itself. */
+export function parseTrustProxy (text: string): string[] {
+  const items = splitList(text)
+  for (const item of items) {
+    if (/^(true|false|\*|all|yes)$/i.test(item)) {
+      throw new Error(`"${item}" would trust every peer, letting any client pick its own address by sending X-Forwarded-For; list the proxies in front of the gateway instead (${TRUST_PROXY_FORMAT})`)
+    }
+    try {
+      proxyAddr.compile(item)
+    } catch (err) {
+      throw new Error(`"${item}" is not ${TRUST_PROXY_FORMAT}: ${(err as Error).message}`)
+    }
+  }
+  return items
+}
+
+export function parseUpstreamUrl (text: string): string {
+  let url: URL
+  try {
+    url = new URL(text)
+  } catch {
+    throw new Error(`expected an http:// or https:// URL, got "${text}"`)
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new Error(`expected an http:// or https:// URL, got protocol "${url.protocol}"`)
+  }
+  if (url.search !== '' || url.hash !== '') throw new Error('the URL must not carry a query string or fragment')
+  if (url.username !== '' || url.password !== '') throw new Error('the URL must not carry credentials')
+  return url.href.replace(/\/$/, '')
+}

@@ -1,0 +1,40 @@
+/**
+ * A demo upstream standing in for the user's web server: `GET /ping` → {"message":"pong"},
+ * and `/echo` (any method) → what it received (method, URL, headers, body size), with the
+ * body streamed and counted, never buffered.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+
+export type Handler = (req: IncomingMessage, res: ServerResponse) => boolean
+
+function json (res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body)
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) })
+  res.end(text)
+}
+
+/** Handles the demo routes; returns false for any other path. */
+export const demoHandler: Handler = (req, res) => {
+  const path = req.url!.split('?', 1)[0]
+  if (path === '/ping' && (req.method === 'GET' || req.method === 'HEAD')) {
+    json(res, 200, { message: 'pong' })
+    return true
+  }
+  if (path === '/echo' || path?.startsWith('/echo/')) {
+    let bodyBytes = 0
+    req.on('data', (chunk: Buffer) => { bodyBytes += chunk.length })
+    req.on('end', () => json(res, 200, { method: req.method, url: req.url, headers: req.headers, bodyBytes }))
+    return true
+  }
+  return false
+}
+
+/** An http.Server running `handlers` in order, then the demo routes, then 404. */
+export function createDemoUpstream (...handlers: Handler[]): Server {
+  return createServer((req, res) => {
+    for (const h of handlers) if (h(req, res)) return
+    if (demoHandler(req, res)) return
+    req.resume()
+    json(res, 404, { message: 'not found' })
+  })
+}

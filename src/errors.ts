@@ -1,0 +1,61 @@
+/**
+ * The one error registry. Every error the gateway raises or answers with has a stable
+ * code, a message template and an HTTP status; tests assert on codes, never on text.
+ */
+import createError from '@fastify/error'
+
+/** A start-up configuration problem; the message names the variable and what it accepts. */
+export const ConfigError = createError('GW_CONFIG_INVALID', '%s', 500)
+
+/** The client is over a limit. */
+export const RateLimitedError = createError('GW_RATE_LIMITED', 'Too Many Requests', 429)
+
+/** The upstream refused the connection, reset it or sent something unusable. */
+export const UpstreamUnavailableError = createError('GW_UPSTREAM_UNAVAILABLE', 'The upstream server could not be reached', 502)
+
+/** The upstream did not answer within UPSTREAM_TIMEOUT_MS. */
+export const UpstreamTimeoutError = createError('GW_UPSTREAM_TIMEOUT', 'The upstream server did not answer in time', 504)
+
+/** The limiter store failed and STORE_FAILURE_MODE says to refuse meanwhile. */
+export const StoreUnavailableError = createError('GW_STORE_UNAVAILABLE', 'Rate limiting is temporarily unavailable', 503)
+
+/** Anything unexpected: answered without internals. */
+export const InternalError = createError('GW_INTERNAL', 'Internal error', 500)
+
+export interface ProblemDetails {
+  type: string
+  title: string
+  status: number
+  detail?: string
+  code?: string
+  [extension: string]: unknown
+}
+
+const STATUS_TITLES: Record<number, string> = {
+  400: 'Bad Request',
+  403: 'Forbidden',
+  404: 'Not Found',
+  413: 'Content Too Large',
+  429: 'Too Many Requests',
+  431: 'Request Header Fields Too Large',
+  500: 'Internal Server Error',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+  504: 'Gateway Timeout'
+}
+
+/** Title for a status, as RFC 9457 wants for type "about:blank". */
+export function statusTitle (status: number): string {
+  return STATUS_TITLES[status] ?? (status >= 500 ? 'Internal Server Error' : 'Bad Request')
+}
+
+/** RFC 9457 problem details for a status and an optional detail and code. */
+export function problem (status: number, detail?: string, code?: string, extra?: Record<string, unknown>): ProblemDetails {
+  const body: ProblemDetails = { type: 'about:blank', title: statusTitle(status), status }
+  if (detail !== undefined) body.detail = detail
+  if (code !== undefined) body.code = code
+  if (extra !== undefined) Object.assign(body, extra)
+  return body
+}
+
+export const PROBLEM_CONTENT_TYPE = 'application/problem+json'

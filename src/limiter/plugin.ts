@@ -1,0 +1,83 @@
+/**
+ * The limiter: an onRequest hook, so the decision is taken before any body is read and a
+ * rejected request never reaches the upstream. It must reach the proxy's routes, so it is
+ * registered with fastify-plugin (no encapsulation).
+ */
+import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
+import fp from 'fastify-plugin'
+import type { HeadersMode } from '../config/index.js'
+import { PROBLEM_CONTENT_TYPE, problem, RateLimitedError, StoreUnavailableError } from '../errors.js'
+import type { Identify } from '../identity/identify.js'
+import type { Store } from '../store/types.js'
+import { mostRestrictive, type Decision } from './decision.js'
+import { retryAfterSeconds, setRateLimitHeaders } from './headers.js'
+import type { Policy } from './policy.js'
+import { createThrottledLog } from '../log.js'
+
+export interface LimiterOptions {
+  store: Store
+  identify: Identify
+  /** The per-client limit. */
+  clientPolicy: Policy
+  /** The limit shared by all clients, if any. */
+  globalPolicy?: Policy | undefined
+  headers: HeadersMode
+}
+
+const RATE_LIMITED_CODE = new RateLimitedError().code
+const STORE_ERROR = new StoreUnavailableError()
+const STORE_ERROR_BODY = JSON.stringify(problem(STORE_ERROR.statusCode!, STORE_ERROR.message, STORE_ERROR.code))
+
+/** Key of the global limit's single bucket. */
+export const GLOBAL_KEY = 'global'
+
+function isPromise<T> (v: T | Promise<T>): v is Promise<T> {
+  return typeof (v as Promise<T>)?.then === 'function'
+}
+
+export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opts) {
+  const { store, identify, clientPolicy, globalPolicy, headers } = opts
+  const policies: readonly Policy[] = globalPolicy ? [globalPolicy, clientPolicy] : [clientPolicy]
+  const clientPrefix = clientPolicy.name + '|'
+  const storeErrorLog = createThrottledLog(app.log, 'warn', 'rate-limit store failed; answering 503')
+
+  function decide (reply: FastifyReply, decisions: Decision[], done: HookHandlerDoneFunction): void {
+    const top = mostRestrictive(decisions)
+    setRateLimitHeaders(reply, headers, decisions, top)
+    if (top.allowed) {
+      done()
+      return
+    }
+    const retryAfter = retryAfterSeconds(top.retryAfterMs)
+    reply
+      .code(429)
+      .header('retry-after', retryAfter)
+      .header('content-type', PROBLEM_CONTENT_TYPE)
+      .send(JSON.stringify(problem(429,
+        `Rate limit "${top.policy.name}" exceeded; retry in ${retryAfter} s.`,
+        RATE_LIMITED_CODE, { policy: top.policy.name, retryAfter })))
+  }
+
+  function storeFailed (reply: FastifyReply, err: unknown): void {
+    storeErrorLog(err)
+    reply.code(503).header('content-type', PROBLEM_CONTENT_TYPE).send(STORE_ERROR_BODY)
+  }
+
+  app.addHook('onRequest', function rateLimit (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
+    const identity = identify(request)
+    const clientKey = clientPrefix + identity.key
+    const keys = globalPolicy ? [GLOBAL_KEY, clientKey] : [clientKey]
+    let result: Decision[] | Promise<Decision[]>
+    try {
+      result = store.consume(keys, policies, 1)
+    } catch (err) {
+      storeFailed(reply, err)
+      return
+    }
+    if (isPromise(result)) {
+      result.then(d => decide(reply, d, done), err => storeFailed(reply, err))
+    } else {
+      decide(reply, result, done)
+    }
+  })
+}, { name: 'gateway-limiter', fastify: '5.x' })

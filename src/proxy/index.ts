@@ -1,0 +1,105 @@
+/**
+ * Forwarding to the upstream with @fastify/http-proxy (reply-from over an undici pool).
+ * Bodies stream both ways; hop-by-hop headers are dropped; X-Forwarded-* are set from
+ * what the gateway itself saw (a chain from an untrusted peer is replaced, not extended).
+ * One client request makes at most one upstream request: reply-from's retries are off.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import httpProxy from '@fastify/http-proxy'
+import type { IncomingHttpHeaders } from 'node:http'
+import { PROBLEM_CONTENT_TYPE, problem, UpstreamTimeoutError, UpstreamUnavailableError } from '../errors.js'
+import { createThrottledLog } from '../log.js'
+
+export interface ProxyOptions {
+  upstreamUrl: string
+  timeoutMs: number
+  connections: number
+  /** Whether the direct peer is a trusted proxy (whose X-Forwarded-* we keep). */
+  isTrustedPeer: (address: string) => boolean
+}
+
+/** Methods proxied; anything else gets fastify's 404 without reaching the upstream. */
+export const PROXIED_METHODS = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS'] as const
+
+/** Request headers meaningful only on the hop between client and gateway (RFC 9110 §7.6.1). */
+const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade']
+/** Response headers of the upstream hop, not for the client. */
+const RESPONSE_HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'trailer', 'upgrade']
+
+const TIMEOUT = new UpstreamTimeoutError()
+const UNAVAILABLE = new UpstreamUnavailableError()
+const TIMEOUT_BODY = JSON.stringify(problem(504, TIMEOUT.message, TIMEOUT.code))
+const UNAVAILABLE_BODY = JSON.stringify(problem(502, UNAVAILABLE.message, UNAVAILABLE.code))
+
+function dropListedInConnection (headers: Record<string, unknown>, connection: unknown): void {
+  if (typeof connection !== 'string') return
+  for (const name of connection.split(',')) {
+    const n = name.trim().toLowerCase()
+    if (n) delete headers[n]
+  }
+}
+
+function isTimeout (error: { statusCode?: number, code?: string }): boolean {
+  return error.statusCode === 504 || error.code === 'UND_ERR_HEADERS_TIMEOUT' || error.code === 'UND_ERR_BODY_TIMEOUT'
+}
+
+export async function registerProxy (app: FastifyInstance, opts: ProxyOptions): Promise<void> {
+  const upstreamErrorLog = createThrottledLog(app.log, 'warn', 'upstream request failed')
+
+  function rewriteRequestHeaders (request: FastifyRequest, headers: IncomingHttpHeaders): IncomingHttpHeaders {
+    const raw = request.raw.headers
+    dropListedInConnection(headers, raw.connection)
+    for (const h of HOP_BY_HOP) delete headers[h]
+    // Keep `TE: trailers`, the one TE value a proxy may pass on.
+    if (raw.te === 'trailers') headers.te = 'trailers'
+    // A client gone before forwarding has no address left; its request goes nowhere anyway.
+    /* c8 ignore next */
+    const peer = request.socket.remoteAddress ?? ''
+    const trusted = opts.isTrustedPeer(peer)
+    const prior = raw['x-forwarded-for']
+    headers['x-forwarded-for'] = trusted && typeof prior === 'string' && prior !== '' ? `${prior}, ${peer}` : peer
+    const proto = raw['x-forwarded-proto']
+    headers['x-forwarded-proto'] = trusted && typeof proto === 'string' ? proto : request.protocol
+    const fwdHost = raw['x-forwarded-host']
+    const host = trusted && typeof fwdHost === 'string' ? fwdHost : raw.host
+    if (host !== undefined) headers['x-forwarded-host'] = host
+    else delete headers['x-forwarded-host']
+    return headers
+  }
+
+  function rewriteHeaders (headers: Record<string, unknown>): Record<string, unknown> {
+    dropListedInConnection(headers, headers.connection)
+    for (const h of RESPONSE_HOP_BY_HOP) delete headers[h]
+    return headers
+  }
+
+  function onError (reply: FastifyReply, { error }: { error: Error & { statusCode?: number, code?: string, cause?: unknown } }): void {
+    const timeout = isTimeout(error)
+    upstreamErrorLog(error.cause ?? error, { code: error.code, timeout })
+    reply
+      .code(timeout ? 504 : 502)
+      .header('content-type', PROBLEM_CONTENT_TYPE)
+      .send(timeout ? TIMEOUT_BODY : UNAVAILABLE_BODY)
+  }
+
+  await app.register(httpProxy, {
+    upstream: opts.upstreamUrl,
+    httpMethods: [...PROXIED_METHODS],
+    websocket: true,
+    disableRequestLogging: true,
+    undici: {
+      connections: opts.connections,
+      pipelining: 1,
+      headersTimeout: opts.timeoutMs,
+      bodyTimeout: opts.timeoutMs,
+      connectTimeout: Math.min(opts.timeoutMs, 10_000)
+    },
+    replyOptions: {
+      // No retries at all: one client request, at most one upstream request.
+      retryDelay: () => null,
+      rewriteRequestHeaders,
+      rewriteHeaders,
+      onError: onError as never
+    }
+  } as never)
+}

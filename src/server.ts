@@ -1,0 +1,81 @@
+/**
+ * The process entry point, and the only module that touches `process`: environment →
+ * Config → App → listen → signals. A bad configuration exits with status 1 before any
+ * port is bound, naming the variable.
+ */
+import { pathToFileURL } from 'node:url'
+import pino from 'pino'
+import { buildApp, type App } from './app.js'
+import { loadConfig, type Config } from './config/index.js'
+import { loggerOptions } from './log.js'
+
+export interface Running {
+  app: App
+  /** Drain and close everything; resolves when done (also on a forced close). */
+  shutdown (signal: string): Promise<void>
+}
+
+export async function main (env: Record<string, string | undefined> = process.env): Promise<Running | undefined> {
+  let config: Config
+  try {
+    config = loadConfig(env)
+  } catch (err) {
+    process.stderr.write(`configuration error: ${(err as Error).message}\n`)
+    process.exitCode = 1
+    return undefined
+  }
+
+  const logger = pino(loggerOptions(config.logLevel, config.apiKeyHeader))
+  const app = await buildApp(config, { logger })
+  try {
+    await app.gateway.listen({ port: config.port, host: config.host })
+    await app.admin.listen({ port: config.adminPort, host: config.adminHost })
+  } catch (err) {
+    logger.fatal({ err }, 'could not listen')
+    await app.close().catch(() => {})
+    process.exitCode = 1
+    return undefined
+  }
+  logger.info({
+    upstream: config.upstreamUrl,
+    rateLimiting: config.rateLimitEnabled,
+    store: config.store,
+    rate: config.limit.rate.text,
+    burst: config.limit.burst
+  }, 'gateway ready')
+
+  let closing: Promise<void> | undefined
+  function shutdown (signal: string): Promise<void> {
+    closing ??= (async () => {
+      logger.info({ signal }, 'shutting down: draining in-flight requests')
+      // Past the drain bound, cut the remaining connections so the process still exits.
+      const force = setTimeout(() => {
+        logger.warn('drain timeout reached; closing remaining connections')
+        app.gateway.server.closeAllConnections()
+      }, config.shutdownTimeoutMs)
+      force.unref()
+      try {
+        await app.close()
+      } finally {
+        clearTimeout(force)
+      }
+      logger.info('shut down')
+    })()
+    return closing
+  }
+  /* c8 ignore start -- closing fastify and the store has no failure a test can provoke */
+  function shutdownFailed (err: unknown): void {
+    logger.error({ err }, 'shutdown failed')
+    process.exit(1)
+  }
+  /* c8 ignore stop */
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(signal, () => { shutdown(signal).then(() => process.exit(0), shutdownFailed) })
+  }
+  return { app, shutdown }
+}
+
+/* c8 ignore next 3 -- the entry-point guard runs only when started as a program (tested by spawning it) */
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  await main()
+}

@@ -1,0 +1,81 @@
+/**
+ * The embedded store: one number (the token bucket's TAT) per tracked key in a bounded
+ * LRU. A flood of distinct clients evicts the least recently seen, so memory stays under
+ * MEMORY_STORE_MAX_KEYS entries; a key whose bucket has refilled completely expires, since
+ * a full bucket and an absent key mean the same thing.
+ */
+import { LRUCache } from 'lru-cache'
+import type { Clock } from '../clock.js'
+import type { Decision } from '../limiter/decision.js'
+import type { Policy } from '../limiter/policy.js'
+import { tokenBucket, type TokenBucketDecision } from '../limiter/algorithms/token-bucket.js'
+import type { Store } from './types.js'
+
+/** How often idle (refilled) keys are swept out, besides being dropped when touched. */
+export const DEFAULT_PURGE_INTERVAL_MS = 30_000
+
+export interface MemoryStoreOptions {
+  maxKeys: number
+  clock: Clock
+  purgeIntervalMs?: number
+}
+
+export class MemoryStore implements Store {
+  readonly kind = 'memory'
+  private readonly cache: LRUCache<string, number>
+  private readonly clock: Clock
+  private readonly timer: NodeJS.Timeout | undefined
+
+  constructor (opts: MemoryStoreOptions) {
+    this.clock = opts.clock
+    this.cache = new LRUCache<string, number>({
+      max: opts.maxKeys,
+      // Entries expire when their bucket is full again; TTLs run on the injected clock.
+      ttlAutopurge: false,
+      perf: this.clock,
+      ttlResolution: 0
+    })
+    const every = opts.purgeIntervalMs ?? DEFAULT_PURGE_INTERVAL_MS
+    if (every > 0) {
+      this.timer = setInterval(() => this.cache.purgeStale(), every)
+      this.timer.unref()
+    }
+  }
+
+  consume (keys: readonly string[], policies: readonly Policy[], cost: number): Decision[] {
+    const now = this.clock.now()
+    const n = keys.length
+    const out: TokenBucketDecision[] = new Array(n)
+    let allowed = true
+    for (let i = 0; i < n; i++) {
+      const d = tokenBucket(this.cache.get(keys[i]!), policies[i]!, now, cost)
+      out[i] = d
+      if (!d.allowed) allowed = false
+    }
+    if (allowed) {
+      for (let i = 0; i < n; i++) {
+        const d = out[i]!
+        this.cache.set(keys[i]!, d.state, { ttl: Math.ceil(d.resetMs) })
+      }
+    }
+    return out
+  }
+
+  /** The stored state of a key (tests and inspection). */
+  peek (key: string): number | undefined {
+    return this.cache.get(key, { updateAgeOnGet: false })
+  }
+
+  size (): number {
+    return this.cache.size
+  }
+
+  ready (): boolean {
+    return true
+  }
+
+  async close (): Promise<void> {
+    if (this.timer) clearInterval(this.timer)
+    this.cache.clear()
+  }
+}

@@ -1,0 +1,102 @@
+import t from 'tap'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { loadConfig } from '../src/config/index.js'
+
+const BASE = { UPSTREAM_URL: 'http://127.0.0.1:8080' }
+const dir = mkdtempSync(join(tmpdir(), 'gw-config-'))
+const keysFile = join(dir, 'keys.txt')
+writeFileSync(keysFile, '# partner keys\nfile-key-1:pro\nfile-key-2\n')
+
+// [name, env, variable the error must name (or null: valid), pattern of what it accepts]
+const BAD: Array<[string, Record<string, string | undefined>, string, RegExp]> = [
+  ['missing UPSTREAM_URL', {}, 'UPSTREAM_URL', /required/],
+  ['UPSTREAM_URL with ftp', { UPSTREAM_URL: 'ftp://x' }, 'UPSTREAM_URL', /http:\/\/ or https:\/\//],
+  ['UPSTREAM_URL not a URL', { UPSTREAM_URL: 'not a url' }, 'UPSTREAM_URL', /http:\/\/ or https:\/\//],
+  ['UPSTREAM_URL with credentials', { UPSTREAM_URL: 'http://u:p@x' }, 'UPSTREAM_URL', /credentials/],
+  ['PORT=abc', { PORT: 'abc' }, 'PORT', /integer.*0-65535/],
+  ['PORT too large', { PORT: '70000' }, 'PORT', /0-65535/],
+  ['negative rate', { RATE_LIMIT_RATE: '-1/s' }, 'RATE_LIMIT_RATE', /N\/s, N\/m, N\/h or N\/d/],
+  ['zero rate', { RATE_LIMIT_RATE: '0/s' }, 'RATE_LIMIT_RATE', /positive/],
+  ['unknown rate unit', { RATE_LIMIT_RATE: '10/w' }, 'RATE_LIMIT_RATE', /N\/s/],
+  ['rate without unit', { RATE_LIMIT_RATE: '10' }, 'RATE_LIMIT_RATE', /N\/s/],
+  ['RATE_LIMIT_BURST=0', { RATE_LIMIT_BURST: '0' }, 'RATE_LIMIT_BURST', />= 1/],
+  ['RATE_LIMIT_BURST fractional', { RATE_LIMIT_BURST: '2.5' }, 'RATE_LIMIT_BURST', /integer/],
+  ['malformed TRUST_PROXY CIDR', { TRUST_PROXY: '10.0.0.0/33' }, 'TRUST_PROXY', /IP addresses or CIDRs/],
+  ['TRUST_PROXY not an address', { TRUST_PROXY: 'proxy.local' }, 'TRUST_PROXY', /IP addresses or CIDRs/],
+  ['TRUST_PROXY=true refused', { TRUST_PROXY: 'true' }, 'TRUST_PROXY', /trust every peer/],
+  ['RATE_LIMIT_ENABLED=maybe', { RATE_LIMIT_ENABLED: 'maybe' }, 'RATE_LIMIT_ENABLED', /true or false/],
+  ['unknown algorithm', { RATE_LIMIT_ALGORITHM: 'magic' }, 'RATE_LIMIT_ALGORITHM', /token-bucket/],
+  ['unknown headers mode', { RATE_LIMIT_HEADERS: 'all' }, 'RATE_LIMIT_HEADERS', /both, draft, legacy or none/],
+  ['unknown store', { STORE: 'mongo' }, 'STORE', /memory/],
+  ['unknown key source', { RATE_LIMIT_KEY_BY: 'cookie' }, 'RATE_LIMIT_KEY_BY', /ip, api-key, header:<name>/],
+  ['bad header source', { RATE_LIMIT_KEY_BY: 'header:bad name' }, 'RATE_LIMIT_KEY_BY', /not a valid header name/],
+  ['empty key source list', { RATE_LIMIT_KEY_BY: ' , ' }, 'RATE_LIMIT_KEY_BY', /empty list/],
+  ['UPSTREAM_URL with a query', { UPSTREAM_URL: 'http://web/?a=1' }, 'UPSTREAM_URL', /query string/],
+  ['duplicate key source', { RATE_LIMIT_KEY_BY: 'ip,ip' }, 'RATE_LIMIT_KEY_BY', /twice/],
+  ['IPV6_SUBNET out of range', { IPV6_SUBNET: '129' }, 'IPV6_SUBNET', /1-128/],
+  ['API key with a space', { API_KEYS: 'a b:pro' }, 'API_KEYS', /printable ASCII/],
+  ['API key with a bad tier', { API_KEYS: 'k1:p r o' }, 'API_KEYS', /printable|tier/],
+  ['API key listed twice', { API_KEYS: 'k1,k1' }, 'API_KEYS', /twice/],
+  ['missing API_KEYS_FILE', { API_KEYS_FILE: join(dir, 'nope.txt') }, 'API_KEYS_FILE', /ENOENT/],
+  ['global burst without rate', { GLOBAL_RATE_LIMIT_BURST: '10' }, 'GLOBAL_RATE_LIMIT_BURST', /GLOBAL_RATE_LIMIT_RATE/],
+  ['bad global rate', { GLOBAL_RATE_LIMIT_RATE: 'fast' }, 'GLOBAL_RATE_LIMIT_RATE', /N\/s/],
+  ['bad API_KEY_HEADER', { API_KEY_HEADER: 'x key' }, 'API_KEY_HEADER', /header name/],
+  ['LOG_LEVEL unknown', { LOG_LEVEL: 'loud' }, 'LOG_LEVEL', /info/]
+]
+
+t.test('bad configuration is refused, naming the variable and what it accepts', async t => {
+  for (const [name, env, variable, accepts] of BAD) {
+    const merged = { ...(name === 'missing UPSTREAM_URL' ? {} : BASE), ...env }
+    t.throws(() => loadConfig(merged), { code: 'GW_CONFIG_INVALID', message: new RegExp(variable) }, `${name}: names ${variable}`)
+    t.throws(() => loadConfig(merged), { message: accepts }, `${name}: says what it accepts`)
+  }
+})
+
+t.test('several bad variables are all reported at once', async t => {
+  t.throws(() => loadConfig({ ...BASE, PORT: 'abc', ADMIN_PORT: 'xyz' }), { message: /PORT.*ADMIN_PORT|ADMIN_PORT.*PORT/ })
+})
+
+t.test('defaults', async t => {
+  const c = loadConfig(BASE)
+  t.match(c, {
+    port: 8000, host: '0.0.0.0', upstreamUrl: 'http://127.0.0.1:8080', upstreamTimeoutMs: 30_000,
+    rateLimitEnabled: true, algorithm: 'token-bucket', limit: { rate: { count: 10, periodMs: 1000, text: '10/s' }, burst: 20 },
+    keyBy: [{ kind: 'api-key' }, { kind: 'ip' }], apiKeyHeader: 'x-api-key', globalLimit: undefined,
+    trustProxy: [], ipv6Subnet: 64, headers: 'both', store: 'memory', adminPort: 9000, adminHost: '127.0.0.1', logLevel: 'info'
+  })
+  t.equal(c.apiKeys.size, 0)
+})
+
+// [name, env, what the Config must contain]
+const GOOD: Array<[string, Record<string, string>, Record<string, unknown>]> = [
+  ['per-minute rate', { RATE_LIMIT_RATE: '600/m' }, { limit: { rate: { count: 600, periodMs: 60_000 } } }],
+  ['per-hour rate with spaces', { RATE_LIMIT_RATE: ' 100 / h ' }, { limit: { rate: { count: 100, periodMs: 3_600_000, text: '100/h' } } }],
+  ['per-day rate', { RATE_LIMIT_RATE: '5000/d' }, { limit: { rate: { periodMs: 86_400_000 } } }],
+  ['fractional rate', { RATE_LIMIT_RATE: '0.5/s' }, { limit: { rate: { count: 0.5 } } }],
+  ['trailing slash dropped from upstream', { UPSTREAM_URL: 'https://web:8443/' }, { upstreamUrl: 'https://web:8443' }],
+  ['upstream with a base path', { UPSTREAM_URL: 'http://web/api' }, { upstreamUrl: 'http://web/api' }],
+  ['trust proxy list', { TRUST_PROXY: '10.0.0.0/8, 192.168.1.1,::1,loopback' }, { trustProxy: ['10.0.0.0/8', '192.168.1.1', '::1', 'loopback'] }],
+  ['header identity', { RATE_LIMIT_KEY_BY: 'header:X-User-Id,ip' }, { keyBy: [{ kind: 'header', name: 'x-user-id' }, { kind: 'ip' }] }],
+  ['global limit with default burst', { GLOBAL_RATE_LIMIT_RATE: '1000/s' }, { globalLimit: { rate: { count: 1000 }, burst: 1000 } }],
+  ['global limit with burst', { GLOBAL_RATE_LIMIT_RATE: '100/s', GLOBAL_RATE_LIMIT_BURST: '50' }, { globalLimit: { burst: 50 } }],
+  ['limiting off', { RATE_LIMIT_ENABLED: 'false' }, { rateLimitEnabled: false }],
+  ['empty variables mean unset', { PORT: '', RATE_LIMIT_RATE: '' }, { port: 8000, limit: { rate: { text: '10/s' } } }],
+  ['API key header lower-cased', { API_KEY_HEADER: 'X-Api-Token' }, { apiKeyHeader: 'x-api-token' }]
+]
+
+t.test('good configuration', async t => {
+  for (const [name, env, expected] of GOOD) t.match(loadConfig({ ...BASE, ...env }), expected, name)
+})
+
+t.test('API keys from the variable and the file, with tiers', async t => {
+  const c = loadConfig({ ...BASE, API_KEYS: 'k1:pro, k2', API_KEYS_FILE: keysFile })
+  t.same([...c.apiKeys.entries()], [['k1', 'pro'], ['k2', undefined], ['file-key-1', 'pro'], ['file-key-2', undefined]])
+})
+
+t.test('the Config is frozen, its key registry too', async t => {
+  const c = loadConfig({ ...BASE, API_KEYS: 'k1' })
+  t.ok(Object.isFrozen(c) && Object.isFrozen(c.limit) && Object.isFrozen(c.limit.rate) && Object.isFrozen(c.keyBy))
+  t.throws(() => (c.apiKeys as Map<string, string>).set('k2', 'x'))
+})

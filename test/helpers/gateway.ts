@@ -1,0 +1,48 @@
+/**
+ * Builds the real gateway from an environment and listens on 127.0.0.1:0 (client and
+ * admin), closed when the test ends. Time can be injected with a ManualClock.
+ */
+import type { Teardown } from './tap.js'
+import type { AddressInfo } from 'node:net'
+import pino from 'pino'
+import { buildApp, type App } from '../../src/app.js'
+import type { Clock } from '../../src/clock.js'
+import { loadConfig } from '../../src/config/index.js'
+import type { Store } from '../../src/store/types.js'
+
+export interface TestGateway {
+  app: App
+  url: string
+  adminUrl: string
+  port: number
+}
+
+export interface GatewayOptions {
+  clock?: Clock
+  store?: Store
+  /** Listen address of the client listener (default 127.0.0.1). */
+  host?: string
+}
+
+export async function startGateway (t: Teardown, env: Record<string, string>, opts: GatewayOptions = {}): Promise<TestGateway> {
+  const config = loadConfig({
+    PORT: '0',
+    HOST: opts.host ?? '127.0.0.1',
+    ADMIN_PORT: '0',
+    ADMIN_HOST: '127.0.0.1',
+    LOG_LEVEL: 'silent',
+    ...env
+  })
+  const app = await buildApp(config, {
+    logger: pino({ level: 'silent' }),
+    ...(opts.clock ? { clock: opts.clock } : {}),
+    ...(opts.store ? { store: opts.store } : {})
+  })
+  t.teardown(() => app.close())
+  await app.gateway.listen({ port: 0, host: config.host })
+  await app.admin.listen({ port: 0, host: config.adminHost })
+  const port = (app.gateway.server.address() as AddressInfo).port
+  const adminPort = (app.admin.server.address() as AddressInfo).port
+  const host = config.host.includes(':') ? `[${config.host}]` : config.host
+  return { app, port, url: `http://${host}:${port}`, adminUrl: `http://127.0.0.1:${adminPort}` }
+}

@@ -1,0 +1,60 @@
+import t from 'tap'
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { createServer } from 'node:net'
+import { freePort, SERVER } from './helpers/process.js'
+
+
+
+async function run (env: Record<string, string>): Promise<{ code: number | null, stdout: string, stderr: string }> {
+  const child = spawn(process.execPath, [SERVER], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+  const [code] = await once(child, 'exit') as [number | null]
+  return { code, stdout, stderr }
+}
+
+async function portIsFree (port: number): Promise<boolean> {
+  const s = createServer()
+  try {
+    s.listen(port, '127.0.0.1')
+    await once(s, 'listening')
+    return true
+  } catch {
+    return false
+  } finally {
+    s.close()
+  }
+}
+
+const CASES: Array<[string, Record<string, string>, RegExp]> = [
+  ['missing UPSTREAM_URL', {}, /UPSTREAM_URL is required/],
+  ['PORT=abc', { UPSTREAM_URL: 'http://127.0.0.1:1', PORT: 'abc' }, /PORT must be integer/],
+  ['RATE_LIMIT_BURST=0', { UPSTREAM_URL: 'http://127.0.0.1:1', RATE_LIMIT_BURST: '0' }, /RATE_LIMIT_BURST must be >= 1/],
+  ['TRUST_PROXY=true', { UPSTREAM_URL: 'http://127.0.0.1:1', TRUST_PROXY: 'true' }, /TRUST_PROXY: "true" would trust every peer/]
+]
+
+t.test('a port already in use exits 1 with a clear message', async t => {
+  const blocker = createServer().listen(0, '127.0.0.1')
+  await once(blocker, 'listening')
+  t.teardown(() => blocker.close())
+  const port = (blocker.address() as { port: number }).port
+  const { code, stdout } = await run({ UPSTREAM_URL: 'http://127.0.0.1:1', HOST: '127.0.0.1', PORT: String(port), ADMIN_PORT: String(await freePort()), LOG_LEVEL: 'fatal' })
+  t.equal(code, 1)
+  const line = JSON.parse(stdout.trim().split('\n').at(-1)!)
+  t.match(line, { level: 60, msg: 'could not listen', err: { code: 'EADDRINUSE' } }, 'one fatal JSON log line says why')
+})
+
+t.test('a bad configuration exits 1 before binding any port, naming the variable', async t => {
+  for (const [name, env, message] of CASES) {
+    const port = await freePort()
+    const adminPort = await freePort()
+    const { code, stderr } = await run({ HOST: '127.0.0.1', ADMIN_PORT: String(adminPort), ...(env.PORT ? {} : { PORT: String(port) }), ...env })
+    t.equal(code, 1, `${name}: exit status 1`)
+    t.match(stderr, /^configuration error: /, `${name}: says it is a configuration error`)
+    t.match(stderr, message, `${name}: names the variable`)
+    t.ok(await portIsFree(port) && await portIsFree(adminPort), `${name}: no port was bound`)
+  }
+})
