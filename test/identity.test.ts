@@ -1,5 +1,6 @@
 import t from 'tap'
 import { ipKey } from '../src/identity/ip.js'
+import { apiKeyId } from '../src/identity/identify.js'
 import type { MemoryStore } from '../src/store/memory.js'
 import { startUpstream } from './helpers/upstream.js'
 import { startGateway } from './helpers/gateway.js'
@@ -91,12 +92,13 @@ t.test('a registered API key has its own bucket; unknown keys fall back to the I
   t.equal((await withKey('good-key')).status, 200)
   t.equal((await withKey('good-key')).status, 429)
   t.equal((await withKey('other-key')).status, 200, 'another key, another bucket, same IP')
-  t.ok(tracked('key:good-key') && tracked('key:other-key'))
+  t.ok(tracked(apiKeyId('good-key')) && tracked(apiKeyId('other-key')))
+  t.notMatch(apiKeyId('good-key'), 'good-key', 'the key itself is not in the identity')
   // Made-up keys are all the same client: the IP.
   t.equal((await withKey('made-up-1')).status, 200)
   t.equal((await withKey('made-up-2')).status, 429)
   t.equal((await send(`${gw.url}/ping`, { from: '127.0.0.2' })).status, 429, 'and no key at all is that IP too')
-  t.notOk(tracked('key:made-up-1'))
+  t.notOk(tracked(apiKeyId('made-up-1')))
 })
 
 t.test('a user id header from an auth layer names the client; absent or oversized, the IP does', async t => {
@@ -114,5 +116,5 @@ t.test('with ip first in RATE_LIMIT_KEY_BY, keys are not consulted', async t => 
   const { gw, tracked } = await gateway(t, { RATE_LIMIT_KEY_BY: 'ip,api-key', API_KEYS: 'good-key' })
   t.equal((await send(`${gw.url}/ping`, { from: '127.0.0.2', headers: { 'x-api-key': 'good-key' } })).status, 200)
   t.ok(tracked('ip:127.0.0.2'))
-  t.notOk(tracked('key:good-key'))
+  t.notOk(tracked(apiKeyId('good-key')))
 })

@@ -14,10 +14,10 @@ t.test('a flood of distinct clients never grows the store past its bound', async
   t.teardown(() => store.close())
   let hotRejected = 0
   for (let i = 0; i < 200_000; i++) {
-    store.consume([`ip:flood-${i}`], [p], 1)
+    store.consume(`ip:flood-${i}`, [p], 1)
     // The abusive client keeps sending while the flood goes on: it stays tracked and limited.
     if (i % 100 === 0) {
-      const [d] = store.consume(['ip:hot'], [p], 1)
+      const [d] = store.consume('ip:hot', [p], 1)
       if (i >= 200 && d!.allowed === false) hotRejected++
     }
   }
@@ -29,7 +29,7 @@ t.test('keys whose buckets have refilled are swept out', async t => {
   const clock = new ManualClock()
   const store = new MemoryStore({ maxKeys: 1000, clock, purgeIntervalMs: 0 })
   t.teardown(() => store.close())
-  for (let i = 0; i < 500; i++) store.consume([`k${i}`], [p], 1)
+  for (let i = 0; i < 500; i++) store.consume(`k${i}`, [p], 1)
   t.equal(store.size(), 500)
   clock.advance(30_000)
   ;(store as unknown as { cache: { purgeStale (): void } }).cache.purgeStale()
@@ -43,7 +43,7 @@ t.test('the periodic sweep runs on its own', async t => {
   const clock = new ManualClock()
   const store = new MemoryStore({ maxKeys: 100, clock, purgeIntervalMs: 20 })
   t.teardown(() => store.close())
-  store.consume(['k'], [p], 1)
+  store.consume('k', [p], 1)
   clock.advance(60_001)
   await new Promise(resolve => setTimeout(resolve, 60))
   t.equal(store.size(), 0)

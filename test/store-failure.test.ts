@@ -11,7 +11,7 @@ import { send } from './helpers/http.js'
  * (The Redis store's real failures are tested against real redis-server processes.)
  */
 function store (consume: Store['consume']): Store {
-  return { kind: 'test', consume, size: () => 0, ready: () => true, close: async () => {} }
+  return { kind: 'test', consume, size: () => 0, ready: () => true, mode: () => 'test', close: async () => {} }
 }
 const allow = (policies: readonly Policy[]): Decision[] =>
   policies.map(policy => ({ policy, allowed: true, remaining: 7, resetMs: 1500, retryAfterMs: 0 }))
@@ -33,7 +33,7 @@ t.test('a store that throws is a 503, never a 429, and never reaches the upstrea
 
 t.test('an asynchronous store decides before the request is proxied', async t => {
   const upstream = await startUpstream(t)
-  const slow = store(async (_keys, policies) => {
+  const slow = store(async (_subject, policies) => {
     await new Promise(resolve => setTimeout(resolve, 20))
     return allow(policies)
   })
@@ -50,7 +50,7 @@ t.test('readiness follows the store', async t => {
   const gw = await startGateway(t, { UPSTREAM_URL: upstream.url }, { store: down })
   const r = await send(`${gw.adminUrl}/readyz`)
   t.equal(r.status, 503)
-  t.same(JSON.parse(r.body), { status: 'not-ready', rateLimiting: true, store: { kind: 'test', ready: false } })
+  t.same(JSON.parse(r.body), { status: 'not-ready', rateLimiting: true, store: { kind: 'test', mode: 'test', ready: false } })
 
   const off = await startGateway(t, { UPSTREAM_URL: upstream.url, RATE_LIMIT_ENABLED: 'false' })
   const r2 = await send(`${off.adminUrl}/readyz`)

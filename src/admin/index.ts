@@ -30,7 +30,7 @@ export function buildAdmin (opts: AdminOptions): FastifyInstance {
     return {
       status: ready ? 'ready' : (opts.state.draining ? 'draining' : 'not-ready'),
       rateLimiting: opts.rateLimitEnabled,
-      store: opts.store ? { kind: opts.store.kind, ready: storeReady } : null
+      store: opts.store ? { kind: opts.store.kind, mode: opts.store.mode(), ready: storeReady } : null
     }
   })
 

@@ -3,6 +3,7 @@
  * first present names the client. An API key counts only when the registry knows it, so
  * made-up keys cannot mint fresh buckets; when nothing else names the client, its IP does.
  */
+import { createHash } from 'node:crypto'
 import type { FastifyRequest } from 'fastify'
 import type { Config, KeySource } from '../config/index.js'
 import { ipKey } from './ip.js'
@@ -13,7 +14,7 @@ export const MAX_HEADER_ID_LENGTH = 256
 export type IdentitySource = 'ip' | 'api-key' | 'header'
 
 export interface Identity {
-  /** The store key of the client, e.g. `ip:203.0.113.7`, `key:abc`, `h:x-user-id:42`. */
+  /** The store key of the client, e.g. `ip:203.0.113.7`, `key:<digest>`, `h:x-user-id:42`. */
   readonly key: string
   readonly source: IdentitySource
   /** The API key's tier, when identified by a registered key that has one. */
@@ -22,6 +23,14 @@ export interface Identity {
 
 export type Identify = (request: FastifyRequest) => Identity
 
+/**
+ * The identity key of an API key: a digest, so that the key itself never appears in a
+ * store (Redis keys are visible to anyone who can SCAN) nor in logs.
+ */
+export function apiKeyId (apiKey: string): string {
+  return 'key:' + createHash('sha256').update(apiKey).digest('base64url').slice(0, 22)
+}
+
 function headerValue (request: FastifyRequest, name: string): string | undefined {
   const v = request.headers[name]
   // A repeated header is ambiguous: ignore it rather than pick one.
@@ -29,7 +38,10 @@ function headerValue (request: FastifyRequest, name: string): string | undefined
 }
 
 export function createIdentify (config: Pick<Config, 'keyBy' | 'apiKeyHeader' | 'apiKeys' | 'ipv6Subnet'>): Identify {
-  const { apiKeyHeader, apiKeys, ipv6Subnet } = config
+  const { apiKeyHeader, ipv6Subnet } = config
+  // Identities of registered keys, built once: a keyed request allocates nothing.
+  const keyed = new Map<string, Identity>()
+  for (const [apiKey, tier] of config.apiKeys) keyed.set(apiKey, Object.freeze({ key: apiKeyId(apiKey), source: 'api-key', tier }))
   const sources: readonly KeySource[] = config.keyBy
   const ipIdentity = (request: FastifyRequest): Identity =>
     ({ key: 'ip:' + ipKey(request.ip, ipv6Subnet), source: 'ip', tier: undefined })
@@ -43,10 +55,9 @@ export function createIdentify (config: Pick<Config, 'keyBy' | 'apiKeyHeader' | 
       if (source.kind === 'ip') {
         break
       } else if (source.kind === 'api-key') {
-        const key = headerValue(request, apiKeyHeader)
-        if (key !== undefined && apiKeys.has(key)) {
-          return { key: 'key:' + key, source: 'api-key', tier: apiKeys.get(key) }
-        }
+        const value = headerValue(request, apiKeyHeader)
+        const identity = value === undefined ? undefined : keyed.get(value)
+        if (identity !== undefined) return identity
       } else if (source.kind === 'header') {
         const value = headerValue(request, source.name)
         if (value !== undefined && value.length > 0 && value.length <= MAX_HEADER_ID_LENGTH) {

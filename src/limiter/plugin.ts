@@ -28,9 +28,6 @@ const RATE_LIMITED_CODE = new RateLimitedError().code
 const STORE_ERROR = new StoreUnavailableError()
 const STORE_ERROR_BODY = JSON.stringify(problem(STORE_ERROR.statusCode!, STORE_ERROR.message, STORE_ERROR.code))
 
-/** Key of the global limit's single bucket. */
-export const GLOBAL_KEY = 'global'
-
 function isPromise<T> (v: T | Promise<T>): v is Promise<T> {
   return typeof (v as Promise<T>)?.then === 'function'
 }
@@ -38,7 +35,6 @@ function isPromise<T> (v: T | Promise<T>): v is Promise<T> {
 export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opts) {
   const { store, identify, clientPolicy, globalPolicy, headers } = opts
   const policies: readonly Policy[] = globalPolicy ? [globalPolicy, clientPolicy] : [clientPolicy]
-  const clientPrefix = clientPolicy.name + '|'
   const storeErrorLog = createThrottledLog(app.log, 'warn', 'rate-limit store failed; answering 503')
 
   function decide (reply: FastifyReply, decisions: Decision[], done: HookHandlerDoneFunction): void {
@@ -65,11 +61,9 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
 
   app.addHook('onRequest', function rateLimit (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
     const identity = identify(request)
-    const clientKey = clientPrefix + identity.key
-    const keys = globalPolicy ? [GLOBAL_KEY, clientKey] : [clientKey]
     let result: Decision[] | Promise<Decision[]>
     try {
-      result = store.consume(keys, policies, 1)
+      result = store.consume(identity.key, policies, 1)
     } catch (err) {
       storeFailed(reply, err)
       return

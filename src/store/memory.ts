@@ -9,7 +9,7 @@ import type { Clock } from '../clock.js'
 import type { Decision } from '../limiter/decision.js'
 import type { Policy } from '../limiter/policy.js'
 import { tokenBucket, type TokenBucketDecision } from '../limiter/algorithms/token-bucket.js'
-import type { Store } from './types.js'
+import { localKey, type Store } from './types.js'
 
 /** How often idle (refilled) keys are swept out, besides being dropped when touched. */
 export const DEFAULT_PURGE_INTERVAL_MS = 30_000
@@ -42,21 +42,27 @@ export class MemoryStore implements Store {
     }
   }
 
-  consume (keys: readonly string[], policies: readonly Policy[], cost: number): Decision[] {
+  consume (subject: string, policies: readonly Policy[], cost: number): Decision[] {
     const now = this.clock.now()
-    const n = keys.length
+    const n = policies.length
+    if (n === 1) {
+      // The common case (one limit) without the arrays.
+      const key = localKey(policies[0]!, subject)
+      const d = tokenBucket(this.cache.get(key), policies[0]!, now, cost)
+      if (d.allowed) this.cache.set(key, d.state, { ttl: Math.ceil(d.resetMs) })
+      return [d]
+    }
+    const keys: string[] = new Array(n)
     const out: TokenBucketDecision[] = new Array(n)
     let allowed = true
     for (let i = 0; i < n; i++) {
+      keys[i] = localKey(policies[i]!, subject)
       const d = tokenBucket(this.cache.get(keys[i]!), policies[i]!, now, cost)
       out[i] = d
       if (!d.allowed) allowed = false
     }
     if (allowed) {
-      for (let i = 0; i < n; i++) {
-        const d = out[i]!
-        this.cache.set(keys[i]!, d.state, { ttl: Math.ceil(d.resetMs) })
-      }
+      for (let i = 0; i < n; i++) this.cache.set(keys[i]!, out[i]!.state, { ttl: Math.ceil(out[i]!.resetMs) })
     }
     return out
   }
@@ -72,6 +78,10 @@ export class MemoryStore implements Store {
 
   ready (): boolean {
     return true
+  }
+
+  mode (): string {
+    return 'memory'
   }
 
   async close (): Promise<void> {

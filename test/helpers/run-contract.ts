@@ -29,7 +29,7 @@ export async function runContract (t: Asserts, make: () => ContractStore | Promi
         for (const [i, step] of c.steps.entries()) {
           await s.setTime(step.at)
           const idx = step.keys ?? c.policies.map((_, k) => k)
-          const decisions = await s.store.consume(idx.map(k => `${prefix}${c.policies[k]!.name}:${k}`), idx.map(k => c.policies[k]!), step.cost ?? 1)
+          const decisions = await s.store.consume(`${prefix}client`, idx.map(k => c.policies[k]!), step.cost ?? 1)
           t.equal(decisions.length, idx.length, `step ${i}: one decision per policy`)
           step.expect.forEach((e, j) => {
             const d = decisions[j]!
