@@ -13,6 +13,8 @@ import { limiterPlugin } from './limiter/plugin.js'
 import { makePolicy } from './limiter/policy.js'
 import { registerProxy } from './proxy/index.js'
 import { MemoryStore } from './store/memory.js'
+import { RedisStore } from './store/redis.js'
+import { FailoverStore } from './store/failover.js'
 import type { Store } from './store/types.js'
 import { buildAdmin, type AdminState } from './admin/index.js'
 
@@ -38,6 +40,21 @@ const INTERNAL = new InternalError()
 /** While draining, how often connections that have gone idle are closed. */
 export const DRAIN_SWEEP_MS = 50
 
+/** The store the Config names; for Redis, connected (or failing with what went wrong). */
+async function createStore (config: Config, clock: Clock, log: FastifyBaseLogger): Promise<Store> {
+  const local = new MemoryStore({ maxKeys: config.memoryStoreMaxKeys, clock })
+  if (config.store === 'memory') return local
+  const primary = new RedisStore({ settings: config.redis, clock })
+  try {
+    await primary.connect()
+  } catch (err) {
+    await primary.close()
+    await local.close()
+    throw err
+  }
+  return new FailoverStore({ primary, local, failureMode: config.storeFailureMode, probeIntervalMs: config.redis.probeIntervalMs, log: log.child({ component: 'store' }) })
+}
+
 export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
   const clock = deps.clock ?? systemClock
   const isTrusted = proxyAddr.compile([...config.trustProxy])
@@ -61,7 +78,7 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
 
   let store: Store | undefined
   if (config.rateLimitEnabled) {
-    store = deps.store ?? new MemoryStore({ maxKeys: config.memoryStoreMaxKeys, clock })
+    store = deps.store ?? await createStore(config, clock, deps.logger)
     await gateway.register(limiterPlugin, {
       store,
       identify: createIdentify(config),

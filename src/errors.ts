@@ -19,6 +19,9 @@ export const UpstreamTimeoutError = createError('GW_UPSTREAM_TIMEOUT', 'The upst
 /** The limiter store failed and STORE_FAILURE_MODE says to refuse meanwhile. */
 export const StoreUnavailableError = createError('GW_STORE_UNAVAILABLE', 'Rate limiting is temporarily unavailable', 503)
 
+/** Start-up could not reach the store (Redis) in time. */
+export const StoreConnectError = createError('GW_STORE_CONNECT_FAILED', 'Redis was not ready within %d ms: %s', 500)
+
 /** Anything unexpected: answered without internals. */
 export const InternalError = createError('GW_INTERNAL', 'Internal error', 500)
 

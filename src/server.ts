@@ -26,7 +26,15 @@ export async function main (env: Record<string, string | undefined> = process.en
   }
 
   const logger = pino(loggerOptions(config.logLevel, config.apiKeyHeader))
-  const app = await buildApp(config, { logger })
+  let app: App
+  try {
+    app = await buildApp(config, { logger })
+  } catch (err) {
+    // The store could not be reached at start-up (the message says which and why).
+    process.stderr.write(`start-up error: ${(err as Error).message}\n`)
+    process.exitCode = 1
+    return undefined
+  }
   try {
     await app.gateway.listen({ port: config.port, host: config.host })
     await app.admin.listen({ port: config.adminPort, host: config.adminHost })
@@ -40,6 +48,7 @@ export async function main (env: Record<string, string | undefined> = process.en
     upstream: config.upstreamUrl,
     rateLimiting: config.rateLimitEnabled,
     store: config.store,
+    ...(config.store === 'redis' ? { storeFailureMode: config.storeFailureMode } : {}),
     rate: config.limit.rate.text,
     burst: config.limit.burst
   }, 'gateway ready')

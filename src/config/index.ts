@@ -6,11 +6,11 @@ import { readFileSync } from 'node:fs'
 import envSchema from 'env-schema'
 import { ConfigError } from '../errors.js'
 import {
-  parseApiKeys, parseHeaderName, parseKeyBy, parseRate, parseTrustProxy, parseUpstreamUrl,
-  type KeySource, type RateSpec
+  parseApiKeys, parseHeaderName, parseHostPorts, parseKeyBy, parseRate, parseRedisUrl, parseTrustProxy, parseUpstreamUrl,
+  type HostPort, type KeySource, type RateSpec
 } from './parse.js'
 
-export type { KeySource, RateSpec } from './parse.js'
+export type { HostPort, KeySource, RateSpec } from './parse.js'
 
 export const DEFAULT_PORT = 8000
 export const DEFAULT_ADMIN_PORT = 9000
@@ -18,10 +18,33 @@ export const DEFAULT_UPSTREAM_TIMEOUT_MS = 30_000
 export const DEFAULT_UPSTREAM_CONNECTIONS = 128
 export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 30_000
 export const DEFAULT_MEMORY_STORE_MAX_KEYS = 500_000
+export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379'
+export const DEFAULT_REDIS_KEY_PREFIX = 'rl:'
+export const DEFAULT_REDIS_TIMEOUT_MS = 50
+export const DEFAULT_REDIS_CONNECT_TIMEOUT_MS = 5_000
+export const DEFAULT_REDIS_PROBE_INTERVAL_MS = 1_000
 
 export type HeadersMode = 'both' | 'draft' | 'legacy' | 'none'
 export type AlgorithmName = 'token-bucket'
-export type StoreKind = 'memory'
+export type StoreKind = 'memory' | 'redis'
+export type StoreFailureMode = 'local' | 'open' | 'closed'
+
+/** How to reach Redis: one server, a Cluster, or a Sentinel-managed primary. */
+export interface RedisSettings {
+  readonly url: string
+  /** Cluster seed nodes (host:port); non-empty means Redis Cluster. */
+  readonly clusterNodes: readonly HostPort[]
+  /** Sentinels (host:port); non-empty means Sentinel, with `sentinelName`. */
+  readonly sentinels: readonly HostPort[]
+  readonly sentinelName: string
+  readonly keyPrefix: string
+  /** Per-command timeout: the most latency a dead or stalled Redis adds to a request. */
+  readonly timeoutMs: number
+  /** How long start-up waits for Redis to be ready. */
+  readonly connectTimeoutMs: number
+  /** While Redis is down, how often it is probed for recovery. */
+  readonly probeIntervalMs: number
+}
 
 export interface LimitSpec {
   readonly rate: RateSpec
@@ -58,6 +81,9 @@ export interface Config {
   readonly ipv6Subnet: number
   readonly headers: HeadersMode
   readonly store: StoreKind
+  /** Redis unreachable: limit locally, let everything through, or refuse with 503. */
+  readonly storeFailureMode: StoreFailureMode
+  readonly redis: RedisSettings
   /** Most clients (keys) the memory store tracks; least recently used are evicted. */
   readonly memoryStoreMaxKeys: number
   readonly adminPort: number
@@ -91,7 +117,16 @@ function schema () {
       TRUST_PROXY: { type: 'string', default: '', description: 'IP addresses or CIDRs, comma-separated' },
       IPV6_SUBNET: { type: 'integer', minimum: 1, maximum: 128, default: 64, description: 'a prefix length 1-128' },
       RATE_LIMIT_HEADERS: { type: 'string', enum: ['both', 'draft', 'legacy', 'none'], default: 'both', description: 'both, draft, legacy or none' },
-      STORE: { type: 'string', enum: ['memory'], default: 'memory', description: 'memory' },
+      STORE: { type: 'string', enum: ['memory', 'redis'], default: 'memory', description: 'memory or redis' },
+      STORE_FAILURE_MODE: { type: 'string', enum: ['local', 'open', 'closed'], default: 'local', description: 'local, open or closed' },
+      REDIS_URL: { type: 'string', default: DEFAULT_REDIS_URL, description: 'a redis:// or rediss:// URL' },
+      REDIS_CLUSTER_NODES: { type: 'string', default: '', description: 'host:port items, comma-separated' },
+      REDIS_SENTINELS: { type: 'string', default: '', description: 'host:port items, comma-separated' },
+      REDIS_SENTINEL_NAME: { type: 'string', default: '', description: 'the monitored primary\'s name' },
+      REDIS_KEY_PREFIX: { type: 'string', default: DEFAULT_REDIS_KEY_PREFIX, pattern: '^[^{}\\s]*$', description: 'a key prefix without braces or spaces' },
+      REDIS_TIMEOUT_MS: { type: 'integer', minimum: 1, maximum: 60_000, default: DEFAULT_REDIS_TIMEOUT_MS, description: 'milliseconds, 1-60000' },
+      REDIS_CONNECT_TIMEOUT_MS: { type: 'integer', minimum: 100, maximum: 600_000, default: DEFAULT_REDIS_CONNECT_TIMEOUT_MS, description: 'milliseconds, 100-600000' },
+      REDIS_PROBE_INTERVAL_MS: { type: 'integer', minimum: 10, maximum: 600_000, default: DEFAULT_REDIS_PROBE_INTERVAL_MS, description: 'milliseconds, 10-600000' },
       MEMORY_STORE_MAX_KEYS: { type: 'integer', minimum: 1, maximum: 100_000_000, default: DEFAULT_MEMORY_STORE_MAX_KEYS, description: 'a whole number ≥ 1' },
       ADMIN_PORT: { type: 'integer', minimum: 0, maximum: 65535, default: DEFAULT_ADMIN_PORT, description: 'a TCP port 0-65535' },
       ADMIN_HOST: { type: 'string', minLength: 1, default: '127.0.0.1', description: 'an address to listen on' },
@@ -107,6 +142,9 @@ interface RawEnv {
   RATE_LIMIT_KEY_BY: string, API_KEY_HEADER: string, API_KEYS: string, API_KEYS_FILE: string
   GLOBAL_RATE_LIMIT_RATE: string, GLOBAL_RATE_LIMIT_BURST?: number, TRUST_PROXY: string, IPV6_SUBNET: number
   RATE_LIMIT_HEADERS: HeadersMode, STORE: StoreKind, MEMORY_STORE_MAX_KEYS: number
+  STORE_FAILURE_MODE: StoreFailureMode, REDIS_URL: string, REDIS_CLUSTER_NODES: string, REDIS_SENTINELS: string
+  REDIS_SENTINEL_NAME: string, REDIS_KEY_PREFIX: string, REDIS_TIMEOUT_MS: number, REDIS_CONNECT_TIMEOUT_MS: number
+  REDIS_PROBE_INTERVAL_MS: number
   ADMIN_PORT: number, ADMIN_HOST: string, LOG_LEVEL: string, SHUTDOWN_TIMEOUT_MS: number
 }
 
@@ -149,6 +187,27 @@ function frozenMap<K, V> (map: Map<K, V>): ReadonlyMap<K, V> {
   map.delete = refuse
   map.clear = refuse
   return Object.freeze(map)
+}
+
+function parseRedisSettings (raw: RawEnv): RedisSettings {
+  const clusterNodes = field('REDIS_CLUSTER_NODES', () => parseHostPorts(raw.REDIS_CLUSTER_NODES))
+  const sentinels = field('REDIS_SENTINELS', () => parseHostPorts(raw.REDIS_SENTINELS))
+  if (clusterNodes.length > 0 && sentinels.length > 0) {
+    throw new ConfigError('REDIS_CLUSTER_NODES and REDIS_SENTINELS are both set: choose Redis Cluster or Sentinel')
+  }
+  if (sentinels.length > 0 && raw.REDIS_SENTINEL_NAME === '') {
+    throw new ConfigError('REDIS_SENTINEL_NAME is required with REDIS_SENTINELS (the name of the primary the sentinels monitor)')
+  }
+  return {
+    url: field('REDIS_URL', () => parseRedisUrl(raw.REDIS_URL)),
+    clusterNodes,
+    sentinels,
+    sentinelName: raw.REDIS_SENTINEL_NAME,
+    keyPrefix: raw.REDIS_KEY_PREFIX,
+    timeoutMs: raw.REDIS_TIMEOUT_MS,
+    connectTimeoutMs: raw.REDIS_CONNECT_TIMEOUT_MS,
+    probeIntervalMs: raw.REDIS_PROBE_INTERVAL_MS
+  }
 }
 
 /**
@@ -199,6 +258,8 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
     ipv6Subnet: raw.IPV6_SUBNET,
     headers: raw.RATE_LIMIT_HEADERS,
     store: raw.STORE,
+    storeFailureMode: raw.STORE_FAILURE_MODE,
+    redis: parseRedisSettings(raw),
     memoryStoreMaxKeys: raw.MEMORY_STORE_MAX_KEYS,
     adminPort: raw.ADMIN_PORT,
     adminHost: raw.ADMIN_HOST,

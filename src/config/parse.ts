@@ -122,3 +122,31 @@ export function parseUpstreamUrl (text: string): string {
   if (url.username !== '' || url.password !== '') throw new Error('the URL must not carry credentials')
   return url.href.replace(/\/$/, '')
 }
+
+export interface HostPort {
+  readonly host: string
+  readonly port: number
+}
+
+/** `host:port` items (IPv6 as `[::1]:6379`), comma-separated. */
+export function parseHostPorts (text: string): HostPort[] {
+  return splitList(text).map(item => {
+    const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s[\]]+)):(\d{1,5})$/.exec(item)
+    const port = Number(m?.[3])
+    if (m === null || port < 1 || port > 65535) throw new Error(`expected host:port items, comma-separated; got "${item}"`)
+    return { host: m[1] ?? m[2]!, port }
+  })
+}
+
+export function parseRedisUrl (text: string): string {
+  let url: URL
+  try {
+    url = new URL(text)
+  } catch {
+    throw new Error(`expected a redis:// or rediss:// URL, got "${text}"`)
+  }
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') throw new Error(`expected a redis:// or rediss:// URL, got protocol "${url.protocol}"`)
+  const db = url.pathname.replace(/^\//, '')
+  if (db !== '' && !/^\d{1,2}$/.test(db)) throw new Error(`the database in the path must be a number, got "${db}"`)
+  return text
+}
