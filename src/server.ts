@@ -48,7 +48,7 @@ export async function main (env: Record<string, string | undefined> = process.en
     upstream: config.upstreamUrl,
     rateLimiting: config.rateLimitEnabled,
     store: config.store,
-    ...(config.store === 'redis' ? { storeFailureMode: config.storeFailureMode } : {}),
+    storeFailureMode: config.storeFailureMode,
     rate: config.limit.rate.text,
     burst: config.limit.burst
   }, 'gateway ready')

@@ -43,6 +43,16 @@ const BAD: Array<[string, Record<string, string | undefined>, string, RegExp]> =
   ['global burst without rate', { GLOBAL_RATE_LIMIT_BURST: '10' }, 'GLOBAL_RATE_LIMIT_BURST', /GLOBAL_RATE_LIMIT_RATE/],
   ['bad global rate', { GLOBAL_RATE_LIMIT_RATE: 'fast' }, 'GLOBAL_RATE_LIMIT_RATE', /N\/s/],
   ['bad API_KEY_HEADER', { API_KEY_HEADER: 'x key' }, 'API_KEY_HEADER', /header name/],
+  ['bad REDIS_URL scheme', { REDIS_URL: 'http://x:6379' }, 'REDIS_URL', /redis:\/\/ or rediss:\/\//],
+  ['REDIS_URL not a URL', { REDIS_URL: 'nope' }, 'REDIS_URL', /redis:\/\//],
+  ['REDIS_URL bad database', { REDIS_URL: 'redis://x:6379/abc' }, 'REDIS_URL', /database/],
+  ['bad cluster node', { REDIS_CLUSTER_NODES: 'a:1,b' }, 'REDIS_CLUSTER_NODES', /host:port/],
+  ['cluster node port 0', { REDIS_CLUSTER_NODES: 'a:0' }, 'REDIS_CLUSTER_NODES', /host:port/],
+  ['cluster and sentinel', { REDIS_CLUSTER_NODES: 'a:1', REDIS_SENTINELS: 'b:2', REDIS_SENTINEL_NAME: 'm' }, 'REDIS_SENTINELS', /choose/],
+  ['sentinels without a name', { REDIS_SENTINELS: 'b:26379' }, 'REDIS_SENTINEL_NAME', /required/],
+  ['key prefix with a brace', { REDIS_KEY_PREFIX: 'a{b' }, 'REDIS_KEY_PREFIX', /without braces/],
+  ['unknown failure mode', { STORE_FAILURE_MODE: 'maybe' }, 'STORE_FAILURE_MODE', /local, open or closed/],
+  ['REDIS_TIMEOUT_MS=0', { REDIS_TIMEOUT_MS: '0' }, 'REDIS_TIMEOUT_MS', /1-60000/],
   ['LOG_LEVEL unknown', { LOG_LEVEL: 'loud' }, 'LOG_LEVEL', /info/]
 ]
 
@@ -83,6 +93,9 @@ const GOOD: Array<[string, Record<string, string>, Record<string, unknown>]> = [
   ['global limit with burst', { GLOBAL_RATE_LIMIT_RATE: '100/s', GLOBAL_RATE_LIMIT_BURST: '50' }, { globalLimit: { burst: 50 } }],
   ['limiting off', { RATE_LIMIT_ENABLED: 'false' }, { rateLimitEnabled: false }],
   ['empty variables mean unset', { PORT: '', RATE_LIMIT_RATE: '' }, { port: 8000, limit: { rate: { text: '10/s' } } }],
+  ['redis store', { STORE: 'redis', REDIS_URL: 'rediss://u:p@cache:6380/2' }, { store: 'redis', storeFailureMode: 'local', redis: { url: 'rediss://u:p@cache:6380/2', timeoutMs: 50, keyPrefix: 'rl:' } }],
+  ['redis cluster nodes', { REDIS_CLUSTER_NODES: 'r1:7000, [::1]:7001' }, { redis: { clusterNodes: [{ host: 'r1', port: 7000 }, { host: '::1', port: 7001 }] } }],
+  ['redis sentinels', { REDIS_SENTINELS: 's1:26379,s2:26379', REDIS_SENTINEL_NAME: 'mymaster' }, { redis: { sentinels: [{ host: 's1', port: 26379 }, { host: 's2', port: 26379 }], sentinelName: 'mymaster' } }],
   ['API key header lower-cased', { API_KEY_HEADER: 'X-Api-Token' }, { apiKeyHeader: 'x-api-token' }]
 ]
 

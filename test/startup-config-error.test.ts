@@ -58,3 +58,12 @@ t.test('a bad configuration exits 1 before binding any port, naming the variable
     t.ok(await portIsFree(port) && await portIsFree(adminPort), `${name}: no port was bound`)
   }
 })
+
+t.test('an unreachable Redis at start-up exits 1 saying what failed', async t => {
+  const redisPort = await freePort()
+  const started = Date.now()
+  const { code, stderr } = await run({ UPSTREAM_URL: 'http://127.0.0.1:1', HOST: '127.0.0.1', PORT: String(await freePort()), ADMIN_PORT: String(await freePort()), STORE: 'redis', REDIS_URL: `redis://127.0.0.1:${redisPort}`, REDIS_CONNECT_TIMEOUT_MS: '500', LOG_LEVEL: 'silent' })
+  t.equal(code, 1)
+  t.match(stderr, /^start-up error: Redis was not ready within 500 ms: .*ECONNREFUSED/)
+  t.ok(Date.now() - started < 5000, 'gave up after the bound')
+})

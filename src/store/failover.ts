@@ -44,14 +44,9 @@ export class FailoverStore implements Store {
   constructor (private readonly opts: FailoverOptions) {}
 
   consume (subject: string, policies: readonly Policy[], cost: number): Decision[] | Promise<Decision[]> {
-    if (this.open) return this.fallback(subject, policies, cost)
-    let result: Decision[] | Promise<Decision[]>
-    try {
-      result = this.opts.primary.consume(subject, policies, cost)
-    } catch (err) {
-      this.failed(err)
-      return this.fallback(subject, policies, cost)
-    }
+    if (this.open) return this.opts.primary.deniedLocally(subject, policies, cost) ?? this.fallback(subject, policies, cost)
+    const result = this.opts.primary.consume(subject, policies, cost)
+    // A synchronous answer is a local denial: Redis was not asked.
     if (!isPromise(result)) return result
     return result.then(this.onSuccess, (err: unknown) => {
       this.failed(err)
@@ -78,19 +73,20 @@ export class FailoverStore implements Store {
     this.open = true
     this.fallbackDecisions = 0
     this.opts.log.warn({ err, mode: FALLBACK_MODE[this.opts.failureMode] }, 'redis unavailable: deciding with STORE_FAILURE_MODE until it answers again')
-    this.probe = setInterval(() => this.tryRecover(), this.opts.probeIntervalMs)
-    this.probe.unref()
+    this.scheduleProbe()
   }
 
-  private tryRecover (): void {
-    this.opts.primary.ping().then(() => {
-      if (!this.open) return
-      this.open = false
-      this.failures = 0
-      clearInterval(this.probe)
-      this.probe = undefined
-      this.opts.log.info({ mode: 'redis', fallbackDecisions: this.fallbackDecisions }, 'redis answers again: shared limits resumed')
-    }, () => {})
+  /** One probe at a time: the next is scheduled only once this one has failed. */
+  private scheduleProbe (): void {
+    this.probe = setTimeout(() => {
+      this.opts.primary.ping().then(() => {
+        this.open = false
+        this.failures = 0
+        this.probe = undefined
+        this.opts.log.info({ mode: 'redis', fallbackDecisions: this.fallbackDecisions }, 'redis answers again: shared limits resumed')
+      }, () => this.scheduleProbe())
+    }, this.opts.probeIntervalMs)
+    this.probe.unref()
   }
 
   size (): number {
@@ -106,7 +102,8 @@ export class FailoverStore implements Store {
   }
 
   async close (): Promise<void> {
-    clearInterval(this.probe)
+    clearTimeout(this.probe)
+    this.open = false
     await this.opts.primary.close()
     await this.opts.local.close()
   }

@@ -68,6 +68,7 @@ export function createRedisClient (settings: RedisSettings): Client {
   const auth = {
     ...(url.username ? { username: decodeURIComponent(url.username) } : {}),
     ...(url.password ? { password: decodeURIComponent(url.password) } : {}),
+    /* c8 ignore next -- TLS needs a TLS-built redis-server and certificates; ioredis does the work */
     ...(url.protocol === 'rediss:' ? { tls: {} } : {})
   }
   if (settings.clusterNodes.length > 0) {
@@ -126,8 +127,8 @@ export class RedisStore implements Store {
     const { connectTimeoutMs } = this.settings
     const client = this.client
     await new Promise<void>((resolve, reject) => {
-      let lastError: Error | undefined
-      const onError = (err: Error) => { lastError = err }
+      let lastError = 'no answer'
+      const onError = (err: Error) => { lastError = err.message }
       const done = () => {
         clearTimeout(timer)
         client.off('error', onError)
@@ -136,12 +137,12 @@ export class RedisStore implements Store {
       const onReady = () => { done(); resolve() }
       const timer = setTimeout(() => {
         done()
-        reject(new StoreConnectError(connectTimeoutMs, lastError?.message ?? 'no answer'))
+        reject(new StoreConnectError(connectTimeoutMs, lastError))
       }, connectTimeoutMs)
       client.on('error', onError)
       client.once('ready', onReady)
       // The first attempt may fail while ioredis keeps retrying: 'ready' decides.
-      client.connect().catch((err: Error) => { lastError = err })
+      client.connect().catch(onError)
     })
   }
 
@@ -202,17 +203,20 @@ export class RedisStore implements Store {
         this.denials.delete(keys[i]!)
         continue
       }
+      // Only the same set of limits can reuse the whole answer; any other set asks Redis.
+      if (!samePolicies(denial.policies, policies)) continue
       const elapsed = now - denial.at
-      if (samePolicies(denial.policies, policies)) {
-        return denial.decisions.map(d => ({ ...d, resetMs: Math.max(0, d.resetMs - elapsed), retryAfterMs: Math.max(0, d.retryAfterMs - elapsed) }))
-      }
-      // Another combination of limits: only the denying one is known; it speaks for the request.
-      const d = denial.decisions.find(d => !d.allowed)!
-      return policies.map(p => p === d.policy
-        ? { ...d, resetMs: Math.max(0, d.resetMs - elapsed), retryAfterMs: denial.until - now }
-        : { policy: p, allowed: true, remaining: p.burst, resetMs: 0, retryAfterMs: 0 })
+      return denial.decisions.map(d => ({ ...d, resetMs: Math.max(0, d.resetMs - elapsed), retryAfterMs: Math.max(0, d.retryAfterMs - elapsed) }))
     }
     return undefined
+  }
+
+  /**
+   * The local denial for this request, if Redis already refused it until an instant not
+   * yet come; exact knowledge, usable even while Redis is unreachable.
+   */
+  deniedLocally (subject: string, policies: readonly Policy[], cost: number): Decision[] | undefined {
+    return this.denied(this.keys(subject, policies), policies, cost)
   }
 
   /** One round trip that proves Redis answers (used to probe for recovery). */

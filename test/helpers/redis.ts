@@ -4,6 +4,11 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
+import { execFile } from 'node:child_process'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
 import { Redis } from 'ioredis'
 import { freePort } from './process.js'
 import type { Teardown } from './tap.js'
@@ -22,14 +27,16 @@ export interface RedisServer {
   restart (): Promise<void>
 }
 
-async function launch (port: number, args: string[]): Promise<ChildProcess> {
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+async function launch (port: number, args: string[], configFile?: string, password?: string): Promise<ChildProcess> {
+  // A config file, when there is one, must be redis-server's first argument.
+  const argv = [...(configFile ? [configFile] : []), '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning', '--dir', tmpdir(), ...args]
+  const child = spawn('redis-server', argv, { stdio: ['ignore', 'pipe', 'pipe'] })
   let output = ''
   child.stdout!.on('data', (d: Buffer) => { output += d.toString() })
   child.stderr!.on('data', (d: Buffer) => { output += d.toString() })
   const deadline = Date.now() + 10_000
   for (;;) {
-    const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 })
+    const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, ...(password ? { password } : {}) })
     probe.on('error', () => {})
     try {
       await probe.connect()
@@ -39,16 +46,33 @@ async function launch (port: number, args: string[]): Promise<ChildProcess> {
     } catch {
       probe.disconnect()
     }
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`redis-server on ${port} did not start: ${output}`)
+    if (child.exitCode !== null || Date.now() > deadline) {
+      child.kill('SIGKILL')
+      throw new Error(`redis-server on ${port} did not start: ${output}`)
+    }
     await new Promise(resolve => setTimeout(resolve, 25))
   }
 }
 
-export async function startRedis (t: Teardown, args: string[] = []): Promise<RedisServer> {
-  const port = await freePort()
-  let child = await launch(port, args)
+export interface RedisOptions {
+  args?: string[]
+  port?: number
+  password?: string
+  /** Start as a Sentinel with this configuration (written to a file sentinel may rewrite). */
+  sentinelConfig?: string
+}
+
+export async function startRedis (t: Teardown, opts: RedisOptions = {}): Promise<RedisServer> {
+  const port = opts.port ?? await freePort()
+  let configFile: string | undefined
+  if (opts.sentinelConfig !== undefined) {
+    configFile = join(mkdtempSync(join(tmpdir(), 'gw-sentinel-')), 'sentinel.conf')
+    writeFileSync(configFile, opts.sentinelConfig)
+  }
+  const args = [...(opts.args ?? []), ...(opts.password ? ['--requirepass', opts.password] : []), ...(configFile ? ['--sentinel'] : [])]
+  let child = await launch(port, args, configFile, opts.password)
   let paused = false
-  const admin = new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: 1, retryStrategy: () => 50 })
+  const admin = new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: 1, retryStrategy: () => 50, ...(opts.password ? { password: opts.password } : {}) })
   admin.on('error', () => {})
   const server: RedisServer = {
     port,
@@ -63,7 +87,7 @@ export async function startRedis (t: Teardown, args: string[] = []): Promise<Red
     },
     pause () { child.kill('SIGSTOP'); paused = true },
     resume () { child.kill('SIGCONT'); paused = false },
-    async restart () { child = await launch(port, args) }
+    async restart () { child = await launch(port, args, configFile, opts.password) }
   }
   t.teardown(async () => {
     admin.disconnect()
@@ -71,4 +95,23 @@ export async function startRedis (t: Teardown, args: string[] = []): Promise<Red
     await server.kill()
   })
   return server
+}
+
+/** A real Redis Cluster of `masters` redis-server processes on loopback, slots assigned. */
+export async function startCluster (t: Teardown, masters = 3): Promise<RedisServer[]> {
+  const dir = mkdtempSync(join(tmpdir(), 'gw-cluster-'))
+  const nodes: RedisServer[] = []
+  for (let i = 0; i < masters; i++) {
+    const port = await freePort()
+    nodes.push(await startRedis(t, { args: ['--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--cluster-node-timeout', '2000'], port }))
+  }
+  await promisify(execFile)('redis-cli', ['--cluster', 'create', ...nodes.map(n => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'])
+  const deadline = Date.now() + 15_000
+  for (const node of nodes) {
+    while (!/cluster_state:ok/.test(await node.admin.cluster('INFO') as string)) {
+      if (Date.now() > deadline) throw new Error('the cluster never became ok')
+      await new Promise(resolve => setTimeout(resolve, 50))
+    }
+  }
+  return nodes
 }
