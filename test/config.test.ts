@@ -20,6 +20,7 @@ const BAD: Array<[string, Record<string, string | undefined>, string, RegExp]> =
   ['negative rate', { RATE_LIMIT_RATE: '-1/s' }, 'RATE_LIMIT_RATE', /N\/s, N\/m, N\/h or N\/d/],
   ['zero rate', { RATE_LIMIT_RATE: '0/s' }, 'RATE_LIMIT_RATE', /positive/],
   ['unknown rate unit', { RATE_LIMIT_RATE: '10/w' }, 'RATE_LIMIT_RATE', /N\/s/],
+  ['rate above the maximum', { RATE_LIMIT_RATE: '100001/s' }, 'RATE_LIMIT_RATE', /maximum of 100000\/s/],
   ['rate without unit', { RATE_LIMIT_RATE: '10' }, 'RATE_LIMIT_RATE', /N\/s/],
   ['RATE_LIMIT_BURST=0', { RATE_LIMIT_BURST: '0' }, 'RATE_LIMIT_BURST', />= 1/],
   ['RATE_LIMIT_BURST fractional', { RATE_LIMIT_BURST: '2.5' }, 'RATE_LIMIT_BURST', /integer/],

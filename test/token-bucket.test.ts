@@ -18,11 +18,13 @@ t.test('store contract: memory store', async t => {
 
 t.test('the pure function is exactly what the store contract says, state threaded by hand', async t => {
   for (const c of CONTRACT) {
-    const state = new Map<number, number | undefined>()
+    // Keyed by policy name, as the stores key them.
+    const state = new Map<string, number | undefined>()
     c.steps.forEach((step, i) => {
-      const keys = step.keys ?? c.policies.map((_, k) => k)
-      const ds = keys.map(k => tokenBucket(state.get(k), c.policies[k]!, START + step.at, step.cost ?? 1))
-      if (ds.every(d => d.allowed)) keys.forEach((k, j) => state.set(k, ds[j]!.state))
+      const names = (step.keys ?? c.policies.map((_, k) => k)).map(k => c.policies[k]!)
+      const ds = names.map(p => tokenBucket(state.get(p.name), p, START + step.at, step.cost ?? 1))
+      const all = ds.every(d => d.allowed)
+      names.forEach((p, j) => { if (all || ds[j]!.repair) state.set(p.name, ds[j]!.state) })
       ds.forEach((d, j) => t.equal(d.allowed, step.expect[j]!.allowed, `${c.name}: step ${i} allowed`))
     })
   }

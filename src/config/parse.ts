@@ -21,6 +21,11 @@ const PERIOD_MS: Record<string, number> = {
 }
 const RATE_RE = /^\s*(\d+(?:\.\d+)?)\s*\/\s*([a-z]+)\s*$/i
 export const RATE_FORMAT = 'a positive number of requests per unit: N/s, N/m, N/h or N/d (e.g. 10/s, 600/m)'
+/**
+ * Fastest rate a limit may have. Bucket times are epoch milliseconds, whose doubles
+ * resolve ~0.0002 ms; at 100,000/s a token is 0.01 ms, still 40 steps of that.
+ */
+export const MAX_RATE_PER_SECOND = 100_000
 
 export function parseRate (text: string): RateSpec {
   const m = RATE_RE.exec(text)
@@ -29,6 +34,9 @@ export function parseRate (text: string): RateSpec {
   const count = Number(m?.[1])
   if (m === null || periodMs === undefined || !(count > 0) || !Number.isFinite(count)) {
     throw new Error(`expected ${RATE_FORMAT}, got "${text}"`)
+  }
+  if (count * 1000 / periodMs > MAX_RATE_PER_SECOND) {
+    throw new Error(`"${text}" is faster than the maximum of ${MAX_RATE_PER_SECOND}/s per limit`)
   }
   return Object.freeze({ count, periodMs, text: `${count}/${unit![0]}` })
 }

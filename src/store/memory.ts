@@ -14,6 +14,11 @@ import { localKey, type Store } from './types.js'
 /** How often idle (refilled) keys are swept out, besides being dropped when touched. */
 export const DEFAULT_PURGE_INTERVAL_MS = 30_000
 
+/** An entry lives until its bucket is full again; at least 1 ms (0 would mean "forever"). */
+function ttlOf (d: TokenBucketDecision): number {
+  return Math.max(1, Math.ceil(d.resetMs))
+}
+
 export interface MemoryStoreOptions {
   maxKeys: number
   clock: Clock
@@ -33,7 +38,14 @@ export class MemoryStore implements Store {
       // Entries expire when their bucket is full again; TTLs run on the injected clock.
       ttlAutopurge: false,
       perf: this.clock,
-      ttlResolution: 0
+      ttlResolution: 0,
+      // A stale entry (a TAT in the past) reads as a full bucket anyway, and the set()
+      // that follows overwrites it. Deleting it on read would be worse than useless:
+      // lru-cache deletes its last entry by clearing every preallocated slot (O(max)),
+      // which with one busy client cost ~2 ms per request (profiled). The periodic
+      // purgeStale() drops idle entries instead.
+      allowStale: true,
+      noDeleteOnStaleGet: true
     })
     const every = opts.purgeIntervalMs ?? DEFAULT_PURGE_INTERVAL_MS
     if (every > 0) {
@@ -49,7 +61,7 @@ export class MemoryStore implements Store {
       // The common case (one limit) without the arrays.
       const key = localKey(policies[0]!, subject)
       const d = tokenBucket(this.cache.get(key), policies[0]!, now, cost)
-      if (d.allowed) this.cache.set(key, d.state, { ttl: Math.ceil(d.resetMs) })
+      if (d.allowed || d.repair) this.cache.set(key, d.state, { ttl: ttlOf(d) })
       return [d]
     }
     const keys: string[] = new Array(n)
@@ -61,8 +73,9 @@ export class MemoryStore implements Store {
       out[i] = d
       if (!d.allowed) allowed = false
     }
-    if (allowed) {
-      for (let i = 0; i < n; i++) this.cache.set(keys[i]!, out[i]!.state, { ttl: Math.ceil(out[i]!.resetMs) })
+    for (let i = 0; i < n; i++) {
+      const d = out[i]!
+      if (allowed || d.repair) this.cache.set(keys[i]!, d.state, { ttl: ttlOf(d) })
     }
     return out
   }

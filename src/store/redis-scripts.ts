@@ -12,7 +12,8 @@
  *
  * Returns, per policy: allowed (1/0), remaining, resetMs, retryAfterMs; the two
  * durations as strings (Lua numbers would be truncated to integers in the reply).
- * Nothing is written unless every bucket admits the request; every write has a TTL
+ * Nothing is written unless every bucket admits the request (but for repairing a state
+ * left by a stricter limit since changed, see token-bucket.ts); every write has a TTL
  * (the time until that bucket is full again, when the key means nothing any more).
  */
 export const CONSUME_LUA = `
@@ -30,13 +31,23 @@ local all = true
 local out = {}
 local states = {}
 local ttls = {}
+local repairs = {}
 for i = 1, n do
   local interval = tonumber(ARGV[1 + 2 * i])
   local burst = tonumber(ARGV[2 + 2 * i])
   local capacity = burst * interval
   local tat = tonumber(redis.call('GET', KEYS[i]))
   local base = now
-  if tat ~= nil and tat >= now then base = tat end
+  repairs[i] = false
+  if tat ~= nil and tat >= now then
+    base = tat
+    -- Left by a stricter limit since changed: an empty bucket under this one (written
+    -- even if the request is refused, or the bucket would never refill).
+    if base > now + capacity then
+      base = now + capacity
+      repairs[i] = true
+    end
+  end
   local nxt = base + cost * interval
   local allowAt = nxt - capacity
   local ok, remaining, reset, retry
@@ -54,7 +65,7 @@ for i = 1, n do
   end
   if remaining < 0 then remaining = 0 end
   states[i] = nxt
-  ttls[i] = math.ceil(nxt - now)
+  ttls[i] = math.max(1, math.ceil(nxt - now))
   out[#out + 1] = ok
   out[#out + 1] = remaining
   out[#out + 1] = string.format('%.3f', reset)
@@ -63,6 +74,13 @@ end
 if all then
   for i = 1, n do
     redis.call('SET', KEYS[i], string.format('%.17g', states[i]), 'PX', ttls[i])
+  end
+else
+  for i = 1, n do
+    if repairs[i] then
+      local base = states[i] - cost * tonumber(ARGV[1 + 2 * i])
+      redis.call('SET', KEYS[i], string.format('%.17g', base), 'PX', math.max(1, math.ceil(base - now)))
+    end
   end
 end
 return out

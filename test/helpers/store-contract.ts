@@ -133,6 +133,19 @@ export const CONTRACT: ContractCase[] = [
     ]
   },
   {
+    // The same key under a changed (raised) limit: the old limit's long wait is not
+    // carried over; the client starts from an empty bucket under the new limit.
+    name: 'state left by a stricter limit does not outlive a raised limit',
+    policies: [policy('1/h', 1, 'x'), policy('10/s', 2, 'x')],
+    steps: [
+      { at: 0, keys: [0], expect: [ok(0)] },
+      { at: 0, keys: [0], expect: [no(3_600_000)] },
+      { at: 0, keys: [1], expect: [no(100, { remaining: 0, resetMs: 200 })] },
+      { at: 100, keys: [1], expect: [ok(0, { resetMs: 200 })] },
+      { at: 300, keys: [1], expect: [ok(1)] }
+    ]
+  },
+  {
     name: 'independent keys do not share a bucket',
     policies: [policy('1/s', 1, 'a'), policy('1/s', 1, 'b')],
     steps: [

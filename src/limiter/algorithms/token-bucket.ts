@@ -19,8 +19,14 @@ import type { Policy } from '../policy.js'
 export const EPSILON_MS = 0.001
 
 export interface TokenBucketDecision extends Decision {
-  /** TAT to store. Equal to the input state when rejected: a rejection writes nothing. */
+  /**
+   * TAT to store. When rejected it is the input state (a rejection writes nothing), except
+   * when that state was left by a stricter limit since changed: then it is the repaired
+   * state (an empty bucket under the current limit), which the store must write.
+   */
   readonly state: number
+  /** Rejected, but the stored state must be replaced by `state` (see above). */
+  readonly repair: boolean
 }
 
 /**
@@ -31,8 +37,11 @@ export interface TokenBucketDecision extends Decision {
 export function tokenBucket (tat: number | undefined, policy: Policy, now: number, cost: number): TokenBucketDecision {
   const interval = policy.intervalMs
   const capacityMs = policy.burst * interval
-  // A TAT in the past means a full bucket: start from now.
-  const base = tat === undefined || tat < now ? now : tat
+  // A TAT in the past means a full bucket: start from now. A TAT further ahead than this
+  // policy's capacity was left by a stricter limit since changed: an empty bucket under
+  // the current limit, not a debt carried over from the old one.
+  const repair = tat !== undefined && tat > now + capacityMs
+  const base = tat === undefined || tat < now ? now : (repair ? now + capacityMs : tat)
   const next = base + cost * interval
   const allowAt = next - capacityMs
   if (allowAt > now + EPSILON_MS) {
@@ -42,7 +51,8 @@ export function tokenBucket (tat: number | undefined, policy: Policy, now: numbe
       remaining: Math.max(0, Math.floor((now + capacityMs - base + EPSILON_MS) / interval)),
       resetMs: base - now,
       retryAfterMs: allowAt - now,
-      state: tat ?? now
+      state: repair ? base : (tat ?? now),
+      repair
     }
   }
   return {
@@ -51,6 +61,7 @@ export function tokenBucket (tat: number | undefined, policy: Policy, now: numbe
     remaining: Math.max(0, Math.floor((now + capacityMs - next + EPSILON_MS) / interval)),
     resetMs: next - now,
     retryAfterMs: 0,
-    state: next
+    state: next,
+    repair: false
   }
 }
