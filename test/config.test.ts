@@ -44,7 +44,7 @@ const BAD: Array<[string, Record<string, string | undefined>, string, RegExp]> =
   ['global burst without rate', { GLOBAL_RATE_LIMIT_BURST: '10' }, 'GLOBAL_RATE_LIMIT_BURST', /GLOBAL_RATE_LIMIT_RATE/],
   ['bad global rate', { GLOBAL_RATE_LIMIT_RATE: 'fast' }, 'GLOBAL_RATE_LIMIT_RATE', /N\/s/],
   ['bad API_KEY_HEADER', { API_KEY_HEADER: 'x key' }, 'API_KEY_HEADER', /header name/],
-  ['bad REDIS_URL scheme', { REDIS_URL: 'http://x:6379' }, 'REDIS_URL', /redis:\/\/ or rediss:\/\//],
+  ['bad REDIS_URL scheme', { REDIS_URL: 'http://x:6379' }, 'REDIS_URL', /starting with redis:\/\/ or rediss:\/\//],
   ['REDIS_URL not a URL', { REDIS_URL: 'nope' }, 'REDIS_URL', /redis:\/\//],
   ['REDIS_URL bad database', { REDIS_URL: 'redis://x:6379/abc' }, 'REDIS_URL', /database/],
   ['bad cluster node', { REDIS_CLUSTER_NODES: 'a:1,b' }, 'REDIS_CLUSTER_NODES', /host:port/],

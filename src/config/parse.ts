@@ -116,16 +116,21 @@ export function parseTrustProxy (text: string): string[] {
   return items
 }
 
-export function parseUpstreamUrl (text: string): string {
+/** A URL with one of two schemes (`['http', 'https']`), or an error saying which were expected. */
+function parseUrl (text: string, [a, b]: [string, string]): URL {
+  const expected = `expected a URL starting with ${a}:// or ${b}://`
   let url: URL
   try {
     url = new URL(text)
   } catch {
-    throw new Error(`expected an http:// or https:// URL, got "${text}"`)
+    throw new Error(`${expected}, got "${text}"`)
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new Error(`expected an http:// or https:// URL, got protocol "${url.protocol}"`)
-  }
+  if (url.protocol !== `${a}:` && url.protocol !== `${b}:`) throw new Error(`${expected}, got protocol "${url.protocol}"`)
+  return url
+}
+
+export function parseUpstreamUrl (text: string): string {
+  const url = parseUrl(text, ['http', 'https'])
   if (url.search !== '' || url.hash !== '') throw new Error('the URL must not carry a query string or fragment')
   if (url.username !== '' || url.password !== '') throw new Error('the URL must not carry credentials')
   return url.href.replace(/\/$/, '')
@@ -147,13 +152,7 @@ export function parseHostPorts (text: string): HostPort[] {
 }
 
 export function parseRedisUrl (text: string): string {
-  let url: URL
-  try {
-    url = new URL(text)
-  } catch {
-    throw new Error(`expected a redis:// or rediss:// URL, got "${text}"`)
-  }
-  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') throw new Error(`expected a redis:// or rediss:// URL, got protocol "${url.protocol}"`)
+  const url = parseUrl(text, ['redis', 'rediss'])
   const db = url.pathname.replace(/^\//, '')
   if (db !== '' && !/^\d{1,2}$/.test(db)) throw new Error(`the database in the path must be a number, got "${db}"`)
   return text
