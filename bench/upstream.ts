@@ -1,0 +1,10 @@
+/** An upstream that costs almost nothing: every request gets the same small JSON. */
+import { createServer } from 'node:http'
+
+const BODY = Buffer.from('{"message":"pong"}')
+createServer((req, res) => {
+  req.resume()
+  res.writeHead(200, { 'content-type': 'application/json', 'content-length': BODY.length })
+  res.end(BODY)
+}).listen(Number(process.argv[2]), '127.0.0.1')
+process.on('SIGTERM', () => process.exit(0))
