@@ -21,18 +21,32 @@ export interface ProxyOptions {
 /** Methods proxied; anything else gets fastify's 404 without reaching the upstream. */
 export const PROXIED_METHODS = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS'] as const
 
-/** Request headers meaningful only on the hop between client and gateway (RFC 9110 §7.6.1). */
-const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade']
+/**
+ * Request headers meaningful only on the hop between client and gateway (RFC 9110 §7.6.1).
+ * `Connection` and the headers it names are already gone: reply-from strips them before
+ * calling rewriteRequestHeaders (and undici drops Transfer-Encoding itself).
+ */
+const HOP_BY_HOP = ['keep-alive', 'proxy-connection', 'proxy-authorization', 'te', 'trailer', 'upgrade']
 /** Response headers of the upstream hop, not for the client. */
-const RESPONSE_HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'trailer', 'upgrade']
+const RESPONSE_HOP_BY_HOP = ['keep-alive', 'proxy-connection', 'proxy-authenticate', 'trailer', 'upgrade']
 
 const TIMEOUT = new UpstreamTimeoutError()
 const UNAVAILABLE = new UpstreamUnavailableError()
 const TIMEOUT_BODY = JSON.stringify(problem(504, TIMEOUT.message, TIMEOUT.code))
 const UNAVAILABLE_BODY = JSON.stringify(problem(502, UNAVAILABLE.message, UNAVAILABLE.code))
 
-function dropListedInConnection (headers: Record<string, unknown>, connection: unknown): void {
+/** Deletes only what is there: most requests carry none of these, and a lookup is cheaper. */
+function drop (headers: Record<string, unknown>, names: readonly string[]): void {
+  for (let i = 0; i < names.length; i++) if (headers[names[i]!] !== undefined) delete headers[names[i]!]
+}
+
+/** Drops the response's Connection header and every header it names. */
+function dropConnection (headers: Record<string, unknown>): void {
+  const connection = headers.connection
   if (typeof connection !== 'string') return
+  delete headers.connection
+  // The usual case, without splitting a string.
+  if (connection === 'keep-alive' || connection === 'close') return
   for (const name of connection.split(',')) {
     const n = name.trim().toLowerCase()
     if (n) delete headers[n]
@@ -48,8 +62,7 @@ export async function registerProxy (app: FastifyInstance, opts: ProxyOptions): 
 
   function rewriteRequestHeaders (request: FastifyRequest, headers: IncomingHttpHeaders): IncomingHttpHeaders {
     const raw = request.raw.headers
-    dropListedInConnection(headers, raw.connection)
-    for (const h of HOP_BY_HOP) delete headers[h]
+    drop(headers, HOP_BY_HOP)
     // Keep `TE: trailers`, the one TE value a proxy may pass on.
     if (raw.te === 'trailers') headers.te = 'trailers'
     // A client gone before forwarding has no address left; its request goes nowhere anyway.
@@ -68,8 +81,8 @@ export async function registerProxy (app: FastifyInstance, opts: ProxyOptions): 
   }
 
   function rewriteHeaders (headers: Record<string, unknown>): Record<string, unknown> {
-    dropListedInConnection(headers, headers.connection)
-    for (const h of RESPONSE_HOP_BY_HOP) delete headers[h]
+    dropConnection(headers)
+    drop(headers, RESPONSE_HOP_BY_HOP)
     return headers
   }
 
