@@ -41,7 +41,7 @@ interface Sample { rps: number, p50: number, p99: number, cpu: number, rss: numb
 
 /** The fixed-rate latency probe (bench/latency.ts) against one URL. */
 function latencyAtFixedRate (url: string): { p50: number, p99: number } {
-  return JSON.parse(execFileSync(process.execPath, [join(HERE, 'latency.js'), url, String(LATENCY_RATE), String(LATENCY_S)], { encoding: 'utf8' }))
+  return JSON.parse(execFileSync(...onHelperCore(process.execPath, [join(HERE, 'latency.js'), url, String(LATENCY_RATE), String(LATENCY_S)]), { encoding: 'utf8' }))
 }
 
 const children: ChildProcess[] = []
@@ -56,6 +56,15 @@ function hasCommand (cmd: string): boolean {
 
 const has = hasCommand
 
+/**
+ * With 2+ cores and taskset, the process under test gets core 0 to itself and everything
+ * else (load generator, upstream, Redis) runs on core 1: each target is measured at the
+ * capacity of one dedicated core instead of fighting the load generator for both.
+ */
+const PIN = cpus().length >= 2 && process.env.BENCH_PIN !== '0' && hasCommand('taskset')
+const onTargetCore = (cmd: string, args: string[]): [string, string[]] => PIN ? ['taskset', ['-c', '0', cmd, ...args]] : [cmd, args]
+const onHelperCore = (cmd: string, args: string[]): [string, string[]] => PIN ? ['taskset', ['-c', '1', cmd, ...args]] : [cmd, args]
+
 async function freePort (): Promise<number> {
   const s = createServer().listen(0, '127.0.0.1')
   await once(s, 'listening')
@@ -64,7 +73,8 @@ async function freePort (): Promise<number> {
   return port
 }
 
-function start (cmd: string, args: string[], env: Record<string, string> = {}): ChildProcess {
+function start (core: 'target' | 'helper', command: string, argv: string[], env: Record<string, string> = {}): ChildProcess {
+  const [cmd, args] = core === 'target' ? onTargetCore(command, argv) : onHelperCore(command, argv)
   const child = spawn(cmd, args, { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'ignore', 'inherit'] })
   children.push(child)
   return child
@@ -112,7 +122,7 @@ const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - 
 /** One load run against a URL: wrk when installed, autocannon otherwise. */
 function load (url: string, seconds: number): { rps: number, p50: number, p99: number, non2xx: number, requests: number } {
   if (TOOL === 'wrk') {
-    const out = execFileSync('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', url], { encoding: 'utf8' })
+    const out = execFileSync(...onHelperCore('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', url]), { encoding: 'utf8' })
     const ms = (s: string): number => {
       const m = /([\d.]+)(us|ms|s)/.exec(s)!
       return Number(m[1]) * (m[2] === 'us' ? 0.001 : m[2] === 's' ? 1000 : 1)
@@ -126,7 +136,7 @@ function load (url: string, seconds: number): { rps: number, p50: number, p99: n
       requests: Number(/(\d+) requests in/.exec(out)![1])
     }
   }
-  const out = JSON.parse(execFileSync(join(ROOT, 'node_modules', '.bin', 'autocannon'), ['-c', String(CONNECTIONS), '-d', String(seconds), '--json', url], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }))
+  const out = JSON.parse(execFileSync(...onHelperCore(join(ROOT, 'node_modules', '.bin', 'autocannon'), ['-c', String(CONNECTIONS), '-d', String(seconds), '--json', url]), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }))
   return { rps: out.requests.average, p50: out.latency.p50, p99: out.latency.p99, non2xx: out.non2xx, requests: out.requests.total }
 }
 
@@ -177,12 +187,12 @@ http {
 async function main (): Promise<void> {
   const node = process.execPath
   const upstreamPort = await freePort()
-  start(node, [join(HERE, 'upstream.js'), String(upstreamPort)])
+  start('helper', node, [join(HERE, 'upstream.js'), String(upstreamPort)])
   await waitFor(upstreamPort)
   const upstream = `http://127.0.0.1:${upstreamPort}`
 
   const redisPort = await freePort()
-  start('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning'])
+  start('helper', 'redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning'])
   const redis = new Redis({ port: redisPort, host: '127.0.0.1', retryStrategy: (n: number) => (n > 50 ? null : 100) })
   redis.on('error', () => {})
   await redis.ping()
@@ -191,7 +201,7 @@ async function main (): Promise<void> {
   const targets: Target[] = [{ name: 'upstream', label: '(a) upstream directly', url: `${upstream}/ping` }]
 
   const proxyPort = await freePort()
-  const proxy = start(node, [join(HERE, 'minimal-proxy.js'), String(proxyPort), upstream])
+  const proxy = start('target', node, [join(HERE, 'minimal-proxy.js'), String(proxyPort), upstream])
   await waitFor(proxyPort)
   targets.push({ name: 'minimal', label: '(b) minimal Node proxy (node:http + undici Pool)', url: `http://127.0.0.1:${proxyPort}/ping`, pid: proxy.pid! })
 
@@ -206,7 +216,7 @@ async function main (): Promise<void> {
   for (const [name, label, env, usesRedis] of gateways) {
     const port = await freePort()
     const adminPort = await freePort()
-    const gw = start(node, [join(ROOT, 'dist', 'src', 'server.js')], { UPSTREAM_URL: upstream, HOST: '127.0.0.1', PORT: String(port), ADMIN_PORT: String(adminPort), LOG_LEVEL: 'warn', ...env })
+    const gw = start('target', node, [join(ROOT, 'dist', 'src', 'server.js')], { UPSTREAM_URL: upstream, HOST: '127.0.0.1', PORT: String(port), ADMIN_PORT: String(adminPort), LOG_LEVEL: 'warn', ...env })
     await waitFor(adminPort, '/healthz')
     targets.push({ name, label, url: `http://127.0.0.1:${port}/ping`, pid: gw.pid!, ...(usesRedis ? { redis } : {}) })
   }
@@ -214,7 +224,7 @@ async function main (): Promise<void> {
   if (has('nginx')) {
     const dir = mkdtempSync(join(tmpdir(), 'gw-bench-nginx-'))
     const port = await freePort()
-    const nginx = start('nginx', ['-c', nginxConfig(dir, port, upstreamPort), '-p', dir, '-g', 'daemon off;'])
+    const nginx = start('target', 'nginx', ['-c', nginxConfig(dir, port, upstreamPort), '-p', dir, '-g', 'daemon off;'])
     await waitFor(port)
     targets.push({ name: 'nginx', label: '(g) nginx 1 worker, limit_req', url: `http://127.0.0.1:${port}/ping`, pid: nginx.pid! })
   }
@@ -278,7 +288,7 @@ async function main (): Promise<void> {
 Latest \`npm run bench\`: ${new Date().toISOString().slice(0, 10)}, ${cpus().length} cores (${cpu}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}${nginxVersion ? ', nginx installed' : ''}.
 Load: \`${tool}\`, ${DURATION_S} s per run, ${ROUNDS} interleaved rounds, medians; one client (127.0.0.1), \`GET /ping\` answered by a minimal upstream.
 Added latency (the p99 checks) comes from a separate fixed-rate phase: ${LATENCY_RATE} requests/s for ${LATENCY_S} s (\`bench/latency.ts\`), where latency is the work a request costs rather than queueing on a saturated machine.
-Load generator, upstream, proxy under test (and Redis) all share the same ${cpus().length} cores, so absolute numbers are low and noisy: compare the ratios.
+${PIN ? 'Each process under test runs alone on core 0 (taskset); load generator, upstream and Redis share core 1, so a target is measured at the capacity of one core.' : `Load generator, upstream, proxy under test (and Redis) share the same ${cpus().length} cores, so absolute numbers are low and noisy: compare the ratios.`}
 
 | target | req/s | p50 ms | p99 ms | p50 / p99 ms at ${LATENCY_RATE}/s | CPU µs/request at ${LATENCY_RATE}/s | CPU | RSS | Redis round trips/request |
 |---|---:|---:|---:|---:|---:|---:|---:|---:|
@@ -290,8 +300,8 @@ ${checks.map(([name, value, ok]) => `| ${name} | ${value} | ${ok ? 'yes' : '**no
 
 CPU is the process's user+system time over the run (100% = one core). CPU µs/request is
 that time during the fixed-rate phase divided by its requests: the capacity ratios
-(1 / CPU per request) say how the targets compare when each is the bottleneck, and are far
-steadier than saturated requests/s on a machine whose 2 cores the load generator shares. Memory per tracked
+(1 / CPU per request) are a second view of how the targets compare when each is the
+bottleneck (at a low fixed rate, per-wake-up costs weigh more than under saturation). Memory per tracked
 client is the memory store fed that many distinct client addresses through \`consume()\`
 (\`bench/memory-per-client.ts\`), RSS and V8 heap growth divided by the count.
 `
