@@ -10,7 +10,8 @@ import type { Config } from './config/index.js'
 import { InternalError, PROBLEM_CONTENT_TYPE, problem } from './errors.js'
 import { createIdentify } from './identity/identify.js'
 import { limiterPlugin } from './limiter/plugin.js'
-import { makePolicy } from './limiter/policy.js'
+import { createPolicySelector } from './limiter/policy.js'
+import { createAllowlist } from './identity/allowlist.js'
 import { registerProxy } from './proxy/index.js'
 import { MemoryStore } from './store/memory.js'
 import { RedisStore } from './store/redis.js'
@@ -82,9 +83,10 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
     await gateway.register(limiterPlugin, {
       store,
       identify: createIdentify(config),
-      clientPolicy: makePolicy('default', config.algorithm, config.limit),
-      globalPolicy: config.globalLimit ? makePolicy('global', config.algorithm, config.globalLimit, true) : undefined,
-      headers: config.headers
+      policiesFor: createPolicySelector(config),
+      isAllowlisted: createAllowlist(config),
+      headers: config.headers,
+      dryRun: config.dryRun
     })
   }
 

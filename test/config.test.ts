@@ -54,6 +54,17 @@ const BAD: Array<[string, Record<string, string | undefined>, string, RegExp]> =
   ['key prefix with a brace', { REDIS_KEY_PREFIX: 'a{b' }, 'REDIS_KEY_PREFIX', /without braces/],
   ['unknown failure mode', { STORE_FAILURE_MODE: 'maybe' }, 'STORE_FAILURE_MODE', /local, open or closed/],
   ['REDIS_TIMEOUT_MS=0', { REDIS_TIMEOUT_MS: '0' }, 'REDIS_TIMEOUT_MS', /1-60000/],
+  ['tier without burst', { RATE_LIMIT_TIERS: 'free=10/s' }, 'RATE_LIMIT_TIERS', /name=RATE:BURST/],
+  ['tier with a bad rate', { RATE_LIMIT_TIERS: 'free=fast:10' }, 'RATE_LIMIT_TIERS', /N\/s/],
+  ['tier with burst 0', { RATE_LIMIT_TIERS: 'free=10/s:0' }, 'RATE_LIMIT_TIERS', /burst/],
+  ['tier defined twice', { RATE_LIMIT_TIERS: 'a=1/s:1,a=2/s:2' }, 'RATE_LIMIT_TIERS', /twice/],
+  ['tier named like a built-in limit', { RATE_LIMIT_TIERS: 'default=1/s:1' }, 'RATE_LIMIT_TIERS', /built-in/],
+  ['API key with an undefined tier', { API_KEYS: 'k1:gold', RATE_LIMIT_TIERS: 'pro=1/s:1' }, 'API_KEYS', /"gold" is not defined in RATE_LIMIT_TIERS \(defined: pro\)/],
+  ['API key with a tier but no tiers at all', { API_KEYS: 'k1:gold' }, 'API_KEYS', /"gold" is not defined in RATE_LIMIT_TIERS \(none defined\)/],
+  ['allowlist item neither address nor key', { ALLOWLIST: '10.0.0.0/8,internal' }, 'ALLOWLIST', /key:<api-key>/],
+  ['allowlist bad CIDR', { ALLOWLIST: '10.0.0.0/40' }, 'ALLOWLIST', /neither/],
+  ['allowlist empty key', { ALLOWLIST: 'key:' }, 'ALLOWLIST', /printable ASCII/],
+  ['dry run not a boolean', { RATE_LIMIT_DRY_RUN: 'perhaps' }, 'RATE_LIMIT_DRY_RUN', /true or false/],
   ['LOG_LEVEL unknown', { LOG_LEVEL: 'loud' }, 'LOG_LEVEL', /info/]
 ]
 
@@ -97,6 +108,9 @@ const GOOD: Array<[string, Record<string, string>, Record<string, unknown>]> = [
   ['redis store', { STORE: 'redis', REDIS_URL: 'rediss://u:p@cache:6380/2' }, { store: 'redis', storeFailureMode: 'local', redis: { url: 'rediss://u:p@cache:6380/2', timeoutMs: 50, keyPrefix: 'rl:' } }],
   ['redis cluster nodes', { REDIS_CLUSTER_NODES: 'r1:7000, [::1]:7001' }, { redis: { clusterNodes: [{ host: 'r1', port: 7000 }, { host: '::1', port: 7001 }] } }],
   ['redis sentinels', { REDIS_SENTINELS: 's1:26379,s2:26379', REDIS_SENTINEL_NAME: 'mymaster' }, { redis: { sentinels: [{ host: 's1', port: 26379 }, { host: 's2', port: 26379 }], sentinelName: 'mymaster' } }],
+  ['tiers', { RATE_LIMIT_TIERS: 'free=10/s:20, pro=100/m:200' }, { tiers: new Map([['free', { rate: { count: 10, periodMs: 1000 }, burst: 20 }], ['pro', { rate: { count: 100, periodMs: 60_000 }, burst: 200 }]]) }],
+  ['allowlist', { ALLOWLIST: '10.0.0.0/8, 2001:db8::/32,192.0.2.7,key:internal-1' }, { allowlist: { networks: ['10.0.0.0/8', '2001:db8::/32', '192.0.2.7'], keys: new Set(['internal-1']) } }],
+  ['dry run', { RATE_LIMIT_DRY_RUN: 'true' }, { dryRun: true }],
   ['API key header lower-cased', { API_KEY_HEADER: 'X-Api-Token' }, { apiKeyHeader: 'x-api-token' }]
 ]
 
@@ -105,7 +119,7 @@ t.test('good configuration', async t => {
 })
 
 t.test('API keys from the variable and the file, with tiers', async t => {
-  const c = loadConfig({ ...BASE, API_KEYS: 'k1:pro, k2', API_KEYS_FILE: keysFile })
+  const c = loadConfig({ ...BASE, API_KEYS: 'k1:pro, k2', API_KEYS_FILE: keysFile, RATE_LIMIT_TIERS: 'pro=100/s:200' })
   t.same([...c.apiKeys.entries()], [['k1', 'pro'], ['k2', undefined], ['file-key-1', 'pro'], ['file-key-2', undefined]])
 })
 
@@ -113,4 +127,5 @@ t.test('the Config is frozen, its key registry too', async t => {
   const c = loadConfig({ ...BASE, API_KEYS: 'k1' })
   t.ok(Object.isFrozen(c) && Object.isFrozen(c.limit) && Object.isFrozen(c.limit.rate) && Object.isFrozen(c.keyBy))
   t.throws(() => (c.apiKeys as Map<string, string>).set('k2', 'x'))
+  t.throws(() => (c.allowlist.keys as Set<string>).add('k2'))
 })

@@ -87,7 +87,10 @@ t.test('IPV6_SUBNET widens the IPv6 key', async t => {
 })
 
 t.test('a registered API key has its own bucket; unknown keys fall back to the IP', async t => {
-  const { gw, tracked } = await gateway(t, { API_KEYS: 'good-key:pro,other-key' })
+  // (Tier "pro" has the same limit as the default here: this test is about identity.)
+  const { gw } = await gateway(t, { API_KEYS: 'good-key:pro,other-key', RATE_LIMIT_TIERS: 'pro=1/h:1' })
+  const store = gw.app.store as MemoryStore
+  const tracked = (key: string) => store.peek(`pro|${key}`) !== undefined || store.peek(`default|${key}`) !== undefined
   const withKey = (key: string) => send(`${gw.url}/ping`, { from: '127.0.0.2', headers: { 'x-api-key': key } })
   t.equal((await withKey('good-key')).status, 200)
   t.equal((await withKey('good-key')).status, 429)

@@ -6,11 +6,11 @@ import { readFileSync } from 'node:fs'
 import envSchema from 'env-schema'
 import { ConfigError } from '../errors.js'
 import {
-  parseApiKeys, parseHeaderName, parseHostPorts, parseKeyBy, parseRate, parseRedisUrl, parseTrustProxy, parseUpstreamUrl,
-  type HostPort, type KeySource, type RateSpec
+  parseAllowlist, parseApiKeys, parseHeaderName, parseTiers, parseHostPorts, parseKeyBy, parseRate, parseRedisUrl, parseTrustProxy, parseUpstreamUrl,
+  type Allowlist, type HostPort, type KeySource, type RateSpec
 } from './parse.js'
 
-export type { HostPort, KeySource, RateSpec } from './parse.js'
+export type { Allowlist, HostPort, KeySource, RateSpec } from './parse.js'
 
 export const DEFAULT_PORT = 8000
 export const DEFAULT_ADMIN_PORT = 9000
@@ -75,6 +75,12 @@ export interface Config {
   readonly apiKeys: ReadonlyMap<string, string | undefined>
   /** One limit for all clients together, or undefined. */
   readonly globalLimit: LimitSpec | undefined
+  /** Named tiers with their own limit; an API key's tier picks one. */
+  readonly tiers: ReadonlyMap<string, LimitSpec>
+  /** Clients never limited nor counted. */
+  readonly allowlist: Allowlist
+  /** Decide, count and send headers, but never refuse (would-be refusals are logged). */
+  readonly dryRun: boolean
   /** Trusted proxy addresses/CIDRs for X-Forwarded-For; empty: trust nobody. */
   readonly trustProxy: readonly string[]
   /** IPv6 clients are keyed by this prefix length. */
@@ -115,6 +121,9 @@ function schema () {
       GLOBAL_RATE_LIMIT_RATE: { type: 'string', default: '', description: 'N/s, N/m, N/h or N/d, or empty for off' },
       GLOBAL_RATE_LIMIT_BURST: { type: 'integer', minimum: 1, maximum: 1_000_000_000, description: 'a whole number ≥ 1' },
       TRUST_PROXY: { type: 'string', default: '', description: 'IP addresses or CIDRs, comma-separated' },
+      RATE_LIMIT_TIERS: { type: 'string', default: '', description: 'name=RATE:BURST items, comma-separated' },
+      ALLOWLIST: { type: 'string', default: '', description: 'IPs, CIDRs and key:<api-key> items, comma-separated' },
+      RATE_LIMIT_DRY_RUN: { type: 'boolean', default: false, description: 'true or false' },
       IPV6_SUBNET: { type: 'integer', minimum: 1, maximum: 128, default: 64, description: 'a prefix length 1-128' },
       RATE_LIMIT_HEADERS: { type: 'string', enum: ['both', 'draft', 'legacy', 'none'], default: 'both', description: 'both, draft, legacy or none' },
       STORE: { type: 'string', enum: ['memory', 'redis'], default: 'memory', description: 'memory or redis' },
@@ -141,6 +150,7 @@ interface RawEnv {
   RATE_LIMIT_ENABLED: boolean, RATE_LIMIT_ALGORITHM: AlgorithmName, RATE_LIMIT_RATE: string, RATE_LIMIT_BURST: number
   RATE_LIMIT_KEY_BY: string, API_KEY_HEADER: string, API_KEYS: string, API_KEYS_FILE: string
   GLOBAL_RATE_LIMIT_RATE: string, GLOBAL_RATE_LIMIT_BURST?: number, TRUST_PROXY: string, IPV6_SUBNET: number
+  RATE_LIMIT_TIERS: string, ALLOWLIST: string, RATE_LIMIT_DRY_RUN: boolean
   RATE_LIMIT_HEADERS: HeadersMode, STORE: StoreKind, MEMORY_STORE_MAX_KEYS: number
   STORE_FAILURE_MODE: StoreFailureMode, REDIS_URL: string, REDIS_CLUSTER_NODES: string, REDIS_SENTINELS: string
   REDIS_SENTINEL_NAME: string, REDIS_KEY_PREFIX: string, REDIS_TIMEOUT_MS: number, REDIS_CONNECT_TIMEOUT_MS: number
@@ -173,11 +183,21 @@ function field<T> (name: string, parse: () => T): T {
 }
 
 function deepFreeze<T> (value: T): T {
+  if (value instanceof Set) return frozenSet(value) as T
   if (value !== null && typeof value === 'object' && !Object.isFrozen(value) && !(value instanceof Map)) {
     for (const v of Object.values(value)) deepFreeze(v)
     Object.freeze(value)
   }
   return value
+}
+
+/** A Set that cannot be changed through its own methods. */
+function frozenSet<T> (set: Set<T>): ReadonlySet<T> {
+  const refuse = () => { throw new TypeError('Config is read-only') }
+  set.add = refuse
+  set.delete = refuse
+  set.clear = refuse
+  return Object.freeze(set)
 }
 
 /** A Map that cannot be changed through its own methods. */
@@ -241,6 +261,13 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
     throw new ConfigError('GLOBAL_RATE_LIMIT_BURST is set but GLOBAL_RATE_LIMIT_RATE is not: set both, or neither to switch the global limit off')
   }
 
+  const tiers = field('RATE_LIMIT_TIERS', () => parseTiers(raw.RATE_LIMIT_TIERS))
+  for (const tier of new Set(apiKeys.values())) {
+    if (tier !== undefined && !tiers.has(tier)) {
+      throw new ConfigError(`API_KEYS/API_KEYS_FILE: tier "${tier}" is not defined in RATE_LIMIT_TIERS (${tiers.size > 0 ? `defined: ${[...tiers.keys()].join(', ')}` : 'none defined'})`)
+    }
+  }
+
   const config: Config = {
     port: raw.PORT,
     host: raw.HOST,
@@ -254,6 +281,9 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
     apiKeyHeader: field('API_KEY_HEADER', () => parseHeaderName(raw.API_KEY_HEADER)),
     apiKeys: frozenMap(apiKeys),
     globalLimit,
+    tiers: frozenMap(tiers),
+    allowlist: field('ALLOWLIST', () => parseAllowlist(raw.ALLOWLIST)),
+    dryRun: raw.RATE_LIMIT_DRY_RUN,
     trustProxy: field('TRUST_PROXY', () => parseTrustProxy(raw.TRUST_PROXY)),
     ipv6Subnet: raw.IPV6_SUBNET,
     headers: raw.RATE_LIMIT_HEADERS,

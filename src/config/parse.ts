@@ -157,3 +157,59 @@ export function parseRedisUrl (text: string): string {
   if (db !== '' && !/^\d{1,2}$/.test(db)) throw new Error(`the database in the path must be a number, got "${db}"`)
   return text
 }
+
+export interface TierSpec {
+  readonly rate: RateSpec
+  readonly burst: number
+}
+
+/** Names of the built-in limits, which a tier must not take (it would share their buckets). */
+export const RESERVED_POLICY_NAMES: ReadonlySet<string> = new Set(['default', 'global'])
+
+const TIER_ITEM_RE = /^([A-Za-z0-9_-]{1,64})\s*=\s*([^:]+):\s*(\d+)$/
+export const TIERS_FORMAT = 'name=RATE:BURST items, comma-separated (e.g. free=10/s:20,pro=100/s:200)'
+
+/** Named tiers with their own limit: `free=10/s:20,pro=100/s:200`. */
+export function parseTiers (text: string): Map<string, TierSpec> {
+  const tiers = new Map<string, TierSpec>()
+  for (const item of splitList(text)) {
+    const m = TIER_ITEM_RE.exec(item)
+    if (m === null) throw new Error(`expected ${TIERS_FORMAT}, got "${item}"`)
+    const burst = Number(m[3])
+    if (!(burst >= 1 && burst <= 1_000_000_000)) throw new Error(`tier "${m[1]}": the burst must be a whole number from 1 to 1000000000`)
+    if (tiers.has(m[1]!)) throw new Error(`tier "${m[1]}" is defined twice`)
+    if (RESERVED_POLICY_NAMES.has(m[1]!)) throw new Error(`"${m[1]}" is the name of a built-in limit; choose another tier name`)
+    tiers.set(m[1]!, { rate: parseRate(m[2]!.trim()), burst })
+  }
+  return tiers
+}
+
+export interface Allowlist {
+  /** Addresses and CIDRs (v4 and v6), as proxy-addr accepts them. */
+  readonly networks: readonly string[]
+  /** API keys (the `key:` items, without the prefix). */
+  readonly keys: ReadonlySet<string>
+}
+
+export const ALLOWLIST_FORMAT = 'IP addresses, CIDRs and key:<api-key> items, comma-separated'
+
+/** Clients that are never limited nor counted: `10.0.0.0/8,2001:db8::/32,key:internal-1`. */
+export function parseAllowlist (text: string): Allowlist {
+  const networks: string[] = []
+  const keys = new Set<string>()
+  for (const item of splitList(text)) {
+    if (item.startsWith('key:')) {
+      const key = item.slice(4)
+      if (!KEY_RE.test(key)) throw new Error(`"${item}": an API key must be 1-512 printable ASCII characters without spaces`)
+      keys.add(key)
+      continue
+    }
+    try {
+      proxyAddr.compile(item)
+    } catch {
+      throw new Error(`"${item}" is neither an IP address, a CIDR nor key:<api-key> (expected ${ALLOWLIST_FORMAT})`)
+    }
+    networks.push(item)
+  }
+  return { networks, keys }
+}

@@ -17,6 +17,7 @@ const env = {
   RATE_LIMIT_RATE: '1/s',
   RATE_LIMIT_BURST: '5',
   API_KEYS: 'demo-key-1:pro,demo-key-2',
+  RATE_LIMIT_TIERS: 'pro=10/s:20',
   ...process.env
 }
 const running = await main(env)
@@ -30,7 +31,8 @@ Demo upstream on http://127.0.0.1:${upstreamPort}, gateway on http://127.0.0.1:$
 Try:
   curl -i http://127.0.0.1:${port}/ping
   for i in $(seq 1 ${running.app.config.limit.burst + 1}); do curl -s -o /dev/null -w '%{http_code}\\n' http://127.0.0.1:${port}/ping; done   # the last one is 429
-  curl -i -H 'x-api-key: demo-key-1' http://127.0.0.1:${port}/ping                # a registered key has its own bucket
+  curl -i -H 'x-api-key: demo-key-1' http://127.0.0.1:${port}/ping                # tier "pro": its own bucket of 20
+  curl -i -H 'x-api-key: demo-key-2' http://127.0.0.1:${port}/ping                # a key without a tier: the default limit
   curl -s -X POST --data 'hello' http://127.0.0.1:${port}/echo
   curl -s http://127.0.0.1:${adminPort}/readyz
 Ctrl-C to stop.

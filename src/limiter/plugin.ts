@@ -7,7 +7,7 @@ import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fast
 import fp from 'fastify-plugin'
 import type { HeadersMode } from '../config/index.js'
 import { PROBLEM_CONTENT_TYPE, problem, RateLimitedError, StoreUnavailableError } from '../errors.js'
-import type { Identify } from '../identity/identify.js'
+import type { Identify, Identity } from '../identity/identify.js'
 import type { Store } from '../store/types.js'
 import { mostRestrictive, type Decision } from './decision.js'
 import { retryAfterSeconds, setRateLimitHeaders } from './headers.js'
@@ -17,11 +17,13 @@ import { createThrottledLog } from '../log.js'
 export interface LimiterOptions {
   store: Store
   identify: Identify
-  /** The per-client limit. */
-  clientPolicy: Policy
-  /** The limit shared by all clients, if any. */
-  globalPolicy?: Policy | undefined
+  /** The limits that apply to a client (the same array for the same client kind). */
+  policiesFor: (identity: Identity) => readonly Policy[]
+  /** Whether a request skips limiting altogether (never limited, never counted). */
+  isAllowlisted: (request: FastifyRequest) => boolean
   headers: HeadersMode
+  /** Decide and send headers, but never refuse; would-be refusals are logged. */
+  dryRun: boolean
 }
 
 const RATE_LIMITED_CODE = new RateLimitedError().code
@@ -33,14 +35,20 @@ function isPromise<T> (v: T | Promise<T>): v is Promise<T> {
 }
 
 export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opts) {
-  const { store, identify, clientPolicy, globalPolicy, headers } = opts
-  const policies: readonly Policy[] = globalPolicy ? [globalPolicy, clientPolicy] : [clientPolicy]
+  const { store, identify, policiesFor, isAllowlisted, headers, dryRun } = opts
   const storeErrorLog = createThrottledLog(app.log, 'warn', 'rate-limit store failed; answering 503')
+  const dryRunLog = createThrottledLog(app.log, 'warn', 'dry run: a request over its limit was let through')
 
-  function decide (reply: FastifyReply, decisions: Decision[], done: HookHandlerDoneFunction): void {
+  function decide (reply: FastifyReply, identity: Identity, decisions: Decision[], done: HookHandlerDoneFunction): void {
     const top = mostRestrictive(decisions)
     setRateLimitHeaders(reply, headers, decisions, top)
     if (top.allowed) {
+      done()
+      return
+    }
+    if (dryRun) {
+      // The client is a digest for API keys (Identity.key), never the key itself.
+      dryRunLog(undefined, { client: identity.key, policy: top.policy.name })
       done()
       return
     }
@@ -60,18 +68,22 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
   }
 
   app.addHook('onRequest', function rateLimit (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
+    if (isAllowlisted(request)) {
+      done()
+      return
+    }
     const identity = identify(request)
     let result: Decision[] | Promise<Decision[]>
     try {
-      result = store.consume(identity.key, policies, 1)
+      result = store.consume(identity.key, policiesFor(identity), 1)
     } catch (err) {
       storeFailed(reply, err)
       return
     }
     if (isPromise(result)) {
-      result.then(d => decide(reply, d, done), err => storeFailed(reply, err))
+      result.then(d => decide(reply, identity, d, done), err => storeFailed(reply, err))
     } else {
-      decide(reply, result, done)
+      decide(reply, identity, result, done)
     }
   })
 }, { name: 'gateway-limiter', fastify: '5.x' })

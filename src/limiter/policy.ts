@@ -3,7 +3,8 @@
  * algorithm and its parameters, with the parts of the headers that never change rendered
  * once at start-up.
  */
-import type { AlgorithmName, LimitSpec } from '../config/index.js'
+import type { AlgorithmName, Config, LimitSpec } from '../config/index.js'
+import type { Identity } from '../identity/identify.js'
 
 export interface Policy {
   /** Shown in RateLimit-Policy and RateLimit, and part of every store key. */
@@ -37,4 +38,20 @@ export function makePolicy (name: string, algorithm: AlgorithmName, limit: Limit
     policyItem: `"${name}";q=${limit.burst};w=${windowS}`,
     limitItemPrefix: `"${name}";r=`
   })
+}
+
+/**
+ * Which limits apply to a client: the global limit (if any) and the client's own: its
+ * tier's when it has one, else the default. Each combination is built once, so a client
+ * kind always gets the very same array (stores may compare them by identity).
+ */
+export function createPolicySelector (config: Pick<Config, 'algorithm' | 'limit' | 'globalLimit' | 'tiers'>): (identity: Identity) => readonly Policy[] {
+  const global = config.globalLimit ? makePolicy('global', config.algorithm, config.globalLimit, true) : undefined
+  const withGlobal = (p: Policy): readonly Policy[] => Object.freeze(global ? [global, p] : [p])
+  const byDefault = withGlobal(makePolicy('default', config.algorithm, config.limit))
+  if (config.tiers.size === 0) return () => byDefault
+  const byTier = new Map<string, readonly Policy[]>()
+  for (const [name, limit] of config.tiers) byTier.set(name, withGlobal(makePolicy(name, config.algorithm, limit)))
+  // Every key's tier is defined (config refuses others), so the lookup always finds one.
+  return identity => (identity.tier === undefined ? byDefault : byTier.get(identity.tier)!)
 }
