@@ -50,10 +50,17 @@ t.test('SIGSTOP: a stalled Redis costs at most the command timeout, then the cir
   await sleep(200)
   redis.pause()
   t.ok(await eventually(() => gw.app.store!.mode() === 'local-fallback', 2000), 'switched to the local fallback')
-  // With the circuit open, requests no longer wait for Redis at all.
-  const before = performance.now()
-  t.equal((await send(`${gw.url}/ping`)).status, 200)
-  t.ok(performance.now() - before < TIMEOUT_MS * 4, 'a request during the outage does not pay the timeout')
+  // With the circuit open, requests no longer wait for Redis at all: the typical request
+  // (the median of 7, so one slow scheduling on a busy machine does not decide) takes
+  // less than the command timeout it would otherwise pay.
+  const took: number[] = []
+  for (let i = 0; i < 7; i++) {
+    const before = performance.now()
+    t.equal((await send(`${gw.url}/ping`)).status, 200)
+    took.push(performance.now() - before)
+  }
+  const median = took.sort((a, b) => a - b)[3]!
+  t.ok(median < TIMEOUT_MS, `during the outage a request takes ${median.toFixed(1)} ms (median), less than the ${TIMEOUT_MS} ms timeout`)
   await sleep(300)
   redis.resume()
   t.ok(await eventually(async () => (await readyz()).store.mode === 'redis', 3000), 'recovered by itself')
