@@ -11,7 +11,6 @@ import { InternalError, PROBLEM_CONTENT_TYPE, problem } from './errors.js'
 import { createIdentify } from './identity/identify.js'
 import { limiterPlugin } from './limiter/plugin.js'
 import { createPolicySelector } from './limiter/policy.js'
-import { createAllowlist } from './identity/allowlist.js'
 import { registerProxy } from './proxy/index.js'
 import { MemoryStore } from './store/memory.js'
 import { RedisStore } from './store/redis.js'
@@ -84,7 +83,6 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
       store,
       identify: createIdentify(config),
       policiesFor: createPolicySelector(config),
-      isAllowlisted: createAllowlist(config),
       headers: config.headers,
       dryRun: config.dryRun
     })

@@ -183,7 +183,7 @@ function field<T> (name: string, parse: () => T): T {
 }
 
 function deepFreeze<T> (value: T): T {
-  if (value instanceof Set) return frozenSet(value) as T
+  if (value instanceof Set) return readOnly(value) as T
   if (value !== null && typeof value === 'object' && !Object.isFrozen(value) && !(value instanceof Map)) {
     for (const v of Object.values(value)) deepFreeze(v)
     Object.freeze(value)
@@ -191,22 +191,13 @@ function deepFreeze<T> (value: T): T {
   return value
 }
 
-/** A Set that cannot be changed through its own methods. */
-function frozenSet<T> (set: Set<T>): ReadonlySet<T> {
+/** A Map or Set that cannot be changed through its own methods (Object.freeze does not stop them). */
+function readOnly<C extends Map<unknown, unknown> | Set<unknown>> (collection: C): C {
   const refuse = () => { throw new TypeError('Config is read-only') }
-  set.add = refuse
-  set.delete = refuse
-  set.clear = refuse
-  return Object.freeze(set)
-}
-
-/** A Map that cannot be changed through its own methods. */
-function frozenMap<K, V> (map: Map<K, V>): ReadonlyMap<K, V> {
-  const refuse = () => { throw new TypeError('Config is read-only') }
-  map.set = refuse
-  map.delete = refuse
-  map.clear = refuse
-  return Object.freeze(map)
+  for (const method of ['set', 'add', 'delete', 'clear'] as const) {
+    if (method in collection) (collection as unknown as Record<string, unknown>)[method] = refuse
+  }
+  return Object.freeze(collection)
 }
 
 function parseRedisSettings (raw: RawEnv): RedisSettings {
@@ -279,9 +270,9 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
     limit: { rate: field('RATE_LIMIT_RATE', () => parseRate(raw.RATE_LIMIT_RATE)), burst: raw.RATE_LIMIT_BURST },
     keyBy: field('RATE_LIMIT_KEY_BY', () => parseKeyBy(raw.RATE_LIMIT_KEY_BY)),
     apiKeyHeader: field('API_KEY_HEADER', () => parseHeaderName(raw.API_KEY_HEADER)),
-    apiKeys: frozenMap(apiKeys),
+    apiKeys: readOnly(apiKeys),
     globalLimit,
-    tiers: frozenMap(tiers),
+    tiers: readOnly(tiers),
     allowlist: field('ALLOWLIST', () => parseAllowlist(raw.ALLOWLIST)),
     dryRun: raw.RATE_LIMIT_DRY_RUN,
     trustProxy: field('TRUST_PROXY', () => parseTrustProxy(raw.TRUST_PROXY)),

@@ -5,13 +5,14 @@
  */
 import { createHash } from 'node:crypto'
 import type { FastifyRequest } from 'fastify'
+import proxyAddr from 'proxy-addr'
 import type { Config, KeySource } from '../config/index.js'
 import { ipKey } from './ip.js'
 
 /** Longest header value accepted as a user id; longer ones are ignored (IP is used). */
 export const MAX_HEADER_ID_LENGTH = 256
 
-export type IdentitySource = 'ip' | 'api-key' | 'header'
+export type IdentitySource = 'ip' | 'api-key' | 'header' | 'allowlist'
 
 export interface Identity {
   /** The store key of the client, e.g. `ip:203.0.113.7`, `key:<digest>`, `h:x-user-id:42`. */
@@ -22,6 +23,9 @@ export interface Identity {
 }
 
 export type Identify = (request: FastifyRequest) => Identity
+
+/** What identify() returns for an ALLOWLIST client: never limited, never counted. */
+export const ALLOWLISTED: Identity = Object.freeze({ key: '', source: 'allowlist', tier: undefined })
 
 /**
  * The identity key of an API key: a digest, so that the key itself never appears in a
@@ -37,19 +41,35 @@ function headerValue (request: FastifyRequest, name: string): string | undefined
   return typeof v === 'string' ? v : undefined
 }
 
-export function createIdentify (config: Pick<Config, 'keyBy' | 'apiKeyHeader' | 'apiKeys' | 'ipv6Subnet'>): Identify {
+/**
+ * Builds identify(). ALLOWLIST clients come first: an allowlisted key by exact match, or an
+ * address in an allowlisted network (the same client address the limiter would use, so
+ * behind a trusted proxy the X-Forwarded-For client). The address, an X-Forwarded-For
+ * parse behind a trusted proxy, is computed at most once per request.
+ */
+export function createIdentify (config: Pick<Config, 'keyBy' | 'apiKeyHeader' | 'apiKeys' | 'ipv6Subnet' | 'allowlist'>): Identify {
   const { apiKeyHeader, ipv6Subnet } = config
   // Identities of registered keys, built once: a keyed request allocates nothing.
   const keyed = new Map<string, Identity>()
   for (const [apiKey, tier] of config.apiKeys) keyed.set(apiKey, Object.freeze({ key: apiKeyId(apiKey), source: 'api-key', tier }))
   const sources: readonly KeySource[] = config.keyBy
-  const ipIdentity = (request: FastifyRequest): Identity =>
-    ({ key: 'ip:' + ipKey(request.ip, ipv6Subnet), source: 'ip', tier: undefined })
+  const allowedKeys = config.allowlist.keys
+  const inAllowedNetwork = config.allowlist.networks.length > 0 ? proxyAddr.compile([...config.allowlist.networks]) : undefined
+  const byIp = (ip: string): Identity => ({ key: 'ip:' + ipKey(ip, ipv6Subnet), source: 'ip', tier: undefined })
 
-  // The IP is always there, so sources listed after `ip` are never reached.
-  if (sources[0]!.kind === 'ip') return ipIdentity
+  // No allowlist and the IP first: sources listed after `ip` are never reached.
+  if (sources[0]!.kind === 'ip' && allowedKeys.size === 0 && inAllowedNetwork === undefined) return request => byIp(request.ip)
 
   return function identify (request) {
+    if (allowedKeys.size > 0) {
+      const value = headerValue(request, apiKeyHeader)
+      if (value !== undefined && allowedKeys.has(value)) return ALLOWLISTED
+    }
+    let ip: string | undefined
+    if (inAllowedNetwork !== undefined) {
+      ip = request.ip
+      if (inAllowedNetwork(ip, 0)) return ALLOWLISTED
+    }
     for (let i = 0; i < sources.length; i++) {
       const source = sources[i]!
       if (source.kind === 'ip') {
@@ -65,6 +85,6 @@ export function createIdentify (config: Pick<Config, 'keyBy' | 'apiKeyHeader' | 
         }
       }
     }
-    return ipIdentity(request)
+    return byIp(ip ?? request.ip)
   }
 }

@@ -7,8 +7,8 @@ import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fast
 import fp from 'fastify-plugin'
 import type { HeadersMode } from '../config/index.js'
 import { PROBLEM_CONTENT_TYPE, problem, RateLimitedError, StoreUnavailableError } from '../errors.js'
-import type { Identify, Identity } from '../identity/identify.js'
-import type { Store } from '../store/types.js'
+import { ALLOWLISTED, type Identify, type Identity } from '../identity/identify.js'
+import { isPromise, type Store } from '../store/types.js'
 import { mostRestrictive, type Decision } from './decision.js'
 import { retryAfterSeconds, setRateLimitHeaders } from './headers.js'
 import type { Policy } from './policy.js'
@@ -19,8 +19,6 @@ export interface LimiterOptions {
   identify: Identify
   /** The limits that apply to a client (the same array for the same client kind). */
   policiesFor: (identity: Identity) => readonly Policy[]
-  /** Whether a request skips limiting altogether (never limited, never counted). */
-  isAllowlisted: (request: FastifyRequest) => boolean
   headers: HeadersMode
   /** Decide and send headers, but never refuse; would-be refusals are logged. */
   dryRun: boolean
@@ -30,12 +28,8 @@ const RATE_LIMITED_CODE = new RateLimitedError().code
 const STORE_ERROR = new StoreUnavailableError()
 const STORE_ERROR_BODY = JSON.stringify(problem(STORE_ERROR.statusCode!, STORE_ERROR.message, STORE_ERROR.code))
 
-function isPromise<T> (v: T | Promise<T>): v is Promise<T> {
-  return typeof (v as Promise<T>)?.then === 'function'
-}
-
 export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opts) {
-  const { store, identify, policiesFor, isAllowlisted, headers, dryRun } = opts
+  const { store, identify, policiesFor, headers, dryRun } = opts
   const storeErrorLog = createThrottledLog(app.log, 'warn', 'rate-limit store failed; answering 503')
   const dryRunLog = createThrottledLog(app.log, 'warn', 'dry run: a request over its limit was let through')
 
@@ -68,11 +62,11 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
   }
 
   app.addHook('onRequest', function rateLimit (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
-    if (isAllowlisted(request)) {
+    const identity = identify(request)
+    if (identity === ALLOWLISTED) {
       done()
       return
     }
-    const identity = identify(request)
     let result: Decision[] | Promise<Decision[]>
     try {
       result = store.consume(identity.key, policiesFor(identity), 1)

@@ -12,7 +12,7 @@ import { StoreUnavailableError } from '../errors.js'
 import type { Decision } from '../limiter/decision.js'
 import type { Policy } from '../limiter/policy.js'
 import type { RedisStore } from './redis.js'
-import type { Store } from './types.js'
+import { isPromise, type Store } from './types.js'
 
 /** Consecutive failed decisions that open the circuit. */
 export const FAILURES_TO_OPEN = 3
@@ -27,10 +27,6 @@ export interface FailoverOptions {
 }
 
 const FALLBACK_MODE: Record<StoreFailureMode, string> = { local: 'local-fallback', open: 'fail-open', closed: 'fail-closed' }
-
-function isPromise<T> (v: T | Promise<T>): v is Promise<T> {
-  return typeof (v as Promise<T>).then === 'function'
-}
 
 export class FailoverStore implements Store {
   readonly kind = 'redis'

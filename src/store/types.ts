@@ -6,6 +6,11 @@
 import type { Decision } from '../limiter/decision.js'
 import type { Policy } from '../limiter/policy.js'
 
+/** Whether a store answered asynchronously (remote) rather than with the decisions at once. */
+export function isPromise<T> (v: T | Promise<T>): v is Promise<T> {
+  return typeof (v as Promise<T>).then === 'function'
+}
+
 /** The memory store's key for a policy and a subject. */
 export function localKey (policy: Policy, subject: string): string {
   return policy.shared ? policy.name : policy.name + '|' + subject
