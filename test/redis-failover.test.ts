@@ -45,14 +45,17 @@ t.test('kill -9, restart: answers keep coming within the bound, local fallback, 
 })
 
 t.test('SIGSTOP: a stalled Redis costs at most the command timeout, then the circuit opens', async t => {
-  const { redis, gw, readyz } = await setup(t)
+  // A long timeout here, so that paying it (≥ 500 ms) and not paying it (a few ms, tens on
+  // a busy CI machine) cannot be confused.
+  const stalledTimeoutMs = 500
+  const { redis, gw, readyz } = await setup(t, { REDIS_TIMEOUT_MS: String(stalledTimeoutMs) })
   const load = startLoad(`${gw.url}/ping`, 20)
   await sleep(200)
   redis.pause()
   t.ok(await eventually(() => gw.app.store!.mode() === 'local-fallback', 2000), 'switched to the local fallback')
   // With the circuit open, requests no longer wait for Redis at all: the typical request
   // (the median of 7, so one slow scheduling on a busy machine does not decide) takes
-  // less than the command timeout it would otherwise pay.
+  // well under the command timeout it would otherwise pay.
   const took: number[] = []
   for (let i = 0; i < 7; i++) {
     const before = performance.now()
@@ -60,14 +63,14 @@ t.test('SIGSTOP: a stalled Redis costs at most the command timeout, then the cir
     took.push(performance.now() - before)
   }
   const median = took.sort((a, b) => a - b)[3]!
-  t.ok(median < TIMEOUT_MS, `during the outage a request takes ${median.toFixed(1)} ms (median), less than the ${TIMEOUT_MS} ms timeout`)
+  t.ok(median < stalledTimeoutMs / 2, `during the outage a request takes ${median.toFixed(1)} ms (median), not the ${stalledTimeoutMs} ms timeout`)
   await sleep(300)
   redis.resume()
   t.ok(await eventually(async () => (await readyz()).store.mode === 'redis', 3000), 'recovered by itself')
   const stats = await load.stop()
   t.equal(stats.errors, 0)
   t.same([...stats.byStatus.keys()], [200], `all ${stats.sent} answers were 200`)
-  t.ok(stats.maxLatencyMs < LATENCY_BOUND_MS, `worst latency ${stats.maxLatencyMs.toFixed(0)} ms`)
+  t.ok(stats.maxLatencyMs < stalledTimeoutMs + LATENCY_BOUND_MS, `worst latency ${stats.maxLatencyMs.toFixed(0)} ms: the timeout at most, plus slack`)
   t.same(unhandled, [])
 })
 

@@ -38,7 +38,7 @@ export interface RedisSettings {
   readonly sentinels: readonly HostPort[]
   readonly sentinelName: string
   readonly keyPrefix: string
-  /** Per-command timeout: the most latency a dead or stalled Redis adds to a request. */
+  /** Per-command timeout: bounds the latency a dead or stalled Redis adds (measured worst: 2-3× this). */
   readonly timeoutMs: number
   /** How long start-up waits for Redis to be ready. */
   readonly connectTimeoutMs: number
