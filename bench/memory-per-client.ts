@@ -9,7 +9,7 @@ import { parseRate } from '../src/config/parse.js'
 import { systemClock } from '../src/clock.js'
 
 const n = Number(process.argv[2])
-const policies = [makePolicy('default', 'token-bucket', { rate: parseRate('10/s'), burst: 20 })]
+const policies = [makePolicy('default', { algorithm: 'token-bucket', rate: parseRate('10/s'), burst: 20, maxDelayMs: 0, dryRun: false })]
 const gc = (globalThis as { gc?: () => void }).gc ?? (() => {})
 gc()
 const before = process.memoryUsage()

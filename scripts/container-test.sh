@@ -41,9 +41,24 @@ BURST=5
 
 code() { curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$@"; }
 
+# Podman behind the Docker API can get into a state where it answers but starts no
+# container ("write child: broken pipe"; seen after apt-get installed other packages while
+# it ran). That is the engine's state, not ours: on that error only, restart the engine
+# with the shared scripts and try once more (`up` is idempotent).
+compose_up() {
+  local log=$1; shift
+  timeout 900 docker compose "$@" up -d --build --wait >"$log" 2>&1 && return 0
+  grep -q 'broken pipe' "$log" || return 1
+  echo "container-test: the engine starts no container (broken pipe); restarting it and retrying once" >&2
+  docker compose "$@" down -v >/dev/null 2>&1
+  bash "$here/../shared/container/container-teardown.sh" >/tmp/container-teardown.log 2>&1
+  bash "$setup" >/tmp/container-setup.log 2>&1 || return 1
+  timeout 900 docker compose "$@" up -d --build --wait >>"$log" 2>&1
+}
+
 # --- README: Deploy with Docker -------------------------------------------------------------
 t=$(date +%s)
-if timeout 900 docker compose up -d --build --wait >up.log 2>&1; then ok "docker compose up -d --build --wait: healthy in $(( $(date +%s) - t )) s"; else bad "docker compose up"; tail -40 up.log; finish; fi
+if compose_up up.log; then ok "docker compose up -d --build --wait: healthy in $(( $(date +%s) - t )) s"; else bad "docker compose up"; tail -40 up.log; finish; fi
 health=$(docker compose ps --format '{{.Service}}={{.Health}}' | sort | tr '\n' ' ')
 [[ "$health" == *"gateway=healthy"*"redis=healthy"*"web=healthy"* ]] && ok "health checks: $health" || bad "health checks: $health"
 size=$(docker image inspect ratelimit-gateway:local --format '{{.Size}}' 2>/dev/null)
@@ -77,7 +92,7 @@ exit_code=$(docker inspect "$(docker compose ps -a -q gateway)" --format '{{.Sta
 timeout 120 docker compose down -v >/dev/null 2>&1 && ok "docker compose down -v" || bad "docker compose down -v"
 
 # --- README: two replicas, one Redis ------------------------------------------------------
-if timeout 900 docker compose -f docker-compose.replicas.yml up -d --build --wait >up2.log 2>&1; then ok "replicas: docker compose -f docker-compose.replicas.yml up -d --build --wait"; else bad "replicas up"; tail -40 up2.log; finish; fi
+if compose_up up2.log -f docker-compose.replicas.yml; then ok "replicas: docker compose -f docker-compose.replicas.yml up -d --build --wait"; else bad "replicas up"; tail -40 up2.log; finish; fi
 shared=""
 for i in $(seq 1 $((BURST + 1))); do
   port=$(( i % 2 == 0 ? 8001 : 8000 ))

@@ -1,22 +1,33 @@
 /**
  * Builds the gateway from a Config: the client-facing Fastify instance (limiter + proxy)
- * and the admin instance. Nothing here listens or touches the process; server.ts does.
+ * and the admin instance, with what watches and steers them (rules file, runtime
+ * settings, metrics, violation logs, top offenders, alerts, adaptive limits). Nothing
+ * here listens or touches the process; server.ts does.
  */
+import { readFileSync, unwatchFile, watchFile } from 'node:fs'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import proxyAddr from 'proxy-addr'
 import type { Clock } from './clock.js'
 import { systemClock } from './clock.js'
 import type { Config } from './config/index.js'
-import { InternalError, PROBLEM_CONTENT_TYPE, problem } from './errors.js'
+import { parseRules } from './config/rules.js'
+import { BadRequestError, InternalError, PROBLEM_CONTENT_TYPE, problem } from './errors.js'
 import { createIdentify } from './identity/identify.js'
-import { limiterPlugin } from './limiter/plugin.js'
-import { createPolicySelector } from './limiter/policy.js'
+import { limiterPlugin, type LimiterObserver } from './limiter/plugin.js'
+import { climbsOut } from './limiter/path.js'
 import { registerProxy } from './proxy/index.js'
 import { MemoryStore } from './store/memory.js'
 import { RedisStore } from './store/redis.js'
 import { FailoverStore } from './store/failover.js'
 import type { Store } from './store/types.js'
 import { buildAdmin, type AdminState } from './admin/index.js'
+import { LimitsManager } from './control/manager.js'
+import { SettingsSync } from './control/sync.js'
+import { AdaptiveLimits } from './control/adaptive.js'
+import { Metrics } from './observe/metrics.js'
+import { ViolationLog } from './observe/violations.js'
+import { TopOffenders } from './observe/offenders.js'
+import { Alerts } from './observe/alerts.js'
 
 export interface AppDeps {
   logger: FastifyBaseLogger
@@ -32,19 +43,40 @@ export interface App {
   /** Undefined when RATE_LIMIT_ENABLED=false. */
   readonly store: Store | undefined
   readonly state: AdminState
-  /** Closes the gateway (draining in-flight requests), the admin listener and the store. */
+  readonly manager: LimitsManager
+  readonly metrics: Metrics
+  readonly offenders: TopOffenders
+  readonly adaptive: AdaptiveLimits | undefined
+  readonly alerts: Alerts | undefined
+  /** With Redis: the fleet-wide settings sync. */
+  readonly sync: SettingsSync | undefined
+  /**
+   * Reads RATE_LIMIT_RULES_FILE again and puts its rules in force; a bad file is logged
+   * and the rules in force stay. Returns whether new rules were applied.
+   */
+  reloadRules (): boolean
+  /** Closes the gateway (draining in-flight requests), the admin listener and the store; once. */
   close (): Promise<void>
 }
 
 const INTERNAL = new InternalError()
 /** While draining, how often connections that have gone idle are closed. */
 export const DRAIN_SWEEP_MS = 50
+/** How often Node checks client connections against the header and request timeouts. */
+export const CONNECTIONS_CHECK_MS = 1_000
+/** pino's numeric level for `error`. */
+const ERROR_LEVEL = 50
+
+interface Stores { store: Store, redis: RedisStore | undefined }
 
 /** The store the Config names; for Redis, connected (or failing with what went wrong). */
-async function createStore (config: Config, clock: Clock, log: FastifyBaseLogger): Promise<Store> {
-  const local = new MemoryStore({ maxKeys: config.memoryStoreMaxKeys, clock })
-  if (config.store === 'memory') return local
-  const primary = new RedisStore({ settings: config.redis, clock })
+async function createStore (config: Config, clock: Clock, log: FastifyBaseLogger): Promise<Stores> {
+  const local = new MemoryStore({ maxKeys: config.memoryStoreMaxKeys, clock, bans: config.bans })
+  if (config.store === 'memory') return { store: local, redis: undefined }
+  // One decision mixing subjects (the global limit; on a Cluster, rules that may be keyed
+  // by another identity source) needs all its keys in one slot. Fixed for the store's life.
+  const singleSlot = config.globalLimit !== undefined || (config.redis.clusterNodes.length > 0 && config.rulesFile !== undefined)
+  const primary = new RedisStore({ settings: config.redis, clock, bans: config.bans, singleSlot })
   try {
     await primary.connect()
   } catch (err) {
@@ -52,17 +84,33 @@ async function createStore (config: Config, clock: Clock, log: FastifyBaseLogger
     await local.close()
     throw err
   }
-  return new FailoverStore({ primary, local, failureMode: config.storeFailureMode, probeIntervalMs: config.redis.probeIntervalMs, log: log.child({ component: 'store' }) })
+  const store = new FailoverStore({ primary, local, failureMode: config.storeFailureMode, probeIntervalMs: config.redis.probeIntervalMs, log: log.child({ component: 'store' }) })
+  return { store, redis: primary }
 }
 
 export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
   const clock = deps.clock ?? systemClock
+  const log = deps.logger
   const isTrusted = proxyAddr.compile([...config.trustProxy])
   const state: AdminState = { draining: false }
 
   const gateway = Fastify({
-    loggerInstance: deps.logger.child({ listener: 'gateway' }),
+    loggerInstance: log.child({ listener: 'gateway' }),
     logController: new LogController({ disableRequestLogging: true }),
+    // Per-request loggers log from error up: below that, fastify and reply-from write a
+    // line per failed request (a client aborting, the upstream down), which an attacker
+    // turns into a log flood. The gateway's own warnings are throttled or aggregated.
+    childLoggerFactory (logger, bindings, opts) {
+      const child = logger.child(bindings, opts) as FastifyBaseLogger & { levelVal: number }
+      if (child.levelVal < ERROR_LEVEL) child.level = 'error'
+      return child
+    },
+    // Slow clients: headers within REQUEST_HEADERS_TIMEOUT_MS (slowloris), the whole
+    // request within REQUEST_TIMEOUT_MS (slow bodies), checked every second; a silent
+    // connection closed after CLIENT_IDLE_TIMEOUT_MS.
+    http: { headersTimeout: config.headersTimeoutMs, connectionsCheckingInterval: CONNECTIONS_CHECK_MS },
+    requestTimeout: config.requestTimeoutMs,
+    connectionTimeout: config.clientIdleTimeoutMs,
     // proxy-addr picks the right-most untrusted X-Forwarded-For hop; no list, no trust.
     trustProxy: config.trustProxy.length > 0 ? (address: string, hop: number) => isTrusted(address, hop) : false,
     return503OnClosing: true
@@ -76,45 +124,165 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
       .send(JSON.stringify(status === 500 ? problem(500, INTERNAL.message, INTERNAL.code) : problem(status, err.message, err.code)))
   })
 
-  let store: Store | undefined
-  if (config.rateLimitEnabled) {
-    store = deps.store ?? await createStore(config, clock, deps.logger)
-    await gateway.register(limiterPlugin, {
-      store,
-      identify: createIdentify(config),
-      policiesFor: createPolicySelector(config),
-      headers: config.headers,
-      dryRun: config.dryRun
-    })
+  // Node's parser refuses most malformed requests (400/431) but keeps the first of several
+  // Host headers; RFC 9112 §3.2 requires a 400, and an upstream or cache reading another
+  // Host than the gateway would be open to routing and cache-poisoning tricks.
+  // A `..` segment, even encoded twice, is refused too: the upstream must only ever see
+  // paths under its root, however many times it decodes them.
+  const badBody = (detail: string) => { const e = new BadRequestError(detail); return JSON.stringify(problem(400, e.message, e.code)) }
+  const twoHostsBody = badBody('more than one Host header')
+  const climbsOutBody = badBody('the path climbs out of its root (a ".." segment, possibly encoded)')
+  gateway.addHook('onRequest', function wellFormed (request, reply, done) {
+    const raw = request.raw.rawHeaders
+    let hosts = 0
+    for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === 4 && raw[i]!.toLowerCase() === 'host') hosts++
+    const body = hosts > 1 ? twoHostsBody : (climbsOut(request.url) ? climbsOutBody : undefined)
+    if (body !== undefined) {
+      request.gwReleasedAt = 0
+      reply.code(400).header('content-type', PROBLEM_CONTENT_TYPE).header('connection', 'close').send(body)
+      return
+    }
+    done()
+  })
+
+  const manager = new LimitsManager(config)
+  const stores = config.rateLimitEnabled
+    ? (deps.store ? { store: deps.store, redis: undefined } : await createStore(config, clock, log))
+    : undefined
+  const store = stores?.store
+  const metrics = new Metrics({ store, factors: () => ({ emergency: manager.runtimeSettings.factor ?? 1, adaptive: manager.adaptive }) })
+  const violations = new ViolationLog(log.child({ component: 'violations' }), config.violationLogIntervalMs)
+  const offenders = new TopOffenders(clock)
+  const alerts = config.alerts && new Alerts(config.alerts, log.child({ component: 'alerts' }), clock)
+  const adaptive = config.adaptive && config.rateLimitEnabled
+    ? new AdaptiveLimits(config.adaptive, factor => manager.setAdaptiveFactor(factor), log.child({ component: 'adaptive' }))
+    : undefined
+  const sync = stores?.redis && new SettingsSync({ store: stores.redis, manager, prefix: config.redis.keyPrefix, log: log.child({ component: 'settings' }) })
+  if (sync) {
+    // Redis answered a moment ago; if it fails now, the version check catches up later.
+    await sync.start().catch((err: unknown) => log.warn({ err }, 'settings sync: could not subscribe yet; checking the stored version periodically'))
   }
+
+  const rulesLog = log.child({ component: 'rules' })
+  let rulesText = config.rulesFile === undefined ? '' : readFileSync(config.rulesFile, 'utf8')
+  if (config.rulesFile !== undefined) rulesLog.info({ file: config.rulesFile, rules: config.rules.length }, 'route rules loaded')
+
+  function reloadRules (): boolean {
+    const file = config.rulesFile
+    if (file === undefined) {
+      rulesLog.warn('no RATE_LIMIT_RULES_FILE to reload')
+      return false
+    }
+    try {
+      const text = readFileSync(file, 'utf8')
+      if (text === rulesText) return false
+      const rules = parseRules(text, manager.rulesContext())
+      manager.setFileRules(rules)
+      rulesText = text
+      metrics.rulesReloads.applied.inc()
+      rulesLog.info({ file, rules: rules.length }, 'route rules reloaded')
+      return true
+    } catch (err) {
+      metrics.rulesReloads.rejected.inc()
+      rulesLog.error({ file, reason: (err as Error).message }, 'route rules file rejected; the rules in force stay')
+      return false
+    }
+  }
+
+  if (store !== undefined) {
+    const observer: LimiterObserver = {
+      outcome: outcome => metrics.requests[outcome].inc(),
+      decided: seconds => metrics.decisionSeconds.observe(seconds),
+      refused (client, policy, dryRun) {
+        violations.record(client, policy, dryRun)
+        if (dryRun) return
+        offenders.record(client)
+        alerts?.record(client, policy)
+      }
+    }
+    await gateway.register(limiterPlugin, { store, identify: createIdentify(config), limits: manager.holder, headers: config.headers, observer })
+  } else {
+    gateway.decorateRequest('gwReleasedAt', -1)
+  }
+
+  // Upstream latency and status classes, for proxied requests (not the limiter's answers).
+  const failed = new WeakSet<object>()
+  gateway.addHook('onResponse', function upstreamMetrics (request, reply, done) {
+    const released = request.gwReleasedAt
+    if (released !== 0) {
+      const ms = released > 0 ? performance.now() - released : reply.elapsedTime
+      metrics.upstreamSeconds.observe(ms / 1000)
+      const failure = failed.has(request)
+      if (!failure) metrics.upstreamStatus(reply.statusCode)
+      adaptive?.observe(ms, failure || reply.statusCode >= 500)
+    }
+    done()
+  })
 
   await registerProxy(gateway, {
     upstreamUrl: config.upstreamUrl,
     timeoutMs: config.upstreamTimeoutMs,
     connections: config.upstreamConnections,
-    isTrustedPeer: (address) => isTrusted(address, 0)
+    isTrustedPeer: (address) => isTrusted(address, 0),
+    onFailure (request, kind) {
+      failed.add(request)
+      metrics.upstreamFailures[kind].inc()
+    }
   })
 
-  const admin = buildAdmin({ logger: deps.logger, store, state, rateLimitEnabled: config.rateLimitEnabled })
+  const admin = buildAdmin({
+    logger: log,
+    config,
+    store,
+    state,
+    manager,
+    sync,
+    metrics,
+    offenders
+  })
 
+  // Stat polling rather than inotify: it follows editors that replace the file, symlink
+  // swaps (Kubernetes ConfigMaps) and bind mounts alike, for one stat per interval.
+  const watchedFile = config.rateLimitEnabled && config.rulesPollMs > 0 ? config.rulesFile : undefined
+  if (watchedFile !== undefined) {
+    // Called when the file's stat changes; reloadRules() compares the content itself.
+    watchFile(watchedFile, { interval: config.rulesPollMs, persistent: false }, () => { reloadRules() })
+  }
+
+  let closing: Promise<void> | undefined
   return {
     config,
     gateway,
     admin,
     store,
     state,
-    async close () {
-      state.draining = true
-      // server.close() closes the connections idle at that moment only; a keep-alive
-      // connection whose in-flight request finishes later would hold the drain open.
-      const sweep = setInterval(() => gateway.server.closeIdleConnections(), DRAIN_SWEEP_MS)
-      try {
-        await gateway.close()
-      } finally {
-        clearInterval(sweep)
-      }
-      await admin.close()
-      await store?.close()
+    manager,
+    metrics,
+    offenders,
+    adaptive,
+    alerts,
+    sync,
+    reloadRules,
+    close () {
+      closing ??= (async () => {
+        if (watchedFile !== undefined) unwatchFile(watchedFile)
+        state.draining = true
+        // server.close() closes the connections idle at that moment only; a keep-alive
+        // connection whose in-flight request finishes later would hold the drain open.
+        const sweep = setInterval(() => gateway.server.closeIdleConnections(), DRAIN_SWEEP_MS)
+        try {
+          await gateway.close()
+        } finally {
+          clearInterval(sweep)
+        }
+        await admin.close()
+        adaptive?.close()
+        alerts?.close()
+        violations.close()
+        await sync?.close()
+        await store?.close()
+      })()
+      return closing
     }
   }
 }

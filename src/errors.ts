@@ -10,6 +10,12 @@ export const ConfigError = createError('GW_CONFIG_INVALID', '%s', 500)
 /** The client is over a limit. */
 export const RateLimitedError = createError('GW_RATE_LIMITED', 'Too Many Requests', 429)
 
+/** The client was refused RATE_LIMIT_BAN_AFTER times within the ban window: refused outright. */
+export const BannedError = createError('GW_BANNED', 'Refused after repeated rate-limit violations', 403)
+
+/** A request HTTP forbids and the parser let through (e.g. two Host headers). */
+export const BadRequestError = createError('GW_BAD_REQUEST', '%s', 400)
+
 /** The upstream refused the connection, reset it or sent something unusable. */
 export const UpstreamUnavailableError = createError('GW_UPSTREAM_UNAVAILABLE', 'The upstream server could not be reached', 502)
 
@@ -21,6 +27,15 @@ export const StoreUnavailableError = createError('GW_STORE_UNAVAILABLE', 'Rate l
 
 /** Start-up could not reach the store (Redis) in time. */
 export const StoreConnectError = createError('GW_STORE_CONNECT_FAILED', 'Redis was not ready within %d ms: %s', 500)
+
+/** An admin API request without the right bearer token. */
+export const UnauthorizedError = createError('GW_ADMIN_UNAUTHORIZED', 'A valid Authorization: Bearer token is required', 401)
+
+/** An admin API change that does not validate (the message says what is wrong). */
+export const InvalidChangeError = createError('GW_ADMIN_INVALID', '%s', 400)
+
+/** An admin API request naming a tier, rule or client that does not exist. */
+export const NotFoundError = createError('GW_ADMIN_NOT_FOUND', '%s', 404)
 
 /** Anything unexpected: answered without internals. */
 export const InternalError = createError('GW_INTERNAL', 'Internal error', 500)
@@ -36,6 +51,7 @@ export interface ProblemDetails {
 
 const STATUS_TITLES: Record<number, string> = {
   400: 'Bad Request',
+  401: 'Unauthorized',
   403: 'Forbidden',
   404: 'Not Found',
   413: 'Content Too Large',

@@ -49,8 +49,10 @@ export async function main (env: Record<string, string | undefined> = process.en
     rateLimiting: config.rateLimitEnabled,
     store: config.store,
     storeFailureMode: config.storeFailureMode,
+    algorithm: config.algorithm,
     rate: config.limit.rate.text,
-    burst: config.limit.burst
+    burst: config.limit.burst,
+    rules: config.rules.length
   }, 'gateway ready')
 
   let closing: Promise<void> | undefined
@@ -78,6 +80,8 @@ export async function main (env: Record<string, string | undefined> = process.en
     process.exit(1)
   }
   /* c8 ignore stop */
+  // SIGHUP: read RATE_LIMIT_RULES_FILE again now (as on a change of the file).
+  process.on('SIGHUP', () => { app.reloadRules() })
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.once(signal, () => { shutdown(signal).then(() => process.exit(0), shutdownFailed) })
   }

@@ -65,7 +65,16 @@ const BAD: Array<[string, Record<string, string | undefined>, string, RegExp]> =
   ['allowlist bad CIDR', { ALLOWLIST: '10.0.0.0/40' }, 'ALLOWLIST', /neither/],
   ['allowlist empty key', { ALLOWLIST: 'key:' }, 'ALLOWLIST', /printable ASCII/],
   ['dry run not a boolean', { RATE_LIMIT_DRY_RUN: 'perhaps' }, 'RATE_LIMIT_DRY_RUN', /true or false/],
-  ['LOG_LEVEL unknown', { LOG_LEVEL: 'loud' }, 'LOG_LEVEL', /info/]
+  ['LOG_LEVEL unknown', { LOG_LEVEL: 'loud' }, 'LOG_LEVEL', /info/],
+  ['a window algorithm with a fractional rate', { RATE_LIMIT_ALGORITHM: 'fixed-window', RATE_LIMIT_RATE: '0.5/s' }, 'RATE_LIMIT_RATE', /whole number/],
+  ['a window algorithm with a fractional global rate', { RATE_LIMIT_ALGORITHM: 'sliding-window', GLOBAL_RATE_LIMIT_RATE: '2.5/s' }, 'GLOBAL_RATE_LIMIT_RATE', /whole number/],
+  ['a window algorithm with a fractional tier rate', { RATE_LIMIT_ALGORITHM: 'sliding-window', RATE_LIMIT_TIERS: 'free=1.5/m:1' }, 'RATE_LIMIT_TIERS', /"free": sliding-window counts whole requests/],
+  ['negative max delay', { RATE_LIMIT_MAX_DELAY_MS: '-1' }, 'RATE_LIMIT_MAX_DELAY_MS', /0-60000/],
+  ['ban after not a number', { RATE_LIMIT_BAN_AFTER: 'often' }, 'RATE_LIMIT_BAN_AFTER', /0-1000000/],
+  ['ban window without a unit', { RATE_LIMIT_BAN_AFTER: '5', RATE_LIMIT_BAN_WINDOW: '60' }, 'RATE_LIMIT_BAN_WINDOW', /with a unit: ms, s, m, h or d/],
+  ['ban duration too long', { RATE_LIMIT_BAN_AFTER: '5', RATE_LIMIT_BAN_DURATION: '400d' }, 'RATE_LIMIT_BAN_DURATION', /between 1ms and 365d/],
+  ['headers timeout above the request timeout', { REQUEST_HEADERS_TIMEOUT_MS: '5000', REQUEST_TIMEOUT_MS: '1000' }, 'REQUEST_HEADERS_TIMEOUT_MS', /must not exceed REQUEST_TIMEOUT_MS/],
+  ['rules poll negative', { RATE_LIMIT_RULES_POLL_MS: '-5' }, 'RATE_LIMIT_RULES_POLL_MS', /0-3600000/]
 ]
 
 t.test('bad configuration is refused, naming the variable and what it accepts', async t => {
@@ -111,7 +120,12 @@ const GOOD: Array<[string, Record<string, string>, Record<string, unknown>]> = [
   ['tiers', { RATE_LIMIT_TIERS: 'free=10/s:20, pro=100/m:200' }, { tiers: new Map([['free', { rate: { count: 10, periodMs: 1000 }, burst: 20 }], ['pro', { rate: { count: 100, periodMs: 60_000 }, burst: 200 }]]) }],
   ['allowlist', { ALLOWLIST: '10.0.0.0/8, 2001:db8::/32,192.0.2.7,key:internal-1' }, { allowlist: { networks: ['10.0.0.0/8', '2001:db8::/32', '192.0.2.7'], keys: new Set(['internal-1']) } }],
   ['dry run', { RATE_LIMIT_DRY_RUN: 'true' }, { dryRun: true }],
-  ['API key header lower-cased', { API_KEY_HEADER: 'X-Api-Token' }, { apiKeyHeader: 'x-api-token' }]
+  ['API key header lower-cased', { API_KEY_HEADER: 'X-Api-Token' }, { apiKeyHeader: 'x-api-token' }],
+  ['sliding window', { RATE_LIMIT_ALGORITHM: 'sliding-window', RATE_LIMIT_RATE: '100/m' }, { algorithm: 'sliding-window', limit: { rate: { count: 100 } } }],
+  ['leaky bucket with its delay', { RATE_LIMIT_ALGORITHM: 'leaky-bucket', RATE_LIMIT_MAX_DELAY_MS: '250' }, { algorithm: 'leaky-bucket', maxDelayMs: 250 }],
+  ['global identity', { RATE_LIMIT_KEY_BY: 'api-key,global' }, { keyBy: [{ kind: 'api-key' }, { kind: 'global' }] }],
+  ['bans', { RATE_LIMIT_BAN_AFTER: '10', RATE_LIMIT_BAN_WINDOW: '30s', RATE_LIMIT_BAN_DURATION: '2h' }, { bans: { after: 10, windowMs: 30_000, durationMs: 7_200_000 } }],
+  ['bans off by default, rules none', {}, { bans: undefined, rulesFile: undefined, rules: [], rulesPollMs: 1000, maxDelayMs: 1000 }]
 ]
 
 t.test('good configuration', async t => {

@@ -3,7 +3,7 @@ import { mostRestrictive, type Decision } from '../src/limiter/decision.js'
 import { policy } from './helpers/store-contract.js'
 
 const d = (name: string, allowed: boolean, remaining: number, resetMs: number, retryAfterMs: number): Decision =>
-  ({ policy: policy('1/s', 10, name), allowed, remaining, resetMs, retryAfterMs })
+  ({ policy: policy("1/s", 10, name), allowed, remaining, resetMs, retryAfterMs, delayMs: 0 })
 
 // [case, decisions, name of the one that must speak for the request]
 const CASES: Array<[string, Decision[], string]> = [

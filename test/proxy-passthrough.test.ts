@@ -1,7 +1,7 @@
 import t from 'tap'
 import { createServer, request, type IncomingMessage } from 'node:http'
 import { once } from 'node:events'
-import type { AddressInfo } from 'node:net'
+import { connect, type AddressInfo } from 'node:net'
 import { startUpstream } from './helpers/upstream.js'
 import { startGateway } from './helpers/gateway.js'
 import { send } from './helpers/http.js'
@@ -92,7 +92,6 @@ t.test('hop-by-hop response headers are not passed back', async t => {
 
 t.test('an HTTP/1.0 request without Host is proxied without X-Forwarded-Host', async t => {
   const { gw } = await setup(t)
-  const { connect } = await import('node:net')
   const socket = connect(gw.port, '127.0.0.1')
   socket.write('GET /echo HTTP/1.0\r\n\r\n')
   let raw = ''
@@ -108,4 +107,27 @@ t.test('an upstream with a base path gets it prefixed', async t => {
   const gw = await startGateway(t, { UPSTREAM_URL: `${upstream.url}/echo` })
   const r = await send(`${gw.url}/deeper?q=1`)
   t.equal(JSON.parse(r.body).url, '/echo/deeper?q=1')
+})
+
+t.test('refused before anything else: two Host headers, and paths climbing out of their root', async t => {
+  const upstream = await startUpstream(t)
+  const gw = await startGateway(t, { UPSTREAM_URL: upstream.url })
+  const exchange = (bytes: string) => new Promise<string>(resolve => {
+    const s = connect(gw.port, '127.0.0.1')
+    let raw = ''
+    s.on('data', d => { raw += d })
+    s.on('close', () => resolve(raw))
+    s.on('connect', () => s.write(bytes))
+  })
+  for (const [name, bytes] of [
+    ['two Host headers', 'GET /echo HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n'],
+    ['a twice-encoded ".."', 'GET /echo/%252e%252e/x HTTP/1.1\r\nHost: a\r\n\r\n']
+  ] as const) {
+    const raw = await exchange(bytes)
+    t.match(raw, /^HTTP\/1\.1 400 /, `${name}: 400`)
+    t.match(raw, /"code":"GW_BAD_REQUEST"/)
+    t.match(raw, /connection: close/i, 'and the connection is closed')
+  }
+  t.equal(upstream.hits.get('/echo') ?? 0, 0, 'neither reached the upstream')
+  t.equal(upstream.total(), 0)
 })

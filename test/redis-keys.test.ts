@@ -12,7 +12,8 @@ t.test('every key has a TTL, carries the prefix and a hash tag, and the database
   const gw = await startGateway(t, {
     UPSTREAM_URL: upstream.url, STORE: 'redis', REDIS_URL: redis.url, REDIS_TIMEOUT_MS: '1000', REDIS_KEY_PREFIX: 'gw:',
     RATE_LIMIT_RATE: '2/s', RATE_LIMIT_BURST: '5', GLOBAL_RATE_LIMIT_RATE: '50/s', GLOBAL_RATE_LIMIT_BURST: '50',
-    TRUST_PROXY: '127.0.0.1', API_KEYS: 'secret-key-1', RATE_LIMIT_KEY_BY: 'api-key,header:x-user-id,ip'
+    TRUST_PROXY: '127.0.0.1', API_KEYS: 'secret-key-1', RATE_LIMIT_KEY_BY: 'api-key,header:x-user-id,ip',
+    RATE_LIMIT_BAN_AFTER: '3', RATE_LIMIT_BAN_WINDOW: '2s', RATE_LIMIT_BAN_DURATION: '2s'
   })
   for (let i = 0; i < 10; i++) {
     await send(`${gw.url}/ping`, { headers: { 'x-forwarded-for': `203.0.113.${i}` } })
@@ -30,6 +31,7 @@ t.test('every key has a TTL, carries the prefix and a hash tag, and the database
   t.notOk(keys.some(k => k.includes('secret-key-1')), 'API keys never appear in Redis')
   t.ok(keys.includes(`gw:{*}:default:${apiKeyId('secret-key-1')}`))
   t.ok(keys.includes('gw:{*}:default:h:x-user-id:%7Bevil%7D%7Dkey'), 'braces in a client id are escaped')
+  t.ok(keys.includes(`gw:{*}:ban:${apiKeyId('secret-key-1')}`), 'a ban lives in the same slot')
   t.ok(await eventually(async () => Number(await redis.admin.dbsize()) === 0, 5000), 'the database drains to empty once buckets are full again')
 })
 

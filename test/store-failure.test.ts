@@ -11,10 +11,11 @@ import { send } from './helpers/http.js'
  * (The Redis store's real failures are tested against real redis-server processes.)
  */
 function store (consume: Store['consume']): Store {
-  return { kind: 'test', consume, size: () => 0, ready: () => true, mode: () => 'test', close: async () => {} }
+  const nothing = () => { throw new Error('not used') }
+  return { kind: 'test', consume, inspect: nothing, reset: nothing, ban: nothing, unban: nothing, size: () => 0, ready: () => true, mode: () => 'test', close: async () => {} }
 }
 const allow = (policies: readonly Policy[]): Decision[] =>
-  policies.map(policy => ({ policy, allowed: true, remaining: 7, resetMs: 1500, retryAfterMs: 0 }))
+  policies.map(policy => ({ policy, allowed: true, remaining: 7, resetMs: 1500, retryAfterMs: 0, delayMs: 0 }))
 
 t.test('a store that throws is a 503, never a 429, and never reaches the upstream', async t => {
   const upstream = await startUpstream(t)

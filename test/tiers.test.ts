@@ -29,3 +29,15 @@ t.test('tiers are checked together with the global limit', async t => {
   t.equal(r.headers['ratelimit-policy'], '"global";q=3;w=10800, "pro";q=10;w=36000')
   t.same(await statuses(`${gw.url}/ping`, 3, { headers: { 'x-api-key': 'k-pro' } }), [200, 200, 429], 'the global burst of 3 binds first')
 })
+
+t.test('refused by several limits at once: the longest wait speaks', async t => {
+  const upstream = await startUpstream(t)
+  const gw = await startGateway(t, {
+    UPSTREAM_URL: upstream.url, RATE_LIMIT_RATE: '1/m', RATE_LIMIT_BURST: '1', GLOBAL_RATE_LIMIT_RATE: '1/h', GLOBAL_RATE_LIMIT_BURST: '1'
+  })
+  t.equal((await send(`${gw.url}/ping`)).status, 200)
+  const r = await send(`${gw.url}/ping`)
+  t.equal(r.status, 429)
+  t.equal(r.headers['retry-after'], '3600', 'the global limit\'s hour, not the default\'s minute')
+  t.match(JSON.parse(r.body), { policy: 'global' })
+})

@@ -5,12 +5,17 @@
 import { readFileSync } from 'node:fs'
 import envSchema from 'env-schema'
 import { ConfigError } from '../errors.js'
+import { ALGORITHMS } from '../limiter/algorithms/index.js'
+import type { BanSettings } from '../store/types.js'
+import { checkWindowRate, loadRulesFile, type Rule, type RulesContext } from './rules.js'
 import {
-  parseAllowlist, parseApiKeys, parseHeaderName, parseTiers, parseHostPorts, parseKeyBy, parseRate, parseRedisUrl, parseTrustProxy, parseUpstreamUrl,
+  parseAllowlist, parseApiKeys, parseDuration, parseHeaderName, parseTiers, parseWebhookUrl, parseHostPorts, parseKeyBy, parseRate, parseRedisUrl, parseTrustProxy, parseUpstreamUrl,
   type Allowlist, type HostPort, type KeySource, type RateSpec
 } from './parse.js'
 
 export type { Allowlist, HostPort, KeySource, RateSpec } from './parse.js'
+export type { Rule, RuleLimit, RulesContext } from './rules.js'
+export type { BanSettings } from '../store/types.js'
 
 export const DEFAULT_PORT = 8000
 export const DEFAULT_ADMIN_PORT = 9000
@@ -23,9 +28,15 @@ export const DEFAULT_REDIS_KEY_PREFIX = 'rl:'
 export const DEFAULT_REDIS_TIMEOUT_MS = 50
 export const DEFAULT_REDIS_CONNECT_TIMEOUT_MS = 5_000
 export const DEFAULT_REDIS_PROBE_INTERVAL_MS = 1_000
+export const DEFAULT_MAX_DELAY_MS = 1_000
+export const DEFAULT_RULES_POLL_MS = 1_000
+export const DEFAULT_VIOLATION_LOG_INTERVAL_MS = 10_000
+export const DEFAULT_HEADERS_TIMEOUT_MS = 10_000
+export const DEFAULT_REQUEST_TIMEOUT_MS = 300_000
+export const DEFAULT_CLIENT_IDLE_TIMEOUT_MS = 60_000
 
 export type HeadersMode = 'both' | 'draft' | 'legacy' | 'none'
-export type AlgorithmName = 'token-bucket'
+export type AlgorithmName = typeof ALGORITHMS[number]
 export type StoreKind = 'memory' | 'redis'
 export type StoreFailureMode = 'local' | 'open' | 'closed'
 
@@ -46,6 +57,29 @@ export interface RedisSettings {
   readonly probeIntervalMs: number
 }
 
+/** ALERT_*: a JSON POST when a client is limited more than `threshold` times in `windowMs`. */
+export interface AlertSettings {
+  readonly url: string
+  readonly threshold: number
+  readonly windowMs: number
+  /** At most one alert per client per cooldown. */
+  readonly cooldownMs: number
+}
+
+/** ADAPTIVE_*: scale every limit down while the upstream or the event loop struggles. */
+export interface AdaptiveSettings {
+  /** Upstream p95 latency above this is unhealthy. */
+  readonly latencyMs: number
+  /** Share of upstream 5xx (and failures) above this is unhealthy. */
+  readonly errorRate: number
+  /** The event loop late by more than this (worst in the interval) is unhealthy. */
+  readonly eventLoopDelayMs: number
+  /** The factor never goes below this. */
+  readonly minFactor: number
+  /** How often health is judged and the factor moved one step. */
+  readonly intervalMs: number
+}
+
 export interface LimitSpec {
   readonly rate: RateSpec
   readonly burst: number
@@ -62,9 +96,17 @@ export interface Config {
   readonly upstreamTimeoutMs: number
   /** Keep-alive connections the gateway holds open to the upstream. */
   readonly upstreamConnections: number
+  /** A client must send its request headers within this (slowloris). */
+  readonly headersTimeoutMs: number
+  /** A client must send its whole request (headers and body) within this (slow bodies). */
+  readonly requestTimeoutMs: number
+  /** A client connection silent this long is closed. */
+  readonly clientIdleTimeoutMs: number
   /** false: proxy everything, no limiting at all. */
   readonly rateLimitEnabled: boolean
   readonly algorithm: AlgorithmName
+  /** Leaky bucket: the longest a request is held back before it is refused instead. */
+  readonly maxDelayMs: number
   /** The per-client default limit. */
   readonly limit: LimitSpec
   /** Identity sources in order; the first present names the client (IP is the last resort). */
@@ -81,6 +123,14 @@ export interface Config {
   readonly allowlist: Allowlist
   /** Decide, count and send headers, but never refuse (would-be refusals are logged). */
   readonly dryRun: boolean
+  /** Route rules file, reloaded on change and SIGHUP; undefined: no rules. */
+  readonly rulesFile: string | undefined
+  /** The rules as loaded at start-up (validated: a bad file stops the start). */
+  readonly rules: readonly Rule[]
+  /** How often the rules file is checked for changes; 0: only on SIGHUP. */
+  readonly rulesPollMs: number
+  /** Refuse clients with 403 after repeated refusals; undefined: off. */
+  readonly bans: BanSettings | undefined
   /** Trusted proxy addresses/CIDRs for X-Forwarded-For; empty: trust nobody. */
   readonly trustProxy: readonly string[]
   /** IPv6 clients are keyed by this prefix length. */
@@ -94,6 +144,14 @@ export interface Config {
   readonly memoryStoreMaxKeys: number
   readonly adminPort: number
   readonly adminHost: string
+  /** Bearer token for the admin API, metrics and dashboard; undefined: those are off. */
+  readonly adminToken: string | undefined
+  /** Rejections are logged aggregated, one line per client per interval. */
+  readonly violationLogIntervalMs: number
+  /** Where alerts are POSTed; undefined: no alerts. */
+  readonly alerts: AlertSettings | undefined
+  /** Load-adaptive limits; undefined: off. */
+  readonly adaptive: AdaptiveSettings | undefined
   readonly logLevel: string
   /** Upper bound on draining in-flight requests at shutdown. */
   readonly shutdownTimeoutMs: number
@@ -110,11 +168,20 @@ function schema () {
       UPSTREAM_URL: { type: 'string', description: 'an http:// or https:// URL' },
       UPSTREAM_TIMEOUT_MS: { type: 'integer', minimum: 1, maximum: 3_600_000, default: DEFAULT_UPSTREAM_TIMEOUT_MS, description: 'milliseconds, 1-3600000' },
       UPSTREAM_CONNECTIONS: { type: 'integer', minimum: 1, maximum: 65_536, default: DEFAULT_UPSTREAM_CONNECTIONS, description: 'a connection count, 1-65536' },
+      REQUEST_HEADERS_TIMEOUT_MS: { type: 'integer', minimum: 100, maximum: 600_000, default: DEFAULT_HEADERS_TIMEOUT_MS, description: 'milliseconds, 100-600000' },
+      REQUEST_TIMEOUT_MS: { type: 'integer', minimum: 100, maximum: 86_400_000, default: DEFAULT_REQUEST_TIMEOUT_MS, description: 'milliseconds, 100-86400000' },
+      CLIENT_IDLE_TIMEOUT_MS: { type: 'integer', minimum: 100, maximum: 3_600_000, default: DEFAULT_CLIENT_IDLE_TIMEOUT_MS, description: 'milliseconds, 100-3600000' },
       RATE_LIMIT_ENABLED: { type: 'boolean', default: true, description: 'true or false' },
-      RATE_LIMIT_ALGORITHM: { type: 'string', enum: ['token-bucket'], default: 'token-bucket', description: 'token-bucket' },
+      RATE_LIMIT_ALGORITHM: { type: 'string', enum: [...ALGORITHMS], default: 'token-bucket', description: ALGORITHMS.join(', ') },
+      RATE_LIMIT_MAX_DELAY_MS: { type: 'integer', minimum: 0, maximum: 60_000, default: DEFAULT_MAX_DELAY_MS, description: 'milliseconds, 0-60000' },
+      RATE_LIMIT_RULES_FILE: { type: 'string', default: '', description: 'a readable JSON rules file' },
+      RATE_LIMIT_RULES_POLL_MS: { type: 'integer', minimum: 0, maximum: 3_600_000, default: DEFAULT_RULES_POLL_MS, description: 'milliseconds, 0-3600000 (0: reload on SIGHUP only)' },
+      RATE_LIMIT_BAN_AFTER: { type: 'integer', minimum: 0, maximum: 1_000_000, default: 0, description: 'a number of refusals, 0-1000000 (0: no bans)' },
+      RATE_LIMIT_BAN_WINDOW: { type: 'string', default: '1m', description: 'a duration such as 30s, 1m, 1h' },
+      RATE_LIMIT_BAN_DURATION: { type: 'string', default: '15m', description: 'a duration such as 30s, 15m, 1h' },
       RATE_LIMIT_RATE: { type: 'string', default: '10/s', description: 'N/s, N/m, N/h or N/d' },
       RATE_LIMIT_BURST: { type: 'integer', minimum: 1, maximum: 1_000_000_000, default: 20, description: 'a whole number ≥ 1' },
-      RATE_LIMIT_KEY_BY: { type: 'string', default: 'api-key,ip', description: 'ip, api-key, header:<name>, comma-separated' },
+      RATE_LIMIT_KEY_BY: { type: 'string', default: 'api-key,ip', description: 'ip, api-key, header:<name>, global, comma-separated' },
       API_KEY_HEADER: { type: 'string', default: 'x-api-key', description: 'a header name' },
       API_KEYS: { type: 'string', default: '', description: 'key[:tier] items, comma-separated' },
       API_KEYS_FILE: { type: 'string', default: '', description: 'a readable file of key[:tier] lines' },
@@ -139,15 +206,35 @@ function schema () {
       MEMORY_STORE_MAX_KEYS: { type: 'integer', minimum: 1, maximum: 100_000_000, default: DEFAULT_MEMORY_STORE_MAX_KEYS, description: 'a whole number ≥ 1' },
       ADMIN_PORT: { type: 'integer', minimum: 0, maximum: 65535, default: DEFAULT_ADMIN_PORT, description: 'a TCP port 0-65535' },
       ADMIN_HOST: { type: 'string', minLength: 1, default: '127.0.0.1', description: 'an address to listen on' },
+      ADMIN_TOKEN: { type: 'string', minLength: 16, maxLength: 512, pattern: '^[\\x21-\\x7e]+$', description: 'a secret of 16-512 printable characters without spaces' },
+      VIOLATION_LOG_INTERVAL_MS: { type: 'integer', minimum: 100, maximum: 3_600_000, default: DEFAULT_VIOLATION_LOG_INTERVAL_MS, description: 'milliseconds, 100-3600000' },
+      ALERT_WEBHOOK_URL: { type: 'string', default: '', description: 'an http:// or https:// URL, or empty for no alerts' },
+      ALERT_THRESHOLD: { type: 'integer', minimum: 1, maximum: 100_000_000, default: 100, description: 'a number of refusals ≥ 1' },
+      ALERT_WINDOW: { type: 'string', default: '1m', description: 'a duration such as 30s, 1m, 1h' },
+      ALERT_COOLDOWN: { type: 'string', default: '15m', description: 'a duration such as 5m, 15m, 1h' },
+      ADAPTIVE_LIMITS: { type: 'boolean', default: false, description: 'true or false' },
+      ADAPTIVE_LATENCY_MS: { type: 'integer', minimum: 1, maximum: 600_000, default: 1000, description: 'milliseconds, 1-600000' },
+      ADAPTIVE_ERROR_RATE: { type: 'number', minimum: 0, maximum: 1, default: 0.1, description: 'a share from 0 to 1' },
+      ADAPTIVE_EVENT_LOOP_DELAY_MS: { type: 'integer', minimum: 1, maximum: 60_000, default: 200, description: 'milliseconds, 1-60000' },
+      ADAPTIVE_MIN_FACTOR: { type: 'number', exclusiveMinimum: 0, maximum: 1, default: 0.25, description: 'a factor above 0, at most 1' },
+      ADAPTIVE_INTERVAL_MS: { type: 'integer', minimum: 100, maximum: 600_000, default: 2000, description: 'milliseconds, 100-600000' },
       LOG_LEVEL: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', description: 'fatal, error, warn, info, debug, trace or silent' },
       SHUTDOWN_TIMEOUT_MS: { type: 'integer', minimum: 0, maximum: 3_600_000, default: DEFAULT_SHUTDOWN_TIMEOUT_MS, description: 'milliseconds, 0-3600000' }
     }
   } as const
 }
 
+/** Every environment variable the gateway reads (documentation checks use it). */
+export function variableNames (): string[] {
+  return Object.keys(schema().properties)
+}
+
 interface RawEnv {
   PORT: number, HOST: string, UPSTREAM_URL: string, UPSTREAM_TIMEOUT_MS: number, UPSTREAM_CONNECTIONS: number
+  REQUEST_HEADERS_TIMEOUT_MS: number, REQUEST_TIMEOUT_MS: number, CLIENT_IDLE_TIMEOUT_MS: number
   RATE_LIMIT_ENABLED: boolean, RATE_LIMIT_ALGORITHM: AlgorithmName, RATE_LIMIT_RATE: string, RATE_LIMIT_BURST: number
+  RATE_LIMIT_MAX_DELAY_MS: number, RATE_LIMIT_RULES_FILE: string, RATE_LIMIT_RULES_POLL_MS: number
+  RATE_LIMIT_BAN_AFTER: number, RATE_LIMIT_BAN_WINDOW: string, RATE_LIMIT_BAN_DURATION: string
   RATE_LIMIT_KEY_BY: string, API_KEY_HEADER: string, API_KEYS: string, API_KEYS_FILE: string
   GLOBAL_RATE_LIMIT_RATE: string, GLOBAL_RATE_LIMIT_BURST?: number, TRUST_PROXY: string, IPV6_SUBNET: number
   RATE_LIMIT_TIERS: string, ALLOWLIST: string, RATE_LIMIT_DRY_RUN: boolean
@@ -155,7 +242,10 @@ interface RawEnv {
   STORE_FAILURE_MODE: StoreFailureMode, REDIS_URL: string, REDIS_CLUSTER_NODES: string, REDIS_SENTINELS: string
   REDIS_SENTINEL_NAME: string, REDIS_KEY_PREFIX: string, REDIS_TIMEOUT_MS: number, REDIS_CONNECT_TIMEOUT_MS: number
   REDIS_PROBE_INTERVAL_MS: number
-  ADMIN_PORT: number, ADMIN_HOST: string, LOG_LEVEL: string, SHUTDOWN_TIMEOUT_MS: number
+  ADMIN_PORT: number, ADMIN_HOST: string, ADMIN_TOKEN?: string, LOG_LEVEL: string, SHUTDOWN_TIMEOUT_MS: number
+  VIOLATION_LOG_INTERVAL_MS: number, ALERT_WEBHOOK_URL: string, ALERT_THRESHOLD: number, ALERT_WINDOW: string, ALERT_COOLDOWN: string
+  ADAPTIVE_LIMITS: boolean, ADAPTIVE_LATENCY_MS: number, ADAPTIVE_ERROR_RATE: number, ADAPTIVE_EVENT_LOOP_DELAY_MS: number
+  ADAPTIVE_MIN_FACTOR: number, ADAPTIVE_INTERVAL_MS: number
 }
 
 interface AjvError { instancePath: string, message: string, params: { missingProperty?: string } }
@@ -173,13 +263,25 @@ function describeSchemaErrors (errors: AjvError[]): string {
   return [...lines].join('; ')
 }
 
-/** Runs one parser, turning its failure into a ConfigError naming the variable. */
-function field<T> (name: string, parse: () => T): T {
+/** Runs one parser, turning its failure into a ConfigError naming the variable (and item). */
+function field<T> (name: string, parse: () => T, item?: string): T {
   try {
     return parse()
   } catch (err) {
-    throw new ConfigError(`${name}: ${(err as Error).message}`)
+    throw new ConfigError(`${name}: ${item === undefined ? '' : `"${item}": `}${(err as Error).message}`)
   }
+}
+
+/** An address only this host can reach. */
+function isLoopback (host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)
+}
+
+/** What a rules file is validated against: the limits the environment defines. */
+export function rulesContext (config: Pick<Config, 'algorithm' | 'maxDelayMs' | 'limit' | 'tiers' | 'globalLimit'>): RulesContext {
+  const clientLimits = new Map<string, LimitSpec>([['default', config.limit]])
+  for (const [name, tier] of config.tiers) clientLimits.set(name, tier)
+  return { algorithm: config.algorithm, maxDelayMs: config.maxDelayMs, clientLimits, globalLimit: config.globalLimit }
 }
 
 function deepFreeze<T> (value: T): T {
@@ -259,15 +361,63 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
     }
   }
 
+  const algorithm = raw.RATE_LIMIT_ALGORITHM
+  const limit: LimitSpec = { rate: field('RATE_LIMIT_RATE', () => parseRate(raw.RATE_LIMIT_RATE)), burst: raw.RATE_LIMIT_BURST }
+  field('RATE_LIMIT_RATE', () => checkWindowRate(algorithm, limit.rate))
+  if (globalLimit !== undefined) field('GLOBAL_RATE_LIMIT_RATE', () => checkWindowRate(algorithm, globalLimit.rate))
+  for (const [name, tier] of tiers) field('RATE_LIMIT_TIERS', () => checkWindowRate(algorithm, tier.rate), name)
+
+  const maxDelayMs = raw.RATE_LIMIT_MAX_DELAY_MS
+  const rulesFile = raw.RATE_LIMIT_RULES_FILE === '' ? undefined : raw.RATE_LIMIT_RULES_FILE
+  const rules = rulesFile === undefined ? [] : field('RATE_LIMIT_RULES_FILE', () => loadRulesFile(rulesFile, rulesContext({ algorithm, maxDelayMs, limit, tiers, globalLimit })))
+
+  const bans: BanSettings | undefined = raw.RATE_LIMIT_BAN_AFTER === 0
+    ? undefined
+    : {
+        after: raw.RATE_LIMIT_BAN_AFTER,
+        windowMs: field('RATE_LIMIT_BAN_WINDOW', () => parseDuration(raw.RATE_LIMIT_BAN_WINDOW)),
+        durationMs: field('RATE_LIMIT_BAN_DURATION', () => parseDuration(raw.RATE_LIMIT_BAN_DURATION))
+      }
+
+  if (raw.REQUEST_HEADERS_TIMEOUT_MS > raw.REQUEST_TIMEOUT_MS) {
+    throw new ConfigError(`REQUEST_HEADERS_TIMEOUT_MS (${raw.REQUEST_HEADERS_TIMEOUT_MS}) must not exceed REQUEST_TIMEOUT_MS (${raw.REQUEST_TIMEOUT_MS}): the headers are part of the request`)
+  }
+  // The admin API changes limits and shows client data: never reachable from beyond this
+  // host without a token.
+  if (raw.ADMIN_TOKEN === undefined && !isLoopback(raw.ADMIN_HOST)) {
+    throw new ConfigError(`ADMIN_HOST: "${raw.ADMIN_HOST}" is reachable from other hosts; set ADMIN_TOKEN (16+ characters) or bind 127.0.0.1`)
+  }
+  const alerts: AlertSettings | undefined = raw.ALERT_WEBHOOK_URL === ''
+    ? undefined
+    : {
+        url: field('ALERT_WEBHOOK_URL', () => parseWebhookUrl(raw.ALERT_WEBHOOK_URL)),
+        threshold: raw.ALERT_THRESHOLD,
+        windowMs: field('ALERT_WINDOW', () => parseDuration(raw.ALERT_WINDOW)),
+        cooldownMs: field('ALERT_COOLDOWN', () => parseDuration(raw.ALERT_COOLDOWN))
+      }
+  const adaptive: AdaptiveSettings | undefined = raw.ADAPTIVE_LIMITS
+    ? {
+        latencyMs: raw.ADAPTIVE_LATENCY_MS,
+        errorRate: raw.ADAPTIVE_ERROR_RATE,
+        eventLoopDelayMs: raw.ADAPTIVE_EVENT_LOOP_DELAY_MS,
+        minFactor: raw.ADAPTIVE_MIN_FACTOR,
+        intervalMs: raw.ADAPTIVE_INTERVAL_MS
+      }
+    : undefined
+
   const config: Config = {
     port: raw.PORT,
     host: raw.HOST,
     upstreamUrl: field('UPSTREAM_URL', () => parseUpstreamUrl(raw.UPSTREAM_URL)),
     upstreamTimeoutMs: raw.UPSTREAM_TIMEOUT_MS,
     upstreamConnections: raw.UPSTREAM_CONNECTIONS,
+    headersTimeoutMs: raw.REQUEST_HEADERS_TIMEOUT_MS,
+    requestTimeoutMs: raw.REQUEST_TIMEOUT_MS,
+    clientIdleTimeoutMs: raw.CLIENT_IDLE_TIMEOUT_MS,
     rateLimitEnabled: raw.RATE_LIMIT_ENABLED,
-    algorithm: raw.RATE_LIMIT_ALGORITHM,
-    limit: { rate: field('RATE_LIMIT_RATE', () => parseRate(raw.RATE_LIMIT_RATE)), burst: raw.RATE_LIMIT_BURST },
+    algorithm,
+    maxDelayMs,
+    limit,
     keyBy: field('RATE_LIMIT_KEY_BY', () => parseKeyBy(raw.RATE_LIMIT_KEY_BY)),
     apiKeyHeader: field('API_KEY_HEADER', () => parseHeaderName(raw.API_KEY_HEADER)),
     apiKeys: readOnly(apiKeys),
@@ -275,6 +425,10 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
     tiers: readOnly(tiers),
     allowlist: field('ALLOWLIST', () => parseAllowlist(raw.ALLOWLIST)),
     dryRun: raw.RATE_LIMIT_DRY_RUN,
+    rulesFile,
+    rules,
+    rulesPollMs: raw.RATE_LIMIT_RULES_POLL_MS,
+    bans,
     trustProxy: field('TRUST_PROXY', () => parseTrustProxy(raw.TRUST_PROXY)),
     ipv6Subnet: raw.IPV6_SUBNET,
     headers: raw.RATE_LIMIT_HEADERS,
@@ -284,6 +438,10 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
     memoryStoreMaxKeys: raw.MEMORY_STORE_MAX_KEYS,
     adminPort: raw.ADMIN_PORT,
     adminHost: raw.ADMIN_HOST,
+    adminToken: raw.ADMIN_TOKEN,
+    violationLogIntervalMs: raw.VIOLATION_LOG_INTERVAL_MS,
+    alerts,
+    adaptive,
     logLevel: raw.LOG_LEVEL,
     shutdownTimeoutMs: raw.SHUTDOWN_TIMEOUT_MS
   }

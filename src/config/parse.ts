@@ -50,6 +50,7 @@ export type KeySource =
   | { readonly kind: 'ip' }
   | { readonly kind: 'api-key' }
   | { readonly kind: 'header', readonly name: string }
+  | { readonly kind: 'global' }
 
 const HEADER_NAME_RE = /^[!#$%&'*+.^_`|~0-9a-z-]+$/
 
@@ -59,7 +60,7 @@ export function parseHeaderName (text: string): string {
   if (!HEADER_NAME_RE.test(name)) throw new Error(`"${text}" is not a valid header name`)
   return name
 }
-export const KEY_BY_FORMAT = 'a comma-separated list of ip, api-key, header:<name>'
+export const KEY_BY_FORMAT = 'a comma-separated list of ip, api-key, header:<name>, global'
 
 export function parseKeyBy (text: string): KeySource[] {
   const items = splitList(text)
@@ -71,6 +72,7 @@ export function parseKeyBy (text: string): KeySource[] {
     seen.add(lower)
     if (lower === 'ip') return { kind: 'ip' } as const
     if (lower === 'api-key') return { kind: 'api-key' } as const
+    if (lower === 'global') return { kind: 'global' } as const
     if (lower.startsWith('header:')) {
       return { kind: 'header', name: parseHeaderName(item.slice('header:'.length)) } as const
     }
@@ -136,6 +138,11 @@ export function parseUpstreamUrl (text: string): string {
   return url.href.replace(/\/$/, '')
 }
 
+export function parseWebhookUrl (text: string): string {
+  const url = parseUrl(text, ['http', 'https'])
+  return url.href
+}
+
 export interface HostPort {
   readonly host: string
   readonly port: number
@@ -163,8 +170,11 @@ export interface TierSpec {
   readonly burst: number
 }
 
-/** Names of the built-in limits, which a tier must not take (it would share their buckets). */
-export const RESERVED_POLICY_NAMES: ReadonlySet<string> = new Set(['default', 'global'])
+/**
+ * Names a tier or a rule's limit must not take: the built-in limits' (it would share
+ * their counters) and the names of a client's ban keys (ban, ban-count).
+ */
+export const RESERVED_POLICY_NAMES: ReadonlySet<string> = new Set(['default', 'global', 'ban', 'ban-count'])
 
 const TIER_ITEM_RE = /^([A-Za-z0-9_-]{1,64})\s*=\s*([^:]+):\s*(\d+)$/
 export const TIERS_FORMAT = 'name=RATE:BURST items, comma-separated (e.g. free=10/s:20,pro=100/s:200)'
@@ -212,4 +222,15 @@ export function parseAllowlist (text: string): Allowlist {
     networks.push(item)
   }
   return { networks, keys }
+}
+
+const DURATION_UNIT_MS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }
+export const DURATION_FORMAT = 'a whole number with a unit: ms, s, m, h or d (e.g. 30s, 15m, 1h)'
+
+/** A duration such as `15m`, in milliseconds (at least 1 ms, at most 365 days). */
+export function parseDuration (text: string): number {
+  const m = /^\s*(\d+)\s*(ms|s|m|h|d)\s*$/.exec(text)
+  const ms = m === null ? NaN : Number(m[1]) * DURATION_UNIT_MS[m[2]!]!
+  if (!(ms >= 1 && ms <= 365 * 86_400_000)) throw new Error(`expected ${DURATION_FORMAT} between 1ms and 365d, got "${text}"`)
+  return ms
 }

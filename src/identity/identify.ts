@@ -12,7 +12,7 @@ import { ipKey } from './ip.js'
 /** Longest header value accepted as a user id; longer ones are ignored (IP is used). */
 export const MAX_HEADER_ID_LENGTH = 256
 
-export type IdentitySource = 'ip' | 'api-key' | 'header' | 'allowlist'
+export type IdentitySource = 'ip' | 'api-key' | 'header' | 'global' | 'allowlist'
 
 export interface Identity {
   /** The store key of the client, e.g. `ip:203.0.113.7`, `key:<digest>`, `h:x-user-id:42`. */
@@ -23,6 +23,9 @@ export interface Identity {
 }
 
 export type Identify = (request: FastifyRequest) => Identity
+
+/** The `global` source: every request the same client, so they share one limit. */
+export const GLOBAL_IDENTITY: Identity = Object.freeze({ key: 'global', source: 'global', tier: undefined })
 
 /** What identify() returns for an ALLOWLIST client: never limited, never counted. */
 export const ALLOWLISTED: Identity = Object.freeze({ key: '', source: 'allowlist', tier: undefined })
@@ -58,7 +61,10 @@ export function createIdentify (config: Pick<Config, 'keyBy' | 'apiKeyHeader' | 
   const byIp = (ip: string): Identity => ({ key: 'ip:' + ipKey(ip, ipv6Subnet), source: 'ip', tier: undefined })
 
   // No allowlist and the IP first: sources listed after `ip` are never reached.
-  if (sources[0]!.kind === 'ip' && allowedKeys.size === 0 && inAllowedNetwork === undefined) return request => byIp(request.ip)
+  if (allowedKeys.size === 0 && inAllowedNetwork === undefined) {
+    if (sources[0]!.kind === 'ip') return request => byIp(request.ip)
+    if (sources[0]!.kind === 'global') return () => GLOBAL_IDENTITY
+  }
 
   return function identify (request) {
     if (allowedKeys.size > 0) {
@@ -74,6 +80,8 @@ export function createIdentify (config: Pick<Config, 'keyBy' | 'apiKeyHeader' | 
       const source = sources[i]!
       if (source.kind === 'ip') {
         break
+      } else if (source.kind === 'global') {
+        return GLOBAL_IDENTITY
       } else if (source.kind === 'api-key') {
         const value = headerValue(request, apiKeyHeader)
         const identity = value === undefined ? undefined : keyed.get(value)

@@ -10,6 +10,30 @@ export interface Decision {
   readonly resetMs: number
   /** Milliseconds until this request would be admitted; 0 when allowed. */
   readonly retryAfterMs: number
+  /** Leaky bucket: how long an admitted request is held before it goes upstream; else 0. */
+  readonly delayMs: number
+  /** The client is banned (RATE_LIMIT_BAN_AFTER): refused with 403 whatever the limits say. */
+  readonly banned?: boolean
+}
+
+/** Shown as the policy of a banned client's refusal. */
+export const BAN_POLICY: Policy = Object.freeze({
+  name: 'ban',
+  algorithm: 'fixed-window',
+  burst: 0,
+  intervalMs: 0,
+  windowMs: 0,
+  maxDelayMs: 0,
+  dryRun: false,
+  rate: '',
+  shared: false,
+  policyItem: '"ban";q=0',
+  limitItemPrefix: '"ban";r='
+})
+
+/** The answer for a banned client: refused, whatever the limits say, for `ms` more. */
+export function bannedDecision (ms: number): Decision[] {
+  return [{ policy: BAN_POLICY, allowed: false, remaining: 0, resetMs: ms, retryAfterMs: ms, delayMs: 0, banned: true }]
 }
 
 /**

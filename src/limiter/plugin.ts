@@ -1,83 +1,156 @@
 /**
  * The limiter: an onRequest hook, so the decision is taken before any body is read and a
- * rejected request never reaches the upstream. It must reach the proxy's routes, so it is
+ * refused request never reaches the upstream. It must reach the proxy's routes, so it is
  * registered with fastify-plugin (no encapsulation).
  */
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import fp from 'fastify-plugin'
 import type { HeadersMode } from '../config/index.js'
-import { PROBLEM_CONTENT_TYPE, problem, RateLimitedError, StoreUnavailableError } from '../errors.js'
+import { BannedError, PROBLEM_CONTENT_TYPE, problem, RateLimitedError, StoreUnavailableError } from '../errors.js'
 import { ALLOWLISTED, type Identify, type Identity } from '../identity/identify.js'
 import { isPromise, type Store } from '../store/types.js'
 import { mostRestrictive, type Decision } from './decision.js'
 import { retryAfterSeconds, setRateLimitHeaders } from './headers.js'
-import type { Policy } from './policy.js'
+import { SKIP, type SelectLimits } from './limits.js'
 import { createThrottledLog } from '../log.js'
+import type { Outcome } from '../observe/metrics.js'
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /**
+     * When the request was let through to the upstream (performance.now()); 0 when the
+     * limiter answered it itself; -1 when the limiter never saw it.
+     */
+    gwReleasedAt: number
+  }
+}
+
+/** What the limiter reports, for metrics, logs, top offenders and alerts. */
+export interface LimiterObserver {
+  outcome (outcome: Outcome): void
+  /** Seconds the decision took (identify, match, store). */
+  decided (seconds: number): void
+  /** A refusal (or, in dry run, a would-be refusal) of `client` by `policy`. */
+  refused (client: string, policy: string, dryRun: boolean): void
+}
+
+/** The limits in force; `current` is replaced whole when the rules are reloaded. */
+export interface LimitsHolder {
+  current: SelectLimits
+}
 
 export interface LimiterOptions {
   store: Store
   identify: Identify
-  /** The limits that apply to a client (the same array for the same client kind). */
-  policiesFor: (identity: Identity) => readonly Policy[]
+  limits: LimitsHolder
   headers: HeadersMode
-  /** Decide and send headers, but never refuse; would-be refusals are logged. */
-  dryRun: boolean
+  observer: LimiterObserver
 }
 
 const RATE_LIMITED_CODE = new RateLimitedError().code
+const BANNED = new BannedError()
 const STORE_ERROR = new StoreUnavailableError()
 const STORE_ERROR_BODY = JSON.stringify(problem(STORE_ERROR.statusCode!, STORE_ERROR.message, STORE_ERROR.code))
 
 export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opts) {
-  const { store, identify, policiesFor, headers, dryRun } = opts
+  const { store, identify, limits, headers, observer } = opts
   const storeErrorLog = createThrottledLog(app.log, 'warn', 'rate-limit store failed; answering 503')
-  const dryRunLog = createThrottledLog(app.log, 'warn', 'dry run: a request over its limit was let through')
+  app.decorateRequest('gwReleasedAt', -1)
 
-  function decide (reply: FastifyReply, identity: Identity, decisions: Decision[], done: HookHandlerDoneFunction): void {
-    const top = mostRestrictive(decisions)
-    setRateLimitHeaders(reply, headers, decisions, top)
-    if (top.allowed) {
-      done()
-      return
-    }
-    if (dryRun) {
-      // The client is a digest for API keys (Identity.key), never the key itself.
-      dryRunLog(undefined, { client: identity.key, policy: top.policy.name })
-      done()
-      return
-    }
-    const retryAfter = retryAfterSeconds(top.retryAfterMs)
+  function release (request: FastifyRequest, outcome: Outcome, done: HookHandlerDoneFunction): void {
+    observer.outcome(outcome)
+    request.gwReleasedAt = performance.now()
+    done()
+  }
+
+  /** Answers a refusal: 403 for a banned client, 429 over a limit; never goes upstream. */
+  function refuse (reply: FastifyReply, identity: Identity, outcome: 'banned' | 'limited', d: Decision): void {
+    observer.outcome(outcome)
+    observer.refused(identity.key, d.policy.name, false)
+    reply.request.gwReleasedAt = 0
+    const retryAfter = retryAfterSeconds(d.retryAfterMs)
+    const body = outcome === 'banned'
+      ? problem(403, `${BANNED.message}; retry in ${retryAfter} s.`, BANNED.code, { retryAfter })
+      : problem(429, `Rate limit "${d.policy.name}" exceeded; retry in ${retryAfter} s.`, RATE_LIMITED_CODE, { policy: d.policy.name, retryAfter })
     reply
-      .code(429)
+      .code(body.status)
       .header('retry-after', retryAfter)
       .header('content-type', PROBLEM_CONTENT_TYPE)
-      .send(JSON.stringify(problem(429,
-        `Rate limit "${top.policy.name}" exceeded; retry in ${retryAfter} s.`,
-        RATE_LIMITED_CODE, { policy: top.policy.name, retryAfter })))
+      .send(JSON.stringify(body))
+  }
+
+  function decide (reply: FastifyReply, identity: Identity, decisions: Decision[], started: number, done: HookHandlerDoneFunction): void {
+    observer.decided((performance.now() - started) / 1000)
+    if (decisions[0]!.banned === true) {
+      refuse(reply, identity, 'banned', decisions[0]!)
+      return
+    }
+    setRateLimitHeaders(reply, headers, decisions, mostRestrictive(decisions))
+    // Refused by the enforced limit that waits longest; a dry-run limit only reports.
+    let refusal: Decision | undefined
+    let wouldRefuse: Decision | undefined
+    let delayMs = 0
+    for (let i = 0; i < decisions.length; i++) {
+      const d = decisions[i]!
+      if (d.allowed) {
+        if (d.delayMs > delayMs && !d.policy.dryRun) delayMs = d.delayMs
+      } else if (d.policy.dryRun) {
+        wouldRefuse = d
+      } else if (refusal === undefined || d.retryAfterMs > refusal.retryAfterMs) {
+        refusal = d
+      }
+    }
+    if (refusal !== undefined) {
+      refuse(reply, identity, 'limited', refusal)
+      return
+    }
+    // The client is a digest for API keys (Identity.key), never the key itself.
+    if (wouldRefuse !== undefined) {
+      observer.refused(identity.key, wouldRefuse.policy.name, true)
+      release(reply.request, 'dry_run_would_limit', done)
+      return
+    }
+    // Leaky bucket: held until its turn, so the upstream sees the leak rate.
+    if (delayMs > 0) setTimeout(releaseHeld, delayMs, reply, done)
+    else release(reply.request, 'allowed', done)
+  }
+
+  /** A held request's turn: it goes upstream, unless its client has gone meanwhile. */
+  function releaseHeld (reply: FastifyReply, done: HookHandlerDoneFunction): void {
+    if (reply.raw.destroyed || reply.request.raw.socket.destroyed) reply.hijack()
+    release(reply.request, 'delayed', done)
   }
 
   function storeFailed (reply: FastifyReply, err: unknown): void {
+    observer.outcome('store_error')
+    reply.request.gwReleasedAt = 0
     storeErrorLog(err)
     reply.code(503).header('content-type', PROBLEM_CONTENT_TYPE).send(STORE_ERROR_BODY)
   }
 
   app.addHook('onRequest', function rateLimit (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
+    const started = performance.now()
     const identity = identify(request)
     if (identity === ALLOWLISTED) {
-      done()
+      release(request, 'allowlisted', done)
+      return
+    }
+    const selection = limits.current(request, identity)
+    if (selection === SKIP) {
+      release(request, 'skipped', done)
       return
     }
     let result: Decision[] | Promise<Decision[]>
     try {
-      result = store.consume(identity.key, policiesFor(identity), 1)
+      result = store.consume(identity.key, selection.policies, selection.cost, selection.subjects)
     } catch (err) {
       storeFailed(reply, err)
       return
     }
     if (isPromise(result)) {
-      result.then(d => decide(reply, identity, d, done), err => storeFailed(reply, err))
+      result.then(d => decide(reply, identity, d, started, done), err => storeFailed(reply, err))
     } else {
-      decide(reply, identity, result, done)
+      decide(reply, identity, result, started, done)
     }
   })
 }, { name: 'gateway-limiter', fastify: '5.x' })

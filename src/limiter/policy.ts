@@ -1,19 +1,27 @@
 /**
  * A Policy is one limit as the limiter applies it: a name (shown in RateLimit-Policy), an
  * algorithm and its parameters, with the parts of the headers that never change rendered
- * once at start-up.
+ * once at start-up (or rules load).
  */
-import type { AlgorithmName, Config, LimitSpec } from '../config/index.js'
-import type { Identity } from '../identity/identify.js'
+import type { AlgorithmName, LimitSpec } from '../config/index.js'
 
 export interface Policy {
   /** Shown in RateLimit-Policy and RateLimit, and part of every store key. */
   readonly name: string
   readonly algorithm: AlgorithmName
-  /** Bucket capacity: how many requests may arrive at once. */
+  /**
+   * The quota: bucket capacity (token and leaky bucket: requests that may arrive at once),
+   * or requests per window (fixed and sliding window: the rate's count).
+   */
   readonly burst: number
-  /** Milliseconds to earn back one request (the rate's period / count). */
+  /** Buckets: milliseconds to earn back one request (the rate's period / count). */
   readonly intervalMs: number
+  /** The window the quota q=burst belongs to: a window's length, or a full bucket's refill. */
+  readonly windowMs: number
+  /** Leaky bucket: the longest a request is held back before it is refused instead; else 0. */
+  readonly maxDelayMs: number
+  /** Counted and reported, but never the reason a request is refused (dry run). */
+  readonly dryRun: boolean
   /** The rate as configured, e.g. `10/s`. */
   readonly rate: string
   /** Whether the key is shared by every client (the global limit). */
@@ -24,34 +32,37 @@ export interface Policy {
   readonly limitItemPrefix: string
 }
 
-export function makePolicy (name: string, algorithm: AlgorithmName, limit: LimitSpec, shared = false): Policy {
-  const intervalMs = limit.rate.periodMs / limit.rate.count
-  // The window over which the quota q=burst comes back in full; q/w is the long-run rate.
-  const windowS = Math.max(1, Math.ceil(limit.burst * intervalMs / 1000))
+export interface PolicySpec extends LimitSpec {
+  readonly algorithm: AlgorithmName
+  /** Leaky bucket only (ignored by the others). */
+  readonly maxDelayMs: number
+  readonly dryRun: boolean
+}
+
+/** Window algorithms count whole requests per period; buckets refill a burst at a rate. */
+export function isWindow (algorithm: AlgorithmName): boolean {
+  return algorithm === 'fixed-window' || algorithm === 'sliding-window'
+}
+
+export function makePolicy (name: string, spec: PolicySpec, shared = false): Policy {
+  const { rate, algorithm } = spec
+  const window = isWindow(algorithm)
+  // A window's quota is the rate's count per its period; BURST is a bucket's capacity.
+  const burst = window ? rate.count : spec.burst
+  const intervalMs = rate.periodMs / rate.count
+  const windowMs = window ? rate.periodMs : burst * intervalMs
   return Object.freeze({
     name,
     algorithm,
-    burst: limit.burst,
+    burst,
     intervalMs,
-    rate: limit.rate.text,
+    windowMs,
+    maxDelayMs: algorithm === 'leaky-bucket' ? spec.maxDelayMs : 0,
+    dryRun: spec.dryRun,
+    rate: rate.text,
     shared,
-    policyItem: `"${name}";q=${limit.burst};w=${windowS}`,
+    // q/w is the long-run rate; w is whole seconds (the field is an integer).
+    policyItem: `"${name}";q=${burst};w=${Math.max(1, Math.ceil(windowMs / 1000))}`,
     limitItemPrefix: `"${name}";r=`
   })
-}
-
-/**
- * Which limits apply to a client: the global limit (if any) and the client's own: its
- * tier's when it has one, else the default. Each combination is built once, so a client
- * kind always gets the very same array (stores may compare them by identity).
- */
-export function createPolicySelector (config: Pick<Config, 'algorithm' | 'limit' | 'globalLimit' | 'tiers'>): (identity: Identity) => readonly Policy[] {
-  const global = config.globalLimit ? makePolicy('global', config.algorithm, config.globalLimit, true) : undefined
-  const withGlobal = (p: Policy): readonly Policy[] => Object.freeze(global ? [global, p] : [p])
-  const byDefault = withGlobal(makePolicy('default', config.algorithm, config.limit))
-  if (config.tiers.size === 0) return () => byDefault
-  const byTier = new Map<string, readonly Policy[]>()
-  for (const [name, limit] of config.tiers) byTier.set(name, withGlobal(makePolicy(name, config.algorithm, limit)))
-  // Every key's tier is defined (config refuses others), so the lookup always finds one.
-  return identity => (identity.tier === undefined ? byDefault : byTier.get(identity.tier)!)
 }

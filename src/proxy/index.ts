@@ -16,6 +16,8 @@ export interface ProxyOptions {
   connections: number
   /** Whether the direct peer is a trusted proxy (whose X-Forwarded-* we keep). */
   isTrustedPeer: (address: string) => boolean
+  /** The upstream did not answer this request: refused/reset (502) or too slow (504). */
+  onFailure?: (request: FastifyRequest, kind: 'unavailable' | 'timeout') => void
 }
 
 /** Methods proxied; anything else gets fastify's 404 without reaching the upstream. */
@@ -89,6 +91,7 @@ export async function registerProxy (app: FastifyInstance, opts: ProxyOptions): 
   function onError (reply: FastifyReply, { error }: { error: Error & { statusCode?: number, code?: string, cause?: unknown } }): void {
     const timeout = isTimeout(error)
     upstreamErrorLog(error.cause ?? error, { code: error.code, timeout })
+    opts.onFailure?.(reply.request, timeout ? 'timeout' : 'unavailable')
     reply
       .code(timeout ? 504 : 502)
       .header('content-type', PROBLEM_CONTENT_TYPE)

@@ -12,7 +12,7 @@ import { StoreUnavailableError } from '../errors.js'
 import type { Decision } from '../limiter/decision.js'
 import type { Policy } from '../limiter/policy.js'
 import type { RedisStore } from './redis.js'
-import { isPromise, type Store } from './types.js'
+import { isPromise, type ClientState, type Store } from './types.js'
 
 /** Consecutive failed decisions that open the circuit. */
 export const FAILURES_TO_OPEN = 3
@@ -39,25 +39,25 @@ export class FailoverStore implements Store {
 
   constructor (private readonly opts: FailoverOptions) {}
 
-  consume (subject: string, policies: readonly Policy[], cost: number): Decision[] | Promise<Decision[]> {
-    if (this.open) return this.opts.primary.deniedLocally(subject, policies, cost) ?? this.fallback(subject, policies, cost)
-    const result = this.opts.primary.consume(subject, policies, cost)
+  consume (client: string, policies: readonly Policy[], cost: number, subjects?: readonly string[]): Decision[] | Promise<Decision[]> {
+    if (this.open) return this.opts.primary.deniedLocally(client, policies, cost, subjects) ?? this.fallback(client, policies, cost, subjects)
+    const result = this.opts.primary.consume(client, policies, cost, subjects)
     // A synchronous answer is a local denial: Redis was not asked.
     if (!isPromise(result)) return result
     return result.then(this.onSuccess, (err: unknown) => {
       this.failed(err)
-      return this.fallback(subject, policies, cost)
+      return this.fallback(client, policies, cost, subjects)
     })
   }
 
-  private fallback (subject: string, policies: readonly Policy[], cost: number): Decision[] | Promise<Decision[]> {
+  private fallback (client: string, policies: readonly Policy[], cost: number, subjects?: readonly string[]): Decision[] | Promise<Decision[]> {
     this.fallbackDecisions++
     switch (this.opts.failureMode) {
       case 'local':
-        return this.opts.local.consume(subject, policies, cost)
+        return this.opts.local.consume(client, policies, cost, subjects)
       case 'open':
         // Nothing is known: report full buckets rather than invent a count.
-        return policies.map(policy => ({ policy, allowed: true, remaining: policy.burst, resetMs: 0, retryAfterMs: 0 }))
+        return policies.map(policy => ({ policy, allowed: true, remaining: policy.burst, resetMs: 0, retryAfterMs: 0, delayMs: 0 }))
       case 'closed':
         throw new StoreUnavailableError()
     }
@@ -83,6 +83,27 @@ export class FailoverStore implements Store {
       }, () => this.scheduleProbe())
     }, this.opts.probeIntervalMs)
     this.probe.unref()
+  }
+
+  /** The shared state (Redis): what every instance decides with. */
+  inspect (client: string, policies: readonly Policy[]): Promise<ClientState> {
+    return this.opts.primary.inspect(client, policies)
+  }
+
+  /** In Redis and in the local fallback alike, so an outage does not bring it back. */
+  async reset (client: string, policies: readonly Policy[]): Promise<void> {
+    await this.opts.local.reset(client, policies)
+    await this.opts.primary.reset(client, policies)
+  }
+
+  async ban (client: string, ms: number): Promise<void> {
+    await this.opts.local.ban(client, ms)
+    await this.opts.primary.ban(client, ms)
+  }
+
+  async unban (client: string): Promise<void> {
+    await this.opts.local.unban(client)
+    await this.opts.primary.unban(client)
   }
 
   size (): number {

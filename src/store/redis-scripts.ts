@@ -1,87 +1,203 @@
 /**
- * The Redis side of the token bucket: the same GCRA lines as
- * src/limiter/algorithms/token-bucket.ts, for every limit of one request, in one atomic
- * script call. The store-contract table runs against both so they cannot drift.
+ * The Redis side of the algorithms: the same lines as src/limiter/algorithms/*.ts, for
+ * every limit of one request plus the client's ban, in one atomic script call. The
+ * store-contract table runs against both so they cannot drift.
  *
- * KEYS[i]      the bucket of policy i (all in one hash slot: they share a {tag})
- * ARGV[1]      now in ms, or '' to take Redis TIME (production always sends ''; tests
- *              send their manual clock's time)
- * ARGV[2]      cost: tokens the request takes from every bucket
- * ARGV[1+2i]   policy i's interval: ms to earn one token
- * ARGV[2+2i]   policy i's burst: bucket capacity
+ * KEYS[i], i ≤ n    the state of policy i (all keys in one hash slot: they share a {tag})
+ * KEYS[n+1], [n+2]  the client's ban and its refusal count
+ * ARGV[1]           now in ms, or '' to take Redis TIME (production always sends ''; tests
+ *                   send their manual clock's time, and keys then live at least 60 s)
+ * ARGV[2]           cost: what the request takes from every limit
+ * ARGV[3..5]        bans: refusals that ban (0: none counted), their window ms, the ban's ms
+ * ARGV[6+6(i-1)..]  policy i: algorithm (t, l, f, s), intervalMs, burst, windowMs,
+ *                   maxDelayMs, dry run (1/0)
  *
- * Returns, per policy: allowed (1/0), remaining, resetMs, retryAfterMs; the two
- * durations as strings (Lua numbers would be truncated to integers in the reply).
- * Nothing is written unless every bucket admits the request (but for repairing a state
- * left by a stricter limit since changed, see token-bucket.ts); every write has a TTL
- * (the time until that bucket is full again, when the key means nothing any more).
+ * Returns {1, ms} for a banned client, else {0} followed by, per policy: allowed (1/0),
+ * remaining, resetMs, retryAfterMs, delayMs; durations as strings (Lua numbers would be
+ * truncated to integers in the reply).
+ *
+ * Admitted when every policy that is not a dry run allows it; then each policy that
+ * allowed writes its state. Refused, nothing is written (but for repairing a state left
+ * by a stricter limit since changed, see token-bucket.ts) and the refusal counts towards
+ * a ban. Every state carries its own time, so a key outliving its meaning reads as
+ * nothing; the TTLs (until the quota is full again) only collect garbage.
  */
+export const ARGS_PER_POLICY = 6
+export const ALGORITHM_CODE = { 'token-bucket': 't', 'leaky-bucket': 'l', 'fixed-window': 'f', 'sliding-window': 's' } as const
+
 export const CONSUME_LUA = `
 local EPSILON_MS = 0.001
+local COUNT_EPSILON = 1e-9
+local function fmt(x) return string.format('%.17g', x) end
+local function ms(x) return string.format('%.3f', x) end
 local now
+-- Keys expire once their state means nothing (every state carries its own time, so the
+-- TTL only collects garbage). On an injected clock (tests) Redis still expires keys in
+-- real time, so they are kept at least a minute there.
+local ttlFloor = 1
 if ARGV[1] ~= '' then
   now = tonumber(ARGV[1])
+  ttlFloor = 60000
 else
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 end
 local cost = tonumber(ARGV[2])
-local n = #KEYS
-local all = true
-local out = {}
-local states = {}
-local ttls = {}
-local repairs = {}
+local banAfter = tonumber(ARGV[3])
+local n = #KEYS - 2
+-- A ban (RATE_LIMIT_BAN_AFTER, or the admin API's) comes before any limit.
+local untilv = tonumber(redis.call('GET', KEYS[n + 1]))
+if untilv ~= nil and untilv > now then return {1, ms(untilv - now)} end
+local admitted = true
+local oks, states, ttls, repairs = {}, {}, {}, {}
+local out = {0}
 for i = 1, n do
-  local interval = tonumber(ARGV[1 + 2 * i])
-  local burst = tonumber(ARGV[2 + 2 * i])
-  local capacity = burst * interval
-  local tat = tonumber(redis.call('GET', KEYS[i]))
-  local base = now
+  local b = 5 + ${ARGS_PER_POLICY} * (i - 1)
+  local algo = ARGV[b + 1]
+  local interval = tonumber(ARGV[b + 2])
+  local burst = tonumber(ARGV[b + 3])
+  local size = tonumber(ARGV[b + 4])
+  local maxDelay = tonumber(ARGV[b + 5])
+  local raw = redis.call('GET', KEYS[i])
+  local ok, remaining, reset, retry, delay = 0, 0, 0, 0, 0
   repairs[i] = false
-  if tat ~= nil and tat >= now then
-    base = tat
-    -- Left by a stricter limit since changed: an empty bucket under this one (written
-    -- even if the request is refused, or the bucket would never refill).
-    if base > now + capacity then
-      base = now + capacity
-      repairs[i] = true
+  if algo == 't' or algo == 'l' then
+    local tat = tonumber(raw)
+    local capacity = burst * interval
+    local limit = capacity + maxDelay
+    local base = now
+    if tat ~= nil and tat >= now then
+      if tat > now + limit then
+        -- Left by a stricter limit since changed: an empty bucket under this one (written
+        -- even if the request is refused, or the bucket would never refill).
+        base = now + limit
+        repairs[i] = true
+      else
+        base = tat
+      end
+    end
+    local nxt = base + cost * interval
+    local wait = nxt - capacity - now
+    if wait > maxDelay + EPSILON_MS then
+      remaining = math.floor((now + capacity - base + EPSILON_MS) / interval)
+      reset = base - now
+      retry = wait - maxDelay
+      if repairs[i] then
+        states[i] = fmt(base)
+        ttls[i] = math.max(ttlFloor, math.ceil(base - now))
+      end
+    else
+      ok = 1
+      remaining = math.floor((now + capacity - nxt + EPSILON_MS) / interval)
+      reset = nxt - now
+      if wait > EPSILON_MS then delay = wait end
+      states[i] = fmt(nxt)
+      ttls[i] = math.max(ttlFloor, math.ceil(reset))
+    end
+    if remaining < 0 then remaining = 0 end
+  elseif algo == 'f' then
+    local start = math.floor(now / size) * size
+    local count = 0
+    if raw then
+      local s, c = string.match(raw, '^(%S+) (%S+)$')
+      if s and tonumber(s) == start then count = tonumber(c) end
+    end
+    reset = start + size - now
+    if count + cost > burst then
+      remaining = math.max(0, burst - count)
+      retry = reset
+    else
+      ok = 1
+      remaining = burst - count - cost
+      states[i] = fmt(start) .. ' ' .. fmt(count + cost)
+      ttls[i] = math.max(ttlFloor, math.ceil(reset))
+    end
+  else
+    local start = math.floor(now / size) * size
+    local prev, curr = 0, 0
+    if raw then
+      local s, p, c = string.match(raw, '^(%S+) (%S+) (%S+)$')
+      if s then
+        s = tonumber(s)
+        if s == start then
+          prev = tonumber(p)
+          curr = tonumber(c)
+        elseif s == start - size then
+          prev = tonumber(c)
+        end
+      end
+    end
+    local used = prev * (1 - (now - start) / size) + curr
+    if used + cost > burst + COUNT_EPSILON then
+      local retryAt
+      if curr + cost <= burst then
+        retryAt = start + size * (1 - (burst - curr - cost) / prev)
+      else
+        retryAt = start + size + size * math.max(0, 1 - (burst - cost) / curr)
+      end
+      remaining = math.max(0, math.floor(burst - used + COUNT_EPSILON))
+      if curr > 0 then reset = start + 2 * size - now else reset = start + size - now end
+      retry = retryAt - now
+    else
+      ok = 1
+      remaining = math.max(0, math.floor(burst - used - cost + COUNT_EPSILON))
+      reset = start + 2 * size - now
+      states[i] = fmt(start) .. ' ' .. fmt(prev) .. ' ' .. fmt(curr + cost)
+      ttls[i] = math.max(ttlFloor, math.ceil(reset))
     end
   end
-  local nxt = base + cost * interval
-  local allowAt = nxt - capacity
-  local ok, remaining, reset, retry
-  if allowAt > now + EPSILON_MS then
-    all = false
-    ok = 0
-    remaining = math.floor((now + capacity - base + EPSILON_MS) / interval)
-    reset = base - now
-    retry = allowAt - now
-  else
-    ok = 1
-    remaining = math.floor((now + capacity - nxt + EPSILON_MS) / interval)
-    reset = nxt - now
-    retry = 0
-  end
-  if remaining < 0 then remaining = 0 end
-  states[i] = nxt
-  ttls[i] = math.max(1, math.ceil(nxt - now))
+  oks[i] = ok
+  if ok == 0 and ARGV[b + 6] ~= '1' then admitted = false end
   out[#out + 1] = ok
   out[#out + 1] = remaining
-  out[#out + 1] = string.format('%.3f', reset)
-  out[#out + 1] = string.format('%.3f', retry)
+  out[#out + 1] = ms(reset)
+  out[#out + 1] = ms(retry)
+  out[#out + 1] = ms(delay)
 end
-if all then
-  for i = 1, n do
-    redis.call('SET', KEYS[i], string.format('%.17g', states[i]), 'PX', ttls[i])
+for i = 1, n do
+  if (admitted and oks[i] == 1) or repairs[i] then
+    redis.call('SET', KEYS[i], states[i], 'PX', ttls[i])
   end
-else
-  for i = 1, n do
-    if repairs[i] then
-      local base = states[i] - cost * tonumber(ARGV[1 + 2 * i])
-      redis.call('SET', KEYS[i], string.format('%.17g', base), 'PX', math.max(1, math.ceil(base - now)))
+end
+if not admitted and banAfter > 0 then
+  local window = tonumber(ARGV[4])
+  local duration = tonumber(ARGV[5])
+  local start, count = now, 1
+  local raw = redis.call('GET', KEYS[n + 2])
+  if raw then
+    local s, c = string.match(raw, '^(%S+) (%S+)$')
+    s = tonumber(s)
+    if s ~= nil and now < s + window then
+      start = s
+      count = tonumber(c) + 1
     end
+  end
+  if count >= banAfter then
+    redis.call('SET', KEYS[n + 1], fmt(now + duration), 'PX', math.max(ttlFloor, duration))
+    redis.call('DEL', KEYS[n + 2])
+  else
+    redis.call('SET', KEYS[n + 2], fmt(start) .. ' ' .. count, 'PX', math.max(ttlFloor, math.ceil(start + window - now)))
   end
 end
 return out
+`
+
+/** Redis TIME and the raw values of KEYS (admin inspection; nothing is written). */
+export const INSPECT_LUA = `
+local t = redis.call('TIME')
+local out = {string.format('%.3f', tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000)}
+for i = 1, #KEYS do
+  out[#out + 1] = redis.call('GET', KEYS[i]) or ''
+end
+return out
+`
+
+/** Bans KEYS[1]'s client for ARGV[1] ms from Redis TIME, as the consume script does. */
+export const BAN_LUA = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local duration = tonumber(ARGV[1])
+redis.call('SET', KEYS[1], string.format('%.17g', now + duration), 'PX', duration)
+redis.call('DEL', KEYS[2])
+return 1
 `

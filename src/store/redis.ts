@@ -3,26 +3,30 @@
  * of the request, so any number of gateway instances enforce one limit together. Time is
  * Redis TIME, so instances with skewed clocks agree.
  *
- * Key layout: `${prefix}{${tag}}:${policy}` — the {tag} puts all keys of one decision in
- * one Redis Cluster hash slot. Normally the tag is the client, spreading clients over the
- * cluster; with a shared (global) limit every decision touches the global key, so all
- * keys share its slot, and that one slot carries the traffic (as it must: the global
- * bucket is one counter).
+ * Key layout: `${prefix}{${client}}:${policy}` (and `:ban`, `:ban-count`) — the {tag} puts
+ * all keys of one decision in one Redis Cluster hash slot, spreading clients over the
+ * cluster. When one decision can mix subjects (a shared global limit, route rules keyed by
+ * another identity source) every key lives in one slot instead, `${prefix}{*}:${policy}:
+ * ${subject}`: that slot carries the traffic (as it must: the global bucket is one
+ * counter). The layout is fixed when the store is built, so a key never moves.
  *
  * A client Redis has refused until T is refused locally until T without another round
  * trip (the deny cache): rejections do not move a bucket, so nobody can be admitted
- * earlier, whatever other instances do meanwhile.
+ * earlier, whatever other instances do meanwhile. With bans on, refusals must reach Redis
+ * to be counted, so the deny cache holds bans only: a refused client costs a round trip
+ * per request until it is banned, then none.
  */
 import { Redis, Cluster } from 'ioredis'
 import { LRUCache } from 'lru-cache'
 import type { Clock } from '../clock.js'
 import { systemClock } from '../clock.js'
 import type { RedisSettings } from '../config/index.js'
-import type { Decision } from '../limiter/decision.js'
+import { bannedDecision, type Decision } from '../limiter/decision.js'
 import type { Policy } from '../limiter/policy.js'
 import { StoreConnectError } from '../errors.js'
-import { CONSUME_LUA } from './redis-scripts.js'
-import type { Store } from './types.js'
+import { ALGORITHM_CODE, BAN_LUA, CONSUME_LUA, INSPECT_LUA } from './redis-scripts.js'
+import { decide, type State } from '../limiter/algorithms/index.js'
+import type { BanSettings, ClientState, Store } from './types.js'
 
 /** Clients remembered by the deny cache at most. */
 export const DENY_CACHE_MAX = 100_000
@@ -32,6 +36,13 @@ export const RECONNECT_MAX_MS = 2_000
 
 type Client = Redis | Cluster
 type ConsumeCommand = (numKeys: number, ...args: Array<string | number>) => Promise<Array<number | string>>
+
+/** A stored state as the scripts write it: `tat`, `start count`, `start previous current`. */
+function parseState (raw: string): State | undefined {
+  if (raw === '') return undefined
+  const parts = raw.split(' ').map(Number)
+  return parts.length === 1 ? parts[0] : parts
+}
 
 interface Denial {
   /** Local clock time at which the rejection was decided. */
@@ -45,6 +56,14 @@ interface Denial {
 
 export interface RedisStoreOptions {
   settings: RedisSettings
+  bans?: BanSettings
+  /**
+   * Put every key in one hash slot, `{*}`. Needed when one decision mixes subjects: a
+   * shared (global) limit, or route rules keyed by another identity source. Fixed for
+   * the life of the store, so a key never moves. On a single server or Sentinel the slot
+   * does not matter; on a Cluster one shard then carries all limiter traffic.
+   */
+  singleSlot?: boolean
   /** Only for tests: decide with this clock instead of Redis TIME. */
   decisionClock?: Clock
   /** Measures how long a denial lasts locally (durations only; skew does not matter). */
@@ -107,6 +126,10 @@ export class RedisStore implements Store {
   private readonly clock: Clock
   private readonly decisionClock: Clock | undefined
   private readonly settings: RedisSettings
+  private readonly bans: BanSettings | undefined
+  /** Banned clients → local clock time their ban ends (a ban is exact knowledge too). */
+  private readonly banned: LRUCache<string, number>
+  readonly singleSlot: boolean
 
   constructor (opts: RedisStoreOptions) {
     this.settings = opts.settings
@@ -115,8 +138,13 @@ export class RedisStore implements Store {
     this.decisionClock = opts.decisionClock
     this.client = createRedisClient(opts.settings)
     this.client.defineCommand('rlConsume', { lua: CONSUME_LUA })
+    this.client.defineCommand('rlInspect', { lua: INSPECT_LUA })
+    this.client.defineCommand('rlBan', { lua: BAN_LUA })
     this.consumeCommand = (this.client as unknown as { rlConsume: ConsumeCommand }).rlConsume.bind(this.client)
     this.denials = new LRUCache({ max: DENY_CACHE_MAX })
+    this.banned = new LRUCache({ max: DENY_CACHE_MAX })
+    this.bans = opts.bans
+    this.singleSlot = opts.singleSlot ?? false
     // Connection errors surface through failed commands; the event only needs a listener
     // so that ioredis does not report them as unhandled.
     this.client.on('error', () => {})
@@ -146,46 +174,65 @@ export class RedisStore implements Store {
     })
   }
 
-  /** The Redis keys of one decision, all in one hash slot. */
-  keys (subject: string, policies: readonly Policy[]): string[] {
-    let shared = false
-    for (const p of policies) if (p.shared) shared = true
-    const s = escapeTag(subject)
-    const keys: string[] = new Array(policies.length)
-    for (let i = 0; i < policies.length; i++) {
+  /** The Redis keys of one decision, all in one hash slot; the client's ban keys last. */
+  keys (client: string, policies: readonly Policy[], subjects?: readonly string[]): string[] {
+    const c = escapeTag(client)
+    const n = policies.length
+    const keys: string[] = new Array(n + 2)
+    for (let i = 0; i < n; i++) {
       const p = policies[i]!
-      keys[i] = shared
+      const s = subjects === undefined ? c : escapeTag(subjects[i]!)
+      keys[i] = this.singleSlot
         ? (p.shared ? `${this.prefix}{*}:${p.name}` : `${this.prefix}{*}:${p.name}:${s}`)
         : `${this.prefix}{${s}}:${p.name}`
     }
+    const [ban, count] = this.banKeys(c)
+    keys[n] = ban
+    keys[n + 1] = count
     return keys
   }
 
-  consume (subject: string, policies: readonly Policy[], cost: number): Decision[] | Promise<Decision[]> {
-    const keys = this.keys(subject, policies)
-    const denied = this.denied(keys, policies, cost)
-    if (denied !== undefined) return denied
-
-    const args: Array<string | number> = [this.decisionClock ? this.decisionClock.now() : '', cost]
-    for (const p of policies) args.push(p.intervalMs, p.burst)
-    return this.consumeCommand(keys.length, ...keys, ...args).then(reply => this.decide(keys, policies, cost, reply))
+  /** The client's ban and refusal-count keys (the client already escaped). */
+  private banKeys (c: string): [string, string] {
+    return this.singleSlot
+      ? [`${this.prefix}{*}:ban:${c}`, `${this.prefix}{*}:ban-count:${c}`]
+      : [`${this.prefix}{${c}}:ban`, `${this.prefix}{${c}}:ban-count`]
   }
 
-  private decide (keys: string[], policies: readonly Policy[], cost: number, reply: Array<number | string>): Decision[] {
+  consume (client: string, policies: readonly Policy[], cost: number, subjects?: readonly string[]): Decision[] | Promise<Decision[]> {
+    const keys = this.keys(client, policies, subjects)
+    const denied = this.bannedHere(client) ?? this.denied(keys, policies, cost)
+    if (denied !== undefined) return denied
+    const bans = this.bans
+    const args: Array<string | number> = [this.decisionClock ? this.decisionClock.now() : '', cost, bans?.after ?? 0, bans?.windowMs ?? 0, bans?.durationMs ?? 0]
+    for (const p of policies) args.push(ALGORITHM_CODE[p.algorithm], p.intervalMs, p.burst, p.windowMs, p.maxDelayMs, p.dryRun ? 1 : 0)
+    return this.consumeCommand(keys.length, ...keys, ...args).then(reply => this.decide(client, keys, policies, cost, reply))
+  }
+
+  private decide (client: string, keys: string[], policies: readonly Policy[], cost: number, reply: Array<number | string>): Decision[] {
+    if (reply[0] === 1) {
+      const ms = Number(reply[1])
+      this.banned.set(client, this.clock.now() + ms)
+      return bannedDecision(ms)
+    }
     const out: Decision[] = new Array(policies.length)
     let longest = -1
     for (let i = 0; i < policies.length; i++) {
+      const r = 1 + 5 * i
       const d: Decision = {
         policy: policies[i]!,
-        allowed: reply[4 * i] === 1,
-        remaining: Number(reply[4 * i + 1]),
-        resetMs: Number(reply[4 * i + 2]),
-        retryAfterMs: Number(reply[4 * i + 3])
+        allowed: reply[r] === 1,
+        remaining: Number(reply[r + 1]),
+        resetMs: Number(reply[r + 2]),
+        retryAfterMs: Number(reply[r + 3]),
+        delayMs: Number(reply[r + 4])
       }
       out[i] = d
-      if (!d.allowed && (longest === -1 || d.retryAfterMs > out[longest]!.retryAfterMs)) longest = i
+      if (!d.allowed && !d.policy.dryRun && (longest === -1 || d.retryAfterMs > out[longest]!.retryAfterMs)) longest = i
     }
-    if (longest !== -1) {
+    // Refused (a dry-run policy refuses nothing): remember until when. Not with bans on:
+    // every refusal must reach Redis to be counted (once banned, the ban is cached).
+    if (longest !== -1 && this.bans === undefined) {
       const at = this.clock.now()
       this.denials.set(keys[longest]!, { at, until: at + out[longest]!.retryAfterMs, cost, policies, decisions: out })
     }
@@ -195,7 +242,7 @@ export class RedisStore implements Store {
   /** A still-valid local denial for any of these keys, with its durations brought up to now. */
   private denied (keys: string[], policies: readonly Policy[], cost: number): Decision[] | undefined {
     if (this.denials.size === 0) return undefined
-    for (let i = 0; i < keys.length; i++) {
+    for (let i = 0; i < policies.length; i++) {
       const denial = this.denials.get(keys[i]!)
       if (denial === undefined || cost < denial.cost) continue
       const now = this.clock.now()
@@ -215,8 +262,63 @@ export class RedisStore implements Store {
    * The local denial for this request, if Redis already refused it until an instant not
    * yet come; exact knowledge, usable even while Redis is unreachable.
    */
-  deniedLocally (subject: string, policies: readonly Policy[], cost: number): Decision[] | undefined {
-    return this.denied(this.keys(subject, policies), policies, cost)
+  deniedLocally (client: string, policies: readonly Policy[], cost: number, subjects?: readonly string[]): Decision[] | undefined {
+    return this.bannedHere(client) ?? this.denied(this.keys(client, policies, subjects), policies, cost)
+  }
+
+  /** The ban Redis answered for this client, while it lasts. */
+  private bannedHere (client: string): Decision[] | undefined {
+    if (this.banned.size === 0) return undefined
+    const until = this.banned.get(client)
+    if (until === undefined) return undefined
+    const left = until - this.clock.now()
+    if (left > 0) return bannedDecision(left)
+    this.banned.delete(client)
+    return undefined
+  }
+
+  async inspect (client: string, policies: readonly Policy[]): Promise<ClientState> {
+    const keys = this.keys(client, policies)
+    const reply = await (this.client as unknown as { rlInspect: (n: number, ...k: string[]) => Promise<string[]> }).rlInspect(keys.length, ...keys)
+    const now = Number(reply[0])
+    const n = policies.length
+    const until = Number(reply[n + 1] || 0)
+    const count = parseState(reply[n + 2]!)
+    return {
+      limits: policies.map((policy, i) => {
+        const state = parseState(reply[i + 1]!)
+        const d = decide(policy, state, now, 0)
+        return { policy: policy.name, algorithm: policy.algorithm, remaining: d.remaining, resetMs: Math.max(0, d.resetMs), state }
+      }),
+      bannedMs: until > now ? until - now : 0,
+      refusals: Array.isArray(count) && this.bans !== undefined && now < count[0]! + this.bans.windowMs ? count[1]! : 0
+    }
+  }
+
+  async reset (client: string, policies: readonly Policy[]): Promise<void> {
+    const keys = this.keys(client, policies.filter(p => !p.shared))
+    // Everything but the ban itself: the limits' state and the refusal count.
+    await this.client.del(...keys.slice(0, -2), keys[keys.length - 1]!)
+    this.forget()
+  }
+
+  async ban (client: string, ms: number): Promise<void> {
+    const keys = this.banKeys(escapeTag(client))
+    await (this.client as unknown as { rlBan: (n: number, ...a: Array<string | number>) => Promise<number> }).rlBan(2, ...keys, ms)
+  }
+
+  async unban (client: string): Promise<void> {
+    await this.client.del(...this.banKeys(escapeTag(client)))
+    this.forget()
+  }
+
+  /**
+   * Drops every local denial and ban: after a reset or unban (here or on another instance)
+   * they may no longer hold. The next request of each client asks Redis again.
+   */
+  forget (): void {
+    this.denials.clear()
+    this.banned.clear()
   }
 
   /** One round trip that proves Redis answers (used to probe for recovery). */
@@ -225,7 +327,7 @@ export class RedisStore implements Store {
   }
 
   size (): number {
-    return this.denials.size
+    return this.denials.size + this.banned.size
   }
 
   ready (): boolean {
@@ -238,6 +340,7 @@ export class RedisStore implements Store {
 
   async close (): Promise<void> {
     this.denials.clear()
+    this.banned.clear()
     try {
       await this.client.quit()
     } catch {

@@ -1,10 +1,11 @@
 /**
  * The Store persists limiter state; the algorithms (pure functions) decide. Every store
  * takes all the limits that apply to one request in one atomic call: the request passes
- * only if every limit passes, and a rejected request consumes nothing from any of them.
+ * only if every enforced limit passes, and a refused request consumes nothing from any.
  */
 import type { Decision } from '../limiter/decision.js'
 import type { Policy } from '../limiter/policy.js'
+import type { State } from '../limiter/algorithms/index.js'
 
 /** Whether a store answered asynchronously (remote) rather than with the decisions at once. */
 export function isPromise<T> (v: T | Promise<T>): v is Promise<T> {
@@ -16,20 +17,58 @@ export function localKey (policy: Policy, subject: string): string {
   return policy.shared ? policy.name : policy.name + '|' + subject
 }
 
+/** RATE_LIMIT_BAN_*: after `after` refusals within `windowMs`, refuse the client for `durationMs`. */
+export interface BanSettings {
+  readonly after: number
+  readonly windowMs: number
+  readonly durationMs: number
+}
+
+/** A client's standing, for the admin API. */
+export interface ClientState {
+  readonly limits: ReadonlyArray<{
+    readonly policy: string
+    readonly algorithm: string
+    /** Requests the client could make right now. */
+    readonly remaining: number
+    /** Milliseconds until its quota is back in full. */
+    readonly resetMs: number
+    /** The raw stored state (TAT, or window start and counts); undefined: a full quota. */
+    readonly state: State | undefined
+  }>
+  /** Milliseconds of ban left; 0: not banned. */
+  readonly bannedMs: number
+  /** Refusals counted towards a ban in the current ban window. */
+  readonly refusals: number
+}
+
 export interface Store {
   /** `memory` or `redis`: shown in /readyz and metrics. */
   readonly kind: string
   /**
    * Decide one request against several limits at once.
-   * @param subject  who is asking (the client identity key, e.g. `ip:203.0.113.7`); a
-   *                 policy marked `shared` (the global limit) ignores it. The store lays
-   *                 out its own keys from (policy name, subject).
+   *
+   * Admitted when every policy that is not a dry run allows it; then each policy that
+   * allowed it consumes `cost`. Refused, nothing is consumed; with bans on, the refusal
+   * counts towards banning `client`. A banned client gets one decision with `banned` set.
+   *
+   * @param client   who is asking (the client identity key, e.g. `ip:203.0.113.7`)
    * @param policies the limits that apply
-   * @param cost     tokens the request takes from each limit
+   * @param cost     what the request takes from each limit (tokens, or window requests)
+   * @param subjects per policy, whose limit it is when not the client's own (a route rule
+   *                 keyed by another identity source); omitted: the client's for all. A
+   *                 policy marked `shared` (the global limit) ignores its subject.
    * @returns one decision per policy, in order. Synchronous stores return the array
    *          directly so the hot path pays no promise; remote stores return a promise.
    */
-  consume (subject: string, policies: readonly Policy[], cost: number): Decision[] | Promise<Decision[]>
+  consume (client: string, policies: readonly Policy[], cost: number, subjects?: readonly string[]): Decision[] | Promise<Decision[]>
+  /** A client's standing under these limits (admin API; never changes anything). */
+  inspect (client: string, policies: readonly Policy[]): ClientState | Promise<ClientState>
+  /** Gives the client its full quota back under these limits, and clears its refusal count. */
+  reset (client: string, policies: readonly Policy[]): void | Promise<void>
+  /** Refuses the client outright (403) for `ms`. */
+  ban (client: string, ms: number): void | Promise<void>
+  unban (client: string): void | Promise<void>
   /** Keys currently tracked (for metrics, tests and memory checks). */
   size (): number
   /** Whether the store can take decisions now (for /readyz). */

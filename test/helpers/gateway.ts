@@ -5,6 +5,7 @@
 import type { Teardown } from './tap.js'
 import type { AddressInfo } from 'node:net'
 import pino from 'pino'
+import type { FastifyBaseLogger } from 'fastify'
 import { buildApp, type App } from '../../src/app.js'
 import type { Clock } from '../../src/clock.js'
 import { loadConfig } from '../../src/config/index.js'
@@ -22,6 +23,8 @@ export interface GatewayOptions {
   store?: Store
   /** Listen address of the client listener (default 127.0.0.1). */
   host?: string
+  /** Where logs go (default: nowhere). */
+  logger?: FastifyBaseLogger
 }
 
 export async function startGateway (t: Teardown, env: Record<string, string>, opts: GatewayOptions = {}): Promise<TestGateway> {
@@ -34,7 +37,7 @@ export async function startGateway (t: Teardown, env: Record<string, string>, op
     ...env
   })
   const app = await buildApp(config, {
-    logger: pino({ level: 'silent' }),
+    logger: opts.logger ?? pino({ level: 'silent' }),
     ...(opts.clock ? { clock: opts.clock } : {}),
     ...(opts.store ? { store: opts.store } : {})
   })

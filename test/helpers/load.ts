@@ -38,14 +38,19 @@ export function startLoad (url: string, concurrency: number, headers: Record<str
       stats.maxLatencyMs = Math.max(stats.maxLatencyMs, performance.now() - started)
     }
   })
+  let stopped: Promise<LoadStats> | undefined
   return {
     stats,
-    async stop () {
-      running = false
-      clearTimeout(hardStop)
-      await Promise.all(loops)
-      await agent.close()
-      return stats
+    // Idempotent: a test may stop the load itself and also register it for teardown.
+    stop () {
+      stopped ??= (async () => {
+        running = false
+        clearTimeout(hardStop)
+        await Promise.all(loops)
+        await agent.close()
+        return stats
+      })()
+      return stopped
     }
   }
 }

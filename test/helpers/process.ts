@@ -33,6 +33,9 @@ export async function waitFor (url: string, deadlineMs = 10_000): Promise<void> 
 
 export interface GatewayProcess {
   child: ChildProcess
+  port: number
+  /** Log lines the process wrote (with `captureLogs`). */
+  logs: string[]
   url: string
   adminUrl: string
   exited: Promise<unknown[]>
@@ -40,12 +43,19 @@ export interface GatewayProcess {
   rss (): number
 }
 
-export async function spawnGateway (t: Teardown, env: Record<string, string>): Promise<GatewayProcess> {
+export async function spawnGateway (t: Teardown, env: Record<string, string>, opts: { captureLogs?: boolean } = {}): Promise<GatewayProcess> {
   const port = await freePort()
   const adminPort = await freePort()
   const child = spawn(process.execPath, [SERVER], {
     env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: String(port), ADMIN_PORT: String(adminPort), LOG_LEVEL: 'warn', ...env },
-    stdio: ['ignore', 'inherit', 'inherit']
+    stdio: ['ignore', opts.captureLogs ? 'pipe' : 'inherit', 'inherit']
+  })
+  const logs: string[] = []
+  let partial = ''
+  child.stdout?.on('data', (d: Buffer) => {
+    const parts = (partial + d.toString()).split('\n')
+    partial = parts.pop()!
+    logs.push(...parts.filter(l => l !== ''))
   })
   t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
   const exited = once(child, 'exit')
@@ -53,6 +63,8 @@ export async function spawnGateway (t: Teardown, env: Record<string, string>): P
   await waitFor(`${adminUrl}/healthz`)
   return {
     child,
+    port,
+    logs,
     url: `http://127.0.0.1:${port}`,
     adminUrl,
     exited,

@@ -6,12 +6,21 @@
 import { makePolicy } from '../../src/limiter/policy.js'
 import { parseRate } from '../../src/config/parse.js'
 import type { Policy } from '../../src/limiter/policy.js'
+import type { AlgorithmName } from '../../src/config/index.js'
+import type { BanSettings } from '../../src/store/types.js'
+
+/** Where cases start by default: deliberately not a whole millisecond. */
+export const START = 1_795_000_000_123.456
+/** A whole UTC day: windows start here (cases with `origin: ALIGNED`). */
+export const ALIGNED = 1_795_046_400_000
 
 export interface Expect {
   allowed: boolean
   remaining?: number
   retryAfterMs?: number
   resetMs?: number
+  delayMs?: number
+  banned?: boolean
 }
 
 export interface Step {
@@ -20,6 +29,10 @@ export interface Step {
   cost?: number
   /** Which of the case's keys this request uses (default: all of them). */
   keys?: number[]
+  /** The client (default `client`). */
+  client?: string
+  /** Per policy used, the subject when not the client's own. */
+  subjects?: string[]
   /** Expected decision per policy, in the order of the case's policies (or of `keys`). */
   expect: Expect[]
 }
@@ -28,13 +41,18 @@ export interface ContractCase {
   name: string
   policies: Policy[]
   steps: Step[]
+  /** Absolute time of the case's start (default START). */
+  origin?: number
+  /** The store is built with bans on. */
+  bans?: BanSettings
 }
 
-export const policy = (rate: string, burst: number, name = 'default'): Policy =>
-  makePolicy(name, 'token-bucket', { rate: parseRate(rate), burst })
+export const policy = (rate: string, burst: number, name = 'default', algorithm: AlgorithmName = 'token-bucket', extra: { maxDelayMs?: number, dryRun?: boolean } = {}): Policy =>
+  makePolicy(name, { rate: parseRate(rate), burst, algorithm, maxDelayMs: extra.maxDelayMs ?? 0, dryRun: extra.dryRun ?? false })
 
 const ok = (remaining: number, extra: Partial<Expect> = {}): Expect => ({ allowed: true, remaining, retryAfterMs: 0, ...extra })
 const no = (retryAfterMs: number, extra: Partial<Expect> = {}): Expect => ({ allowed: false, retryAfterMs, ...extra })
+const banned = (retryAfterMs: number): Expect => ({ allowed: false, retryAfterMs, banned: true })
 
 export const CONTRACT: ContractCase[] = [
   {
@@ -153,6 +171,165 @@ export const CONTRACT: ContractCase[] = [
       { at: 0, keys: [0], expect: [no(1000)] },
       { at: 0, keys: [1], expect: [ok(0)] },
       { at: 0, keys: [1], expect: [no(1000)] }
+    ]
+  },
+  {
+    name: 'fixed window: the quota resets at the aligned boundary, so up to twice the quota fits around it',
+    origin: ALIGNED,
+    policies: [policy('5/s', 99, 'fw', 'fixed-window')],
+    steps: [
+      { at: 0, expect: [ok(4, { resetMs: 1000 })] },
+      { at: 990, expect: [ok(3, { resetMs: 10 })] }, { at: 990, expect: [ok(2)] },
+      { at: 995, expect: [ok(1)] }, { at: 999, expect: [ok(0, { resetMs: 1 })] },
+      { at: 999, expect: [no(1, { remaining: 0, resetMs: 1 })] },
+      { at: 1000, expect: [ok(4, { resetMs: 1000 })] }, { at: 1000, expect: [ok(3)] },
+      { at: 1001, expect: [ok(2)] }, { at: 1002, expect: [ok(1)] }, { at: 1003, expect: [ok(0)] },
+      { at: 1500, expect: [no(500, { resetMs: 500 })] }
+    ]
+  },
+  {
+    name: 'fixed window: a request costing several takes them all or none',
+    origin: ALIGNED,
+    policies: [policy('5/m', 1, 'fw', 'fixed-window')],
+    steps: [
+      { at: 0, cost: 3, expect: [ok(2, { resetMs: 60_000 })] },
+      { at: 1000, cost: 3, expect: [no(59_000, { remaining: 2 })] },
+      { at: 1000, cost: 2, expect: [ok(0)] }
+    ]
+  },
+  {
+    name: 'sliding window: no boundary burst; the previous window weighs by the share still covered',
+    origin: ALIGNED,
+    policies: [policy('5/s', 99, 'sw', 'sliding-window')],
+    steps: [
+      { at: 900, expect: [ok(4, { resetMs: 1100 })] }, { at: 900, expect: [ok(3)] }, { at: 900, expect: [ok(2)] },
+      { at: 900, expect: [ok(1)] }, { at: 900, expect: [ok(0)] },
+      { at: 950, expect: [no(250, { remaining: 0, resetMs: 1050 })] },
+      // The boundary: the full previous window still counts.
+      { at: 1000, expect: [no(200, { remaining: 0, resetMs: 1000 })] },
+      { at: 1100, expect: [no(100)] },
+      // 20% of the window has slid by: one request's worth came back.
+      { at: 1200, expect: [ok(0, { resetMs: 1800 })] },
+      { at: 1200, expect: [no(200)] },
+      // Next window: the previous (one request) weighs in full at first, then fades.
+      { at: 2000, expect: [ok(3)] },
+      { at: 3500, expect: [ok(3)] },
+      // Two windows of silence: nothing left.
+      { at: 6000, expect: [ok(4)] }
+    ]
+  },
+  {
+    name: 'sliding window: a full current window waits for the next one',
+    origin: ALIGNED,
+    policies: [policy('2/s', 99, 'sw', 'sliding-window')],
+    steps: [
+      { at: 100, expect: [ok(1)] }, { at: 100, expect: [ok(0)] },
+      // Next window at 1000, where 2 × (1 - f) + 1 ≤ 2 needs f ≥ 0.5: at 1500.
+      { at: 200, expect: [no(1300, { remaining: 0, resetMs: 1800 })] },
+      { at: 1499, expect: [no(1)] },
+      { at: 1500, expect: [ok(0)] }
+    ]
+  },
+  {
+    name: 'leaky bucket: over the rate, requests are delayed to the leak rate up to the maximum delay, then refused',
+    policies: [policy('10/s', 1, 'lb', 'leaky-bucket', { maxDelayMs: 300 })],
+    steps: [
+      { at: 0, expect: [ok(0, { delayMs: 0, resetMs: 100 })] },
+      { at: 0, expect: [ok(0, { delayMs: 100, resetMs: 200 })] },
+      { at: 0, expect: [ok(0, { delayMs: 200 })] },
+      { at: 0, expect: [ok(0, { delayMs: 300 })] },
+      { at: 0, expect: [no(100, { remaining: 0, resetMs: 400, delayMs: 0 })] },
+      { at: 50, expect: [no(50)] },
+      { at: 100, expect: [ok(0, { delayMs: 300, resetMs: 400 })] },
+      { at: 2000, expect: [ok(0, { delayMs: 0 })] }
+    ]
+  },
+  {
+    name: 'leaky bucket: a burst goes through undelayed, the rest is spaced by the rate',
+    policies: [policy('20/s', 3, 'lb', 'leaky-bucket', { maxDelayMs: 1000 })],
+    steps: [
+      { at: 0, expect: [ok(2, { delayMs: 0 })] }, { at: 0, expect: [ok(1, { delayMs: 0 })] }, { at: 0, expect: [ok(0, { delayMs: 0 })] },
+      { at: 0, expect: [ok(0, { delayMs: 50 })] }, { at: 0, expect: [ok(0, { delayMs: 100 })] },
+      { at: 10, expect: [ok(0, { delayMs: 140 })] }
+    ]
+  },
+  {
+    name: 'dry run: a dry-run limit reports a refusal but refuses nothing, and does not count what it would have refused',
+    policies: [policy('10/s', 3, 'enforced'), policy('10/s', 1, 'trial', 'token-bucket', { dryRun: true })],
+    steps: [
+      { at: 0, expect: [ok(2), ok(0)] },
+      { at: 0, expect: [ok(1), no(100)] },
+      { at: 0, expect: [ok(0), no(100)] },
+      { at: 0, expect: [no(100), no(100)] },
+      { at: 100, expect: [ok(0), ok(0)] }
+    ]
+  },
+  {
+    name: 'bans: the Nth refusal within the window bans the client for the ban duration',
+    bans: { after: 3, windowMs: 1000, durationMs: 5000 },
+    policies: [policy('10/s', 1)],
+    steps: [
+      { at: 0, expect: [ok(0)] },
+      { at: 0, expect: [no(100)] }, { at: 10, expect: [no(90)] },
+      { at: 20, client: 'other', expect: [ok(0)] },
+      { at: 20, expect: [no(80)] },
+      { at: 30, expect: [banned(4990)] },
+      { at: 30, client: 'other', expect: [no(90)] },
+      { at: 5019, expect: [banned(1)] },
+      { at: 5020, expect: [ok(0)] },
+      // The count started again with the ban.
+      { at: 5020, expect: [no(100)] }, { at: 5030, expect: [no(90)] }, { at: 5120, expect: [ok(0)] }
+    ]
+  },
+  {
+    name: 'bans: refusals further apart than the window never add up',
+    bans: { after: 2, windowMs: 1000, durationMs: 60_000 },
+    policies: [policy('1/s', 1)],
+    steps: [
+      { at: 0, expect: [ok(0)] }, { at: 500, expect: [no(500)] },
+      { at: 1000, expect: [ok(0)] }, { at: 1600, expect: [no(400)] },
+      { at: 2000, expect: [ok(0)] }, { at: 2100, expect: [no(900)] }, { at: 2200, expect: [banned(59_900)] }
+    ]
+  },
+  {
+    name: 'subjects: a limit keyed by another identity is shared by every client with that identity',
+    policies: [policy('10/s', 2, 'default'), policy('10/s', 2, 'rule')],
+    steps: [
+      { at: 0, client: 'a', subjects: ['a', 'user-1'], expect: [ok(1), ok(1)] },
+      { at: 0, client: 'b', subjects: ['b', 'user-1'], expect: [ok(1), ok(0)] },
+      { at: 0, client: 'c', subjects: ['c', 'user-1'], expect: [ok(1), no(100)] },
+      // c's refused request took nothing from c's own limit.
+      { at: 0, client: 'c', subjects: ['c', 'user-2'], expect: [ok(1), ok(1)] }
+    ]
+  },
+  {
+    name: 'a state left under the same name by another algorithm reads as none',
+    origin: ALIGNED,
+    policies: [policy('1/m', 1, 'x'), policy('3/m', 1, 'x', 'fixed-window'), policy('3/m', 1, 'x', 'sliding-window')],
+    steps: [
+      { at: 0, keys: [0], expect: [ok(0)] },
+      { at: 0, keys: [1], expect: [ok(2)] },
+      { at: 0, keys: [2], expect: [ok(2)] },
+      { at: 0, keys: [0], expect: [ok(0)] }
+    ]
+  },
+  {
+    name: 'bans count refusals of a request under several limits once',
+    bans: { after: 2, windowMs: 10_000, durationMs: 1000 },
+    policies: [policy('1/s', 1, 'a'), policy('1/s', 5, 'b')],
+    steps: [
+      { at: 0, expect: [ok(0), ok(4)] },
+      { at: 10, expect: [no(990), ok(3)] },
+      { at: 20, expect: [no(980), ok(3)] },
+      { at: 30, expect: [banned(990)] }
+    ]
+  },
+  {
+    name: 'subjects: a single limit keyed by another identity',
+    policies: [policy('1/s', 1, 'rule')],
+    steps: [
+      { at: 0, client: 'a', subjects: ['user-1'], expect: [ok(0)] },
+      { at: 0, client: 'b', subjects: ['user-1'], expect: [no(1000)] }
     ]
   }
 ]

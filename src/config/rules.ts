@@ -1,0 +1,260 @@
+/**
+ * Route rules (RATE_LIMIT_RULES_FILE): JSON, validated at start-up like the environment
+ * (a bad file stops the gateway, naming the rule and the field) and at every reload (a
+ * bad file is logged and the rules in force stay). The shape is checked by JSON Schema
+ * (ajv); what a schema cannot say (rates, names, costs a limit could never admit) by the
+ * code below.
+ */
+import { readFileSync } from 'node:fs'
+import { Ajv, type ErrorObject } from 'ajv'
+import { normalizePath } from '../limiter/path.js'
+import { ALGORITHMS } from '../limiter/algorithms/index.js'
+import { isWindow } from '../limiter/policy.js'
+import type { AlgorithmName, LimitSpec } from './index.js'
+import { parseKeyBy, parseRate, RESERVED_POLICY_NAMES, type KeySource, type RateSpec } from './parse.js'
+
+export const MAX_RULES = 1000
+export const MAX_LIMITS_PER_RULE = 8
+export const MAX_COST = 1_000_000
+
+export interface RuleLimit {
+  /** Shown in the headers and part of the store key; unique among all limits. */
+  readonly name: string
+  readonly algorithm: AlgorithmName
+  readonly rate: RateSpec
+  readonly burst: number
+  readonly maxDelayMs: number
+}
+
+export interface Rule {
+  readonly name: string
+  /** Upper-case methods the rule matches (GET brings HEAD); undefined: every method. */
+  readonly methods: readonly string[] | undefined
+  /** Path prefix, in the normalised form requests are matched in (see limiter/path.ts). */
+  readonly path: string
+  /** Whose the rule's own limits are; undefined: the client's (RATE_LIMIT_KEY_BY). */
+  readonly keyBy: readonly KeySource[] | undefined
+  /** What a matching request takes from every limit that applies to it. */
+  readonly cost: number
+  /** Only the global limit and the rule's own apply, not the client's default or tier limit. */
+  readonly exclusive: boolean
+  /** Matching requests are not limited at all. */
+  readonly skip: boolean
+  /** The rule's own limits are counted and reported but never refuse. */
+  readonly dryRun: boolean
+  readonly limits: readonly RuleLimit[]
+}
+
+/** What rules are checked against: the limits the environment defines. */
+export interface RulesContext {
+  readonly algorithm: AlgorithmName
+  readonly maxDelayMs: number
+  /** The client limits (default and tiers) by name, and the global limit if any. */
+  readonly clientLimits: ReadonlyMap<string, LimitSpec>
+  readonly globalLimit: LimitSpec | undefined
+}
+
+const NAME = { type: 'string', pattern: '^[A-Za-z0-9_.-]{1,64}$' }
+const LIMIT_FIELDS = {
+  rate: { type: 'string' },
+  burst: { type: 'integer', minimum: 1, maximum: 1_000_000_000 },
+  algorithm: { enum: [...ALGORITHMS] },
+  maxDelayMs: { type: 'integer', minimum: 0, maximum: 60_000 }
+}
+/** The rules file's JSON Schema (documented in the README's Policies section). */
+export const RULES_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['rules'],
+  properties: {
+    rules: {
+      type: 'array',
+      maxItems: MAX_RULES,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['name', 'path'],
+        properties: {
+          name: NAME,
+          methods: { type: 'array', minItems: 1, uniqueItems: true, items: { type: 'string', pattern: '^[A-Za-z]{1,20}$' } },
+          path: { type: 'string', pattern: '^/', maxLength: 1024 },
+          keyBy: { type: 'string' },
+          cost: { type: 'integer', minimum: 1, maximum: MAX_COST },
+          exclusive: { type: 'boolean' },
+          skip: { type: 'boolean' },
+          dryRun: { type: 'boolean' },
+          ...LIMIT_FIELDS,
+          limits: {
+            type: 'array',
+            minItems: 1,
+            maxItems: MAX_LIMITS_PER_RULE,
+            items: { type: 'object', additionalProperties: false, required: ['rate'], properties: { name: NAME, ...LIMIT_FIELDS } }
+          }
+        }
+      }
+    }
+  }
+} as const
+
+const validate = new Ajv({ allErrors: false, strict: true }).compile(RULES_SCHEMA)
+
+interface RawLimit { name?: string, rate: string, burst?: number, algorithm?: AlgorithmName, maxDelayMs?: number }
+interface RawRule extends Partial<RawLimit> {
+  name: string
+  path: string
+  methods?: string[]
+  keyBy?: string
+  cost?: number
+  exclusive?: boolean
+  skip?: boolean
+  dryRun?: boolean
+  limits?: RawLimit[]
+}
+
+/** `rules[2]` → `rule 3 ("search")`: where in the file, in an operator's words. */
+function where (data: { rules?: RawRule[] } | undefined, path: string): string {
+  const m = /^\/rules\/(\d+)(.*)$/.exec(path)
+  if (m === null) return path === '' ? 'the file' : path.slice(1)
+  const rule = data?.rules?.[Number(m[1])]
+  const name = typeof rule?.name === 'string' ? ` ("${rule.name}")` : ''
+  return `rule ${Number(m[1]) + 1}${name}${m[2] ? ` ${m[2].slice(1).replace(/\//g, '.')}` : ''}`
+}
+
+function describe (data: unknown, e: ErrorObject): string {
+  const at = where(data as { rules?: RawRule[] }, e.instancePath)
+  if (e.keyword === 'additionalProperties') return `${at}: unknown field "${(e.params as { additionalProperty: string }).additionalProperty}"`
+  if (e.keyword === 'enum') return `${at} must be one of ${(e.params as { allowedValues: string[] }).allowedValues.join(', ')}`
+  return `${at} ${e.message}`
+}
+
+/** A limit's quota: a bucket's capacity, or a window's requests per period. */
+export function capacityOf (algorithm: AlgorithmName, limit: LimitSpec): number {
+  return isWindow(algorithm) ? limit.rate.count : limit.burst
+}
+
+/** A window counts whole requests; throws if the rate does not give a whole number. */
+export function checkWindowRate (algorithm: AlgorithmName, rate: RateSpec): void {
+  if (isWindow(algorithm) && !Number.isInteger(rate.count)) {
+    throw new Error(`${algorithm} counts whole requests per period; "${rate.text}" is not a whole number (write e.g. 1/2s as 30/m)`)
+  }
+}
+
+/**
+ * A request costing more than the whole quota of a limit it is checked against could
+ * never pass: such a rule is refused (naming the limit).
+ */
+export function checkCost (rule: Pick<Rule, 'cost' | 'exclusive' | 'limits'>, ctx: RulesContext): void {
+  const applies: Array<[string, AlgorithmName, LimitSpec]> = rule.limits.map(l => [l.name, l.algorithm, l])
+  if (ctx.globalLimit !== undefined) applies.push(['global', ctx.algorithm, ctx.globalLimit])
+  if (!rule.exclusive) for (const [name, limit] of ctx.clientLimits) applies.push([name, ctx.algorithm, limit])
+  for (const [name, algorithm, limit] of applies) {
+    const capacity = capacityOf(algorithm, limit)
+    if (rule.cost > capacity) throw new Error(`cost ${rule.cost} is more than the quota of limit "${name}" (${capacity}): such a request could never pass`)
+  }
+}
+
+/** A rate as `algorithm` counts it (a window's must be whole requests per period). */
+export function parseRateFor (algorithm: AlgorithmName, text: string): RateSpec {
+  const rate = parseRate(text)
+  checkWindowRate(algorithm, rate)
+  return rate
+}
+
+function parseLimit (raw: RawLimit, name: string, ctx: RulesContext): RuleLimit {
+  const algorithm = raw.algorithm ?? ctx.algorithm
+  const rate = parseRateFor(algorithm, raw.rate)
+  return {
+    name,
+    algorithm,
+    rate,
+    // A bucket without a burst holds one period's worth of requests.
+    burst: raw.burst ?? Math.max(1, Math.ceil(rate.count)),
+    maxDelayMs: raw.maxDelayMs ?? ctx.maxDelayMs
+  }
+}
+
+function parseRule (raw: RawRule, ctx: RulesContext, names: Set<string>): Rule {
+  const hasOwn = raw.rate !== undefined || raw.limits !== undefined
+  if (raw.rate !== undefined && raw.limits !== undefined) throw new Error('give either rate (one limit) or limits (several), not both')
+  if (raw.rate === undefined && (raw.burst !== undefined || raw.algorithm !== undefined || raw.maxDelayMs !== undefined)) {
+    throw new Error('burst, algorithm and maxDelayMs belong to a limit: add rate, or put them in limits')
+  }
+  if (raw.skip === true && (hasOwn || raw.cost !== undefined || raw.keyBy !== undefined || raw.exclusive !== undefined || raw.dryRun !== undefined)) {
+    throw new Error('a skip rule limits nothing: it takes no rate, limits, cost, keyBy, exclusive or dryRun')
+  }
+  if (!hasOwn && (raw.keyBy !== undefined || raw.dryRun !== undefined)) throw new Error('keyBy and dryRun apply to the rule\'s own limits: add rate or limits')
+
+  const rawLimits: RawLimit[] = raw.limits ?? (raw.rate !== undefined ? [{ ...raw, rate: raw.rate, name: raw.name }] : [])
+  const limits = rawLimits.map((l, i) => {
+    const name = l.name ?? (rawLimits.length === 1 ? raw.name : `${raw.name}-${i + 1}`)
+    if (RESERVED_POLICY_NAMES.has(name) || ctx.clientLimits.has(name)) throw new Error(`limit name "${name}" is taken by a built-in limit or a tier; name the limit`)
+    if (names.has(name)) throw new Error(`limit name "${name}" is used by another rule; limits need unique names (they name the counters)`)
+    names.add(name)
+    try {
+      return parseLimit(l, name, ctx)
+    } catch (err) {
+      throw new Error(`limit "${name}": ${(err as Error).message}`)
+    }
+  })
+
+  const cost = raw.cost ?? 1
+  checkCost({ cost, exclusive: raw.exclusive ?? false, limits }, ctx)
+
+  return {
+    name: raw.name,
+    methods: raw.methods === undefined ? undefined : withHead(raw.methods.map(m => m.toUpperCase())),
+    path: normalizePath(raw.path),
+    keyBy: raw.keyBy === undefined ? undefined : (() => {
+      try {
+        return parseKeyBy(raw.keyBy!)
+      } catch (err) {
+        throw new Error(`keyBy: ${(err as Error).message}`)
+      }
+    })(),
+    cost,
+    exclusive: raw.exclusive ?? false,
+    skip: raw.skip ?? false,
+    dryRun: raw.dryRun ?? false,
+    limits
+  }
+}
+
+/** GET implies HEAD: most servers answer HEAD with their GET handler, so it costs the same. */
+function withHead (methods: string[]): string[] {
+  return methods.includes('GET') && !methods.includes('HEAD') ? [...methods, 'HEAD'] : methods
+}
+
+/** Parses and validates the text of a rules file. Throws an Error saying where and what. */
+export function parseRules (text: string, ctx: RulesContext): Rule[] {
+  let data: unknown
+  try {
+    data = JSON.parse(text)
+  } catch (err) {
+    throw new Error(`not valid JSON: ${(err as Error).message}`)
+  }
+  if (!validate(data)) throw new Error(describe(data, validate.errors![0]!))
+  const raw = (data as { rules: RawRule[] }).rules
+  const names = new Set<string>()
+  const ruleNames = new Set<string>()
+  return raw.map((r, i) => {
+    const at = `rule ${i + 1} ("${r.name}")`
+    if (ruleNames.has(r.name)) throw new Error(`${at}: the name is used by another rule`)
+    ruleNames.add(r.name)
+    try {
+      return parseRule(r, ctx, names)
+    } catch (err) {
+      throw new Error(`${at}: ${(err as Error).message}`)
+    }
+  })
+}
+
+/** Reads and parses a rules file. */
+export function loadRulesFile (path: string, ctx: RulesContext): Rule[] {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    throw new Error(`cannot read "${path}": ${(err as Error).message}`)
+  }
+  return parseRules(text, ctx)
+}

@@ -1,0 +1,121 @@
+/**
+ * What the admin API changes at run time, layered over the environment: the default
+ * limit, tiers' limits, the route rules, dry run, and an emergency factor scaling every
+ * limit. Settings are plain JSON (they travel through Redis to every instance) and are
+ * validated like the environment before anything changes.
+ */
+import type { AlgorithmName, Config, LimitSpec, Rule } from '../config/index.js'
+import { rulesContext } from '../config/index.js'
+import { checkCost, parseRateFor, parseRules } from '../config/rules.js'
+import type { RateSpec } from '../config/parse.js'
+import { isWindow } from '../limiter/policy.js'
+
+export interface LimitInput { rate: string, burst: number }
+
+export interface RuntimeSettings {
+  /** Replaces RATE_LIMIT_RATE / RATE_LIMIT_BURST. */
+  limit?: LimitInput
+  /** Replaces the limits of tiers defined in RATE_LIMIT_TIERS. */
+  tiers?: Record<string, LimitInput>
+  /** A rules document (as in RATE_LIMIT_RULES_FILE) replacing the file's rules. */
+  rules?: { rules: unknown[] }
+  /** Replaces RATE_LIMIT_DRY_RUN. */
+  dryRun?: boolean
+  /** Emergency: every limit scaled by this, above 0 and at most 1 (1: as configured). */
+  factor?: number
+}
+
+/** The JSON Schema of RuntimeSettings (the admin API validates bodies with it). */
+const LIMIT_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['rate', 'burst'],
+  properties: { rate: { type: 'string' }, burst: { type: 'integer', minimum: 1, maximum: 1_000_000_000 } }
+} as const
+export const SETTINGS_SCHEMA = {
+  limit: LIMIT_SCHEMA,
+  tiers: { type: 'object', additionalProperties: LIMIT_SCHEMA },
+  rules: { type: 'object', required: ['rules'], properties: { rules: { type: 'array' } } },
+  dryRun: { type: 'boolean' },
+  factor: { type: 'number', exclusiveMinimum: 0, maximum: 1 }
+} as const
+
+/** The limits in force: what createLimits() builds from. */
+export interface Effective {
+  readonly config: Config
+  readonly rules: readonly Rule[]
+  /** Emergency factor × adaptive factor. */
+  readonly factor: number
+}
+
+const UNIT: Record<number, string> = { 1000: 's', 60_000: 'm', 3_600_000: 'h', 86_400_000: 'd' }
+
+function scaleRate (rate: RateSpec, factor: number, floor: number, whole: boolean): RateSpec {
+  // A window counts whole requests; a bucket's rate may be any positive number.
+  const count = whole ? Math.max(floor, Math.floor(rate.count * factor)) : rate.count * factor
+  return { count, periodMs: rate.periodMs, text: `${+count.toFixed(6)}/${UNIT[rate.periodMs]}` }
+}
+
+/** A limit scaled by `factor`, its quota never below `floor` (the largest cost a rule asks). */
+function scale (limit: LimitSpec, algorithm: AlgorithmName, factor: number, floor: number): LimitSpec {
+  if (factor === 1) return limit
+  return {
+    rate: scaleRate(limit.rate, factor, floor, isWindow(algorithm)),
+    burst: Math.max(floor, Math.floor(limit.burst * factor))
+  }
+}
+
+function parseLimit (input: LimitInput, algorithm: AlgorithmName, what: string): LimitSpec {
+  try {
+    return { rate: parseRateFor(algorithm, input.rate), burst: input.burst }
+  } catch (err) {
+    throw new Error(`${what}: ${(err as Error).message}`)
+  }
+}
+
+/**
+ * The limits in force for these settings over the environment (`base`) and the rules
+ * file's rules, scaled by the emergency and adaptive factors. Throws an Error saying
+ * what is wrong when the settings do not validate.
+ */
+export function resolve (base: Config, fileRules: readonly Rule[], settings: RuntimeSettings, adaptiveFactor: number): Effective {
+  const limit = settings.limit ? parseLimit(settings.limit, base.algorithm, 'limit') : base.limit
+  const tiers = new Map(base.tiers)
+  for (const [name, input] of Object.entries(settings.tiers ?? {})) {
+    if (!tiers.has(name)) throw new Error(`tiers: "${name}" is not a tier (defined: ${[...base.tiers.keys()].join(', ') || 'none'})`)
+    tiers.set(name, parseLimit(input, base.algorithm, `tiers.${name}`))
+  }
+  const unscaled = { ...base, limit, tiers }
+  let rules = fileRules
+  try {
+    if (settings.rules !== undefined) rules = parseRules(JSON.stringify(settings.rules), rulesContext(unscaled))
+    else if (settings.limit !== undefined || settings.tiers !== undefined) {
+      for (const r of rules) {
+        try {
+          checkCost(r, rulesContext(unscaled))
+        } catch (err) {
+          throw new Error(`rule "${r.name}" of the rules file: ${(err as Error).message}`)
+        }
+      }
+    }
+  } catch (err) {
+    throw new Error(`rules: ${(err as Error).message}`)
+  }
+  const factor = (settings.factor ?? 1) * adaptiveFactor
+  // A scaled quota never drops below the largest cost a rule asks: such requests would
+  // otherwise become impossible instead of merely rarer.
+  const floor = rules.reduce((m, r) => Math.max(m, r.cost), 1)
+  const scaledTiers = new Map<string, LimitSpec>()
+  for (const [name, t] of tiers) scaledTiers.set(name, scale(t, base.algorithm, factor, floor))
+  const config: Config = {
+    ...unscaled,
+    limit: scale(limit, base.algorithm, factor, floor),
+    tiers: scaledTiers,
+    globalLimit: base.globalLimit && scale(base.globalLimit, base.algorithm, factor, floor),
+    dryRun: settings.dryRun ?? base.dryRun
+  }
+  const scaledRules = factor === 1
+    ? rules
+    : rules.map(r => ({ ...r, limits: r.limits.map(l => ({ ...l, ...scale(l, l.algorithm, factor, floor) })) }))
+  return { config, rules: scaledRules, factor }
+}

@@ -1,0 +1,21 @@
+import type { Decision } from '../decision.js'
+
+/**
+ * What a store keeps per key: the buckets' TAT (one number), a fixed window's
+ * [start, count], a sliding window's [start, previous count, current count].
+ */
+export type State = number | readonly number[]
+
+/** A decision plus what the store does with its state. */
+export interface Outcome extends Decision {
+  /**
+   * The state to store when the request is admitted. When refused it is the input state
+   * (a refusal writes nothing), except when `repair` is set.
+   */
+  readonly state: State
+  /**
+   * Refused, but the stored state must be replaced by `state`: it was left by a stricter
+   * limit since changed (see token-bucket.ts).
+   */
+  readonly repair: boolean
+}

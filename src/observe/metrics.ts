@@ -1,0 +1,104 @@
+/**
+ * Prometheus metrics (prom-client), in a registry of this app's own: requests by
+ * outcome, decision latency, store mode, upstream latency and status classes, tracked
+ * clients, the limit factors and rule reloads. No label ever names a client: label values
+ * come from small fixed sets, so cardinality stays bounded whatever the traffic.
+ */
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import type { Store } from '../store/types.js'
+
+export const OUTCOMES = ['allowed', 'delayed', 'limited', 'banned', 'allowlisted', 'skipped', 'dry_run_would_limit', 'store_error'] as const
+export type Outcome = typeof OUTCOMES[number]
+export const STORE_MODES = ['memory', 'redis', 'local-fallback', 'fail-open', 'fail-closed'] as const
+const CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const
+
+export interface MetricsSources {
+  store: Store | undefined
+  /** The emergency factor (admin API) and the adaptive one. */
+  factors: () => { emergency: number, adaptive: number }
+}
+
+export class Metrics {
+  readonly registry = new Registry()
+  /** Per outcome, bound once: counting a request is one increment, no label lookup. */
+  readonly requests: Record<Outcome, { inc: () => void }>
+  readonly requestsTotal: Counter
+  readonly upstreamResponses: Counter
+  readonly decisionSeconds: Histogram
+  readonly upstreamSeconds: Histogram
+  private readonly upstreamClasses: Array<{ inc: () => void }>
+  readonly upstreamFailures: Record<'unavailable' | 'timeout', { inc: () => void }>
+  readonly rulesReloads: Record<'applied' | 'rejected', { inc: () => void }>
+  readonly settingsChanges: Counter
+
+  constructor (sources: MetricsSources) {
+    const registers = [this.registry]
+    const requests = new Counter({ name: 'gateway_requests_total', help: 'Client requests by what the limiter did with them', labelNames: ['outcome'], registers })
+    // Every series exists from the start (at 0): a rate() over it works from the first scrape.
+    const zero = <T extends { inc: (n?: number) => void }>(child: T): T => { child.inc(0); return child }
+    this.requests = Object.fromEntries(OUTCOMES.map(o => [o, zero(requests.labels(o))])) as Record<Outcome, { inc: () => void }>
+    this.requestsTotal = requests
+    this.decisionSeconds = new Histogram({
+      name: 'gateway_decision_duration_seconds',
+      help: 'Time to decide a request: identify, match limits, consume from the store',
+      buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
+      registers
+    })
+    this.upstreamSeconds = new Histogram({
+      name: 'gateway_upstream_duration_seconds',
+      help: 'Time from the end of the limiter decision to the end of the upstream response, for proxied requests',
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers
+    })
+    const responses = new Counter({ name: 'gateway_upstream_responses_total', help: 'Upstream responses by status class', labelNames: ['class'], registers })
+    this.upstreamClasses = CLASSES.map(c => zero(responses.labels(c)))
+    this.upstreamResponses = responses
+    const failures = new Counter({ name: 'gateway_upstream_failures_total', help: 'Proxied requests the upstream did not answer: unavailable (502) or timeout (504)', labelNames: ['kind'], registers })
+    this.upstreamFailures = { unavailable: zero(failures.labels('unavailable')), timeout: zero(failures.labels('timeout')) }
+    const reloads = new Counter({ name: 'gateway_rules_reloads_total', help: 'Rules file reloads by result', labelNames: ['result'], registers })
+    this.rulesReloads = { applied: zero(reloads.labels('applied')), rejected: zero(reloads.labels('rejected')) }
+    this.settingsChanges = new Counter({ name: 'gateway_settings_changes_total', help: 'Runtime settings applied (from this instance or the fleet)', registers })
+
+    const { store } = sources
+    new Gauge({
+      name: 'gateway_store_mode',
+      help: 'What decides right now: 1 for the current mode (redis, or the failure mode while Redis is unavailable)',
+      labelNames: ['mode'],
+      registers,
+      collect () {
+        const mode = store?.mode()
+        for (const m of STORE_MODES) this.labels(m).set(m === mode ? 1 : 0)
+      }
+    })
+    new Gauge({
+      name: 'gateway_tracked_clients',
+      help: 'Keys the local store tracks (memory store or local fallback; with Redis, its local denials)',
+      registers,
+      collect () { this.set(store?.size() ?? 0) }
+    })
+    new Gauge({
+      name: 'gateway_limit_factor',
+      help: 'Factor every limit is scaled by: emergency (admin API) and adaptive (upstream health)',
+      labelNames: ['source'],
+      registers,
+      collect () {
+        const f = sources.factors()
+        this.labels('emergency').set(f.emergency)
+        this.labels('adaptive').set(f.adaptive)
+      }
+    })
+    collectDefaultMetrics({ register: this.registry })
+  }
+
+  /** A response from the upstream, by status class (fastify only sends 100-599). */
+  upstreamStatus (status: number): void {
+    this.upstreamClasses[Math.floor(status / 100) - 1]!.inc()
+  }
+}
+
+/** A counter's values by its one label, e.g. { allowed: 12, limited: 3 }. */
+export async function countsByLabel (counter: Counter, label: string): Promise<Record<string, number>> {
+  const out: Record<string, number> = {}
+  for (const v of (await counter.get()).values) out[String(v.labels[label])] = v.value
+  return out
+}

@@ -1,0 +1,76 @@
+/**
+ * The clients refused most in the last minutes, in bounded memory: one Space-Saving
+ * summary (Metwally et al.) of CAPACITY counters per minute, the last MINUTES kept. A
+ * client in the true top is always listed; a count may be over-estimated by at most its
+ * `error` (the count of the counter it took over).
+ */
+import type { Clock } from '../clock.js'
+
+export const CAPACITY = 500
+export const MINUTES = 5
+const MINUTE_MS = 60_000
+
+interface Counter { count: number, error: number }
+
+export interface Offender {
+  client: string
+  /** Refusals counted (an upper bound: true count ≥ count - error). */
+  count: number
+  error: number
+}
+
+export class TopOffenders {
+  private slots: Array<{ minute: number, counters: Map<string, Counter> }> = []
+
+  constructor (private readonly clock: Clock, private readonly capacity = CAPACITY) {}
+
+  record (client: string): void {
+    const minute = Math.floor(this.clock.now() / MINUTE_MS)
+    let slot = this.slots[this.slots.length - 1]
+    if (slot === undefined || slot.minute !== minute) {
+      slot = { minute, counters: new Map() }
+      this.slots.push(slot)
+      if (this.slots.length > MINUTES) this.slots.shift()
+    }
+    const counters = slot.counters
+    const c = counters.get(client)
+    if (c !== undefined) {
+      c.count++
+      return
+    }
+    if (counters.size < this.capacity) {
+      counters.set(client, { count: 1, error: 0 })
+      return
+    }
+    // Full: the new client takes over the smallest counter, inheriting its count as error.
+    let minKey = ''
+    let min: Counter | undefined
+    for (const [k, v] of counters) {
+      if (min === undefined || v.count < min.count) {
+        min = v
+        minKey = k
+      }
+    }
+    counters.delete(minKey)
+    counters.set(client, { count: min!.count + 1, error: min!.count })
+  }
+
+  /** The `n` clients refused most over the last `minutes` (at most MINUTES). */
+  top (n: number, minutes = MINUTES): Offender[] {
+    const since = Math.floor(this.clock.now() / MINUTE_MS) - minutes + 1
+    const sum = new Map<string, Counter>()
+    for (const slot of this.slots) {
+      if (slot.minute < since) continue
+      for (const [client, c] of slot.counters) {
+        const s = sum.get(client)
+        if (s === undefined) sum.set(client, { count: c.count, error: c.error })
+        else {
+          s.count += c.count
+          s.error += c.error
+        }
+      }
+    }
+    return [...sum].map(([client, c]) => ({ client, count: c.count, error: c.error }))
+      .sort((a, b) => b.count - a.count).slice(0, n)
+  }
+}

@@ -1,0 +1,43 @@
+import t from 'tap'
+import { AdaptiveLimits, MAX_SAMPLES } from '../src/control/adaptive.js'
+import { captureLogs } from './helpers/logs.js'
+
+const SETTINGS = { latencyMs: 100, errorRate: 0.5, eventLoopDelayMs: 50, minFactor: 0.25, intervalMs: 3_600_000 }
+
+t.test('each cause moves the factor: latency (beyond the sample reservoir), errors, a blocked event loop', async t => {
+  const { logger, lines } = captureLogs()
+  const factors: number[] = []
+  const a = new AdaptiveLimits(SETTINGS, f => factors.push(f), logger)
+  t.teardown(() => a.close())
+
+  for (let i = 0; i < 3 * MAX_SAMPLES; i++) a.observe(i % 10 === 0 ? 10 : 500, false)
+  a.tick()
+  t.same(factors, [0.7], 'slow: down one step')
+  t.match(lines.at(-1), { msg: 'adaptive limits: scaling limits down', factor: 0.7, was: 1, reasons: [/upstream p95 500 ms > 100 ms/] })
+
+  for (let i = 0; i < 10; i++) a.observe(1, i < 6)
+  a.tick()
+  t.same(factors, [0.7, 0.49], 'failing: down again')
+  t.match(lines.at(-1)!.reasons, [/upstream errors 60% > 50%/])
+
+  for (let i = 0; i < 4; i++) a.observe(1000, true)
+  a.tick()
+  t.same(factors, [0.7, 0.49], 'too few responses to judge: the factor holds')
+  for (let i = 0; i < 10; i++) a.observe(1, false)
+  a.tick()
+  t.same(factors, [0.7, 0.49, 0.59], 'healthy responses: up a step')
+
+  const until = Date.now() + 200
+  while (Date.now() < until) { /* block the event loop */ }
+  await new Promise(resolve => setTimeout(resolve, 120))
+  a.tick()
+  t.same(factors, [0.7, 0.49, 0.59, 0.413], 'a blocked event loop: down')
+  t.match(lines.at(-1)!.reasons, [/event loop delay \d+ ms > 50 ms/])
+  a.tick()
+  t.equal(a.factor, 0.413, 'no responses at all: holds')
+  for (let i = 0; i < 3; i++) {
+    for (let k = 0; k < 10; k++) a.observe(1, false)
+    a.tick()
+  }
+  t.equal(a.factor, 0.713, 'healthy: back up a step per interval')
+})

@@ -1,0 +1,64 @@
+import t from 'tap'
+import { startUpstream } from './helpers/upstream.js'
+import { startGateway } from './helpers/gateway.js'
+import { send, statuses } from './helpers/http.js'
+import { startRedis } from './helpers/redis.js'
+import { eventually, sleep } from './helpers/load.js'
+import { captureLogs } from './helpers/logs.js'
+
+const TOKEN = 'test-admin-token-0123456789'
+const auth = { authorization: `Bearer ${TOKEN}` }
+
+t.test('with Redis a change on instance A reaches instance B within a second, and an instance started later', async t => {
+  const redis = await startRedis(t)
+  const upstream = await startUpstream(t)
+  const env = { UPSTREAM_URL: upstream.url, ADMIN_TOKEN: TOKEN, STORE: 'redis', REDIS_URL: redis.url, REDIS_TIMEOUT_MS: '1000', RATE_LIMIT_RATE: '1/h', RATE_LIMIT_BURST: '10' }
+  const a = await startGateway(t, env)
+  const b = await startGateway(t, env)
+  const versionOf = async (gw: typeof a) => JSON.parse((await send(`${gw.adminUrl}/admin/config`, { headers: auth })).body).version as number
+
+  const started = performance.now()
+  const r = await send(`${a.adminUrl}/admin/config`, { method: 'PATCH', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ limit: { rate: '1/h', burst: 2 } }) })
+  t.equal(r.status, 200)
+  t.equal(JSON.parse(r.body).version, 1)
+  t.ok(await eventually(async () => (await versionOf(b)) === 1, 1000), 'B has version 1 within a second')
+  t.comment(`reached B after ${(performance.now() - started).toFixed(0)} ms`)
+  t.same(await statuses(`${b.url}/ping`, 3, { from: '127.0.0.2' }), [200, 200, 429], 'B enforces the new burst of 2')
+
+  const c = await startGateway(t, env)
+  t.equal(await versionOf(c), 1, 'an instance started later picks the settings up from Redis')
+  await c.app.sync!.load()
+  t.equal(await versionOf(c), 1, 'checking again changes nothing')
+  t.match(JSON.parse((await send(`${c.adminUrl}/admin/config`, { headers: auth })).body), { limits: { default: { burst: 2 } } })
+
+  await send(`${b.adminUrl}/admin/config`, { method: 'DELETE', headers: auth })
+  t.ok(await eventually(async () => (await versionOf(a)) === 2 && (await versionOf(c)) === 2, 1000), 'a change on B reaches A and C')
+})
+
+t.test('with Redis down a change is refused (503) rather than applied on one instance only', async t => {
+  const redis = await startRedis(t)
+  const upstream = await startUpstream(t)
+  const gw = await startGateway(t, { UPSTREAM_URL: upstream.url, ADMIN_TOKEN: TOKEN, STORE: 'redis', REDIS_URL: redis.url, REDIS_TIMEOUT_MS: '200' })
+  await redis.kill()
+  const r = await send(`${gw.adminUrl}/admin/config`, { method: 'PATCH', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ factor: 0.5 }) })
+  t.equal(r.status, 503)
+  t.match(JSON.parse((await send(`${gw.adminUrl}/admin/config`, { headers: auth })).body), { version: 0, factor: { emergency: 1 } }, 'nothing changed')
+})
+
+t.test('settings that do not validate on an instance (other tiers) are refused there and logged; stray messages are ignored', async t => {
+  const redis = await startRedis(t)
+  const upstream = await startUpstream(t)
+  const env = { UPSTREAM_URL: upstream.url, ADMIN_TOKEN: TOKEN, STORE: 'redis', REDIS_URL: redis.url, REDIS_TIMEOUT_MS: '1000' }
+  const a = await startGateway(t, { ...env, RATE_LIMIT_TIERS: 'pro=10/s:10' })
+  const { logger, lines } = captureLogs()
+  const b = await startGateway(t, env, { logger })
+  await redis.admin.publish('rl:control', 'not json')
+  await redis.admin.publish('rl:control', '{"type":"forget"}')
+  const r = await send(`${a.adminUrl}/admin/config`, { method: 'PATCH', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ tiers: { pro: { rate: '1/s', burst: 1 } } }) })
+  t.equal(r.status, 200)
+  t.ok(await eventually(() => lines.some(l => l.msg === 'runtime settings from the fleet do not validate here; the settings in force stay'), 2000), 'B says why it refuses them')
+  t.match(lines.find(l => l.msg === 'runtime settings from the fleet do not validate here; the settings in force stay'), { version: 1, reason: /tiers: "pro" is not a tier/ })
+  await sleep(100)
+  t.equal(JSON.parse((await send(`${b.adminUrl}/admin/config`, { headers: auth })).body).version, 0, 'B keeps its settings')
+  t.equal((await send(`${b.url}/ping`)).status, 200, 'and serves on')
+})
