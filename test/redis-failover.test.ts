@@ -74,6 +74,29 @@ t.test('SIGSTOP: a stalled Redis costs at most the command timeout, then the cir
   t.same(unhandled, [])
 })
 
+t.test('SIGSTOP: a request asking while a stalled command is in flight pays the timeout once, not twice', async t => {
+  // ioredis's auto-pipelining sends one pipeline per connection at a time: B, asking 20 ms
+  // after A, would wait for A's command to time out before its own was even sent (about
+  // 2 × the timeout). Two failures stay under the 3 that open the circuit, so both ask Redis.
+  const timeoutMs = 500
+  const { redis, gw } = await setup(t, { REDIS_TIMEOUT_MS: String(timeoutMs) })
+  t.equal((await send(`${gw.url}/ping`)).status, 200, 'Redis answers (the script is loaded)')
+  redis.pause()
+  const timed = async (from: string) => {
+    const before = performance.now()
+    const { status } = await send(`${gw.url}/ping`, { from })
+    return { status, ms: performance.now() - before }
+  }
+  const a = timed('127.0.0.2')
+  await sleep(20)
+  const b = await timed('127.0.0.3')
+  t.equal((await a).status, 200, `A answered by the local fallback after ${(await a).ms.toFixed(0)} ms`)
+  t.equal(b.status, 200)
+  t.ok(b.ms >= timeoutMs * 0.9, `B waited for its own command's timeout (${b.ms.toFixed(0)} ms)`)
+  t.ok(b.ms < timeoutMs * 1.5, `and only that: ${b.ms.toFixed(0)} ms for a ${timeoutMs} ms timeout`)
+  redis.resume()
+})
+
 t.test('SCRIPT FLUSH: the script is reloaded transparently', async t => {
   const { redis, gw } = await setup(t)
   const load = startLoad(`${gw.url}/ping`, 10)
