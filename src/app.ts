@@ -164,7 +164,7 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
   }
 
   const rulesLog = log.child({ component: 'rules' })
-  let rulesText = config.rulesFile === undefined ? '' : readFileSync(config.rulesFile, 'utf8')
+  let rulesText = config.rulesText
   if (config.rulesFile !== undefined) rulesLog.info({ file: config.rulesFile, rules: config.rules.length }, 'route rules loaded')
 
   function reloadRules (): boolean {

@@ -127,6 +127,8 @@ export interface Config {
   readonly rulesFile: string | undefined
   /** The rules as loaded at start-up (validated: a bad file stops the start). */
   readonly rules: readonly Rule[]
+  /** The rules file's text those rules came from ('' without a file): reloads compare with it. */
+  readonly rulesText: string
   /** How often the rules file is checked for changes; 0: only on SIGHUP. */
   readonly rulesPollMs: number
   /** Refuse clients with 403 after repeated refusals; undefined: off. */
@@ -369,7 +371,7 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
 
   const maxDelayMs = raw.RATE_LIMIT_MAX_DELAY_MS
   const rulesFile = raw.RATE_LIMIT_RULES_FILE === '' ? undefined : raw.RATE_LIMIT_RULES_FILE
-  const rules = rulesFile === undefined ? [] : field('RATE_LIMIT_RULES_FILE', () => loadRulesFile(rulesFile, rulesContext({ algorithm, maxDelayMs, limit, tiers, globalLimit })))
+  const loaded = rulesFile === undefined ? { rules: [], text: '' } : field('RATE_LIMIT_RULES_FILE', () => loadRulesFile(rulesFile, rulesContext({ algorithm, maxDelayMs, limit, tiers, globalLimit })))
 
   const bans: BanSettings | undefined = raw.RATE_LIMIT_BAN_AFTER === 0
     ? undefined
@@ -426,7 +428,8 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
     allowlist: field('ALLOWLIST', () => parseAllowlist(raw.ALLOWLIST)),
     dryRun: raw.RATE_LIMIT_DRY_RUN,
     rulesFile,
-    rules,
+    rules: loaded.rules,
+    rulesText: loaded.text,
     rulesPollMs: raw.RATE_LIMIT_RULES_POLL_MS,
     bans,
     trustProxy: field('TRUST_PROXY', () => parseTrustProxy(raw.TRUST_PROXY)),

@@ -248,13 +248,16 @@ export function parseRules (text: string, ctx: RulesContext): Rule[] {
   })
 }
 
-/** Reads and parses a rules file. */
-export function loadRulesFile (path: string, ctx: RulesContext): Rule[] {
+/**
+ * Reads and parses a rules file; returns the text too, so a change is told from the very
+ * text the rules came from (a second read could see a newer file and hide that change).
+ */
+export function loadRulesFile (path: string, ctx: RulesContext): { rules: Rule[], text: string } {
   let text: string
   try {
     text = readFileSync(path, 'utf8')
   } catch (err) {
     throw new Error(`cannot read "${path}": ${(err as Error).message}`)
   }
-  return parseRules(text, ctx)
+  return { rules: parseRules(text, ctx), text }
 }
