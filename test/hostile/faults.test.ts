@@ -83,11 +83,15 @@ t.test('upstream faults: each request answered (502, 504, 503 passed on, or a cu
   const sum = (k: 'sent' | 'total') => Object.values(results).reduce((n, r) => n + r.tally[k], 0)
   const answered: Record<string, number> = {}
   for (const r of Object.values(results)) for (const [k, v] of Object.entries(r.tally.answered)) answered[k] = (answered[k] ?? 0) + v
-  writeFigures({
-    scenario: 'upstream-faults', sent: sum('sent'), answered, lost: sum('sent') - sum('total'), upstream: up.seen(), smuggled: 0,
+  const figures = writeFigures({
+    scenario: 'upstream-faults', sent: sum('sent'), answered, lost: sum('sent') - sum('total'), upstream: up.seen(),
+    // Requests the upstream saw beyond those sent (a retry would be one).
+    smuggled: Math.max(0, up.seen() - sum('sent')),
     crashes: gw.child.exitCode === null ? 0 : 1, rssBytes: gw.rss(),
     notes: Object.fromEntries(Object.entries(results).map(([m, r]) => [m, { answered: r.tally.answered, cutBodies: r.cutBodies, upstreamSaw: r.upstreamSaw }]))
   })
+  t.equal(figures.lost, 0)
+  t.equal(figures.smuggled, 0, 'the upstream saw no request twice')
 })
 
 t.test('Redis faults under load: killed, paused, restarted, script cache flushed; every request a 200 or 429', async t => {
@@ -132,11 +136,13 @@ t.test('Redis faults under load: killed, paused, restarted, script cache flushed
   t.equal([...stats.byStatus.keys()].filter(s => s !== 200 && s !== 429).length, 0, 'no store error answered as anything but a decision')
   t.equal(gw.child.exitCode, null, 'no crash')
   classes['2xx'] = (classes['2xx'] ?? 0) + polite.sent
-  writeFigures({
+  const figures = writeFigures({
     scenario: 'redis-faults', sent: stats.sent + polite.sent, answered: classes, lost: stats.sent - [...stats.byStatus.values()].reduce((a, b) => a + b, 0),
-    upstream: upstream.total(), smuggled: 0, crashes: gw.child.exitCode === null ? 0 : 1, rssBytes: gw.rss(),
+    upstream: upstream.total(), smuggled: upstream.total() - (classes['2xx'] ?? 0), crashes: gw.child.exitCode === null ? 0 : 1, rssBytes: gw.rss(),
     notes: { byStatus: Object.fromEntries(stats.byStatus), worstLatencyMs: +stats.maxLatencyMs.toFixed(0), politeClient: polite, storeErrorsAnsweredAs429: polite.limited }
   })
+  t.equal(figures.lost, 0)
+  t.equal(figures.smuggled, 0, 'the upstream saw exactly the admitted requests')
 })
 
 t.test('SIGTERM with requests in flight: every one answered, exit 0', async t => {
@@ -158,5 +164,6 @@ t.test('SIGTERM with requests in flight: every one answered, exit 0', async t =>
   for (const s of statuses) { tally.sent++; if (s !== 0) tally.record(s) }
   t.same(statuses, Array(20).fill(200), 'all 20 in-flight requests finished with 200')
   t.equal(code, 0, 'exit 0')
-  writeFigures({ scenario: 'sigterm-in-flight', sent: tally.sent, answered: tally.answered, lost: tally.sent - tally.total, upstream: upstream.total(), smuggled: 0, crashes: code === 0 ? 0 : 1, rssBytes: rss })
+  const figures = writeFigures({ scenario: 'sigterm-in-flight', sent: tally.sent, answered: tally.answered, lost: tally.sent - tally.total, upstream: upstream.total(), smuggled: upstream.total() - tally.sent, crashes: code === 0 ? 0 : 1, rssBytes: rss })
+  t.equal(figures.smuggled, 0, 'the upstream saw each request once')
 })

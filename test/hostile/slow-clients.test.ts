@@ -60,8 +60,9 @@ t.test('slowloris and slow bodies are cut off by the timeouts; other clients sta
   t.equal(gw.child.exitCode, null, 'no crash')
   const figures = writeFigures({
     scenario: 'slow-clients', sent: tally.sent + latencies.length, answered: { ...tally.answered, '2xx': (tally.answered['2xx'] ?? 0) + latencies.length - failures },
-    lost: failures, upstream: upstream.total(), smuggled: 0, crashes: gw.child.exitCode === null ? 0 : 1, rssBytes: gw.rss(),
+    lost: failures, upstream: upstream.total(), smuggled: (upstream.hits.get('/ping') ?? 0) - latencies.length, crashes: gw.child.exitCode === null ? 0 : 1, rssBytes: gw.rss(),
     notes: { slowloris: 40, slowBodies: 20, wellBehavedRequests: latencies.length, wellBehavedP99Ms: +p99.toFixed(1), slowestCutMs: +Math.max(...cut.map(c => c.at)).toFixed(0) }
   })
   t.equal(figures.lost, 0)
+  t.equal(figures.smuggled, 0)
 })
