@@ -1,5 +1,5 @@
 import t from 'tap'
-import { AdaptiveLimits, MAX_SAMPLES } from '../src/control/adaptive.js'
+import { AdaptiveLimits, MAX_SAMPLES, QUIET_INTERVALS } from '../src/control/adaptive.js'
 import { captureLogs } from './helpers/logs.js'
 
 const SETTINGS = { latencyMs: 100, errorRate: 0.5, eventLoopDelayMs: 50, minFactor: 0.25, intervalMs: 3_600_000 }
@@ -40,4 +40,44 @@ t.test('each cause moves the factor: latency (beyond the sample reservoir), erro
     a.tick()
   }
   t.equal(a.factor, 0.713, 'healthy: back up a step per interval')
+})
+
+t.test(`a quiet gateway recovers: ${QUIET_INTERVALS} unjudged intervals in a row with nothing bad seen go up a step`, async t => {
+  const { logger, lines } = captureLogs()
+  const a = new AdaptiveLimits(SETTINGS, () => {}, logger)
+  t.teardown(() => a.close())
+  for (let i = 0; i < 10; i++) a.observe(1, true)
+  a.tick()
+  a.observe(1, true)
+  a.observe(1, true)
+  for (let i = 0; i < 10; i++) a.observe(1, true)
+  a.tick()
+  t.equal(a.factor, 0.49, 'two failing intervals: down twice')
+
+  const quietTicks = (n: number, each?: () => void) => { for (let i = 0; i < n; i++) { each?.(); a.tick() } }
+  quietTicks(QUIET_INTERVALS - 1)
+  t.equal(a.factor, 0.49, `${QUIET_INTERVALS - 1} quiet intervals: still holding`)
+  quietTicks(1)
+  t.equal(a.factor, 0.59, `the ${QUIET_INTERVALS}th: up a step`)
+  t.match(lines.at(-1), { msg: 'adaptive limits: quiet, scaling limits up', factor: 0.59, was: 0.49 })
+
+  // A few responses, too few to judge but slow, or failed: an upstream too slow to answer
+  // much looks like this. The streak starts again each time; the factor never rises.
+  quietTicks(3 * QUIET_INTERVALS, () => { a.observe(500, false) })
+  t.equal(a.factor, 0.59, 'a slow response in each interval: holds')
+  quietTicks(3 * QUIET_INTERVALS, () => { a.observe(1, true) })
+  t.equal(a.factor, 0.59, 'a failed response in each interval: holds')
+  quietTicks(QUIET_INTERVALS - 1)
+  a.observe(500, false)
+  quietTicks(1)
+  quietTicks(QUIET_INTERVALS - 1)
+  t.equal(a.factor, 0.59, 'one slow response breaks the streak')
+  quietTicks(1)
+  t.equal(a.factor, 0.69, 'then a full streak again: up')
+
+  // A few fast, good responses count as quiet too (an idle gateway still gets some).
+  quietTicks(QUIET_INTERVALS * 3, () => { a.observe(1, false) })
+  t.equal(a.factor, 0.99, 'quiet with a little healthy traffic: up a step per streak')
+  quietTicks(QUIET_INTERVALS * 2)
+  t.equal(a.factor, 1, 'never above 1')
 })

@@ -4,8 +4,11 @@
  * more than a threshold: the process is saturated), every
  * limit is scaled down one step (× STEP_DOWN) per interval, to ADAPTIVE_MIN_FACTOR at
  * most; once healthy again, back up one step (+ STEP_UP) per interval to 1. An interval
- * with too few responses to judge (MIN_SAMPLES) moves nothing. A struggling
- * upstream gets less traffic to recover with, instead of a steady overload.
+ * with too few responses to judge (MIN_SAMPLES) moves nothing, unless QUIET_INTERVALS of
+ * them in a row brought no bad response and no lag: then the gateway is idle rather than
+ * stuck behind a slow upstream (whose requests end slow, failed or timed out), and the
+ * factor goes up a step, so a quiet gateway does not keep an old incident's limits. A
+ * struggling upstream gets less traffic to recover with, instead of a steady overload.
  */
 import type { FastifyBaseLogger } from 'fastify'
 import type { AdaptiveSettings } from '../config/index.js'
@@ -14,6 +17,8 @@ export const STEP_DOWN = 0.7
 export const STEP_UP = 0.1
 /** Responses an interval needs before its latency and error share are judged. */
 export const MIN_SAMPLES = 5
+/** Unjudged intervals in a row, with nothing bad seen, after which the factor goes up a step. */
+export const QUIET_INTERVALS = 5
 /** Latencies kept per interval (a reservoir beyond). */
 export const MAX_SAMPLES = 10_000
 /** How often the event loop's lag is sampled: a timer's lateness is the loop's delay. */
@@ -24,6 +29,10 @@ export class AdaptiveLimits {
   private latencies: number[] = []
   private seen = 0
   private failures = 0
+  /** A response this interval slower than the latency threshold. */
+  private slow = false
+  /** Unjudged intervals in a row with nothing bad seen. */
+  private quiet = 0
   /** The worst event-loop delay seen this interval, in ms. */
   private lagMs = 0
   private lastSample = performance.now()
@@ -47,6 +56,7 @@ export class AdaptiveLimits {
   observe (latencyMs: number, failed: boolean): void {
     this.seen++
     if (failed) this.failures++
+    if (latencyMs > this.settings.latencyMs) this.slow = true
     if (this.latencies.length < MAX_SAMPLES) this.latencies.push(latencyMs)
     else {
       const i = Math.floor(Math.random() * this.seen)
@@ -67,18 +77,28 @@ export class AdaptiveLimits {
     if (this.lagMs > this.settings.eventLoopDelayMs) reasons.push(`event loop delay ${this.lagMs.toFixed(0)} ms > ${this.settings.eventLoopDelayMs} ms`)
 
     const judged = this.seen >= MIN_SAMPLES
+    // Too few responses to judge, and none of them bad: quiet, if it lasts.
+    this.quiet = judged || reasons.length > 0 || this.failures > 0 || this.slow ? 0 : this.quiet + 1
     this.latencies = []
     this.seen = 0
     this.failures = 0
+    this.slow = false
     this.lagMs = 0
 
     const before = this.factor
-    // Down on any cause; up only on evidence of health: an interval with too few
-    // responses (idle, or an upstream too slow to answer) holds the factor.
+    // Down on any cause; up on evidence of health, or after QUIET_INTERVALS quiet ones in
+    // a row (an interval with too few responses alone could be an upstream too slow to
+    // answer: it holds the factor).
+    let why = 'healthy again'
     if (reasons.length > 0) this.factor = Math.max(this.settings.minFactor, +(this.factor * STEP_DOWN).toFixed(3))
     else if (judged) this.factor = Math.min(1, +(this.factor + STEP_UP).toFixed(3))
+    else if (this.quiet >= QUIET_INTERVALS) {
+      this.quiet = 0
+      this.factor = Math.min(1, +(this.factor + STEP_UP).toFixed(3))
+      why = 'quiet'
+    }
     if (this.factor !== before) {
-      this.log.info({ factor: this.factor, was: before, reasons }, reasons.length > 0 ? 'adaptive limits: scaling limits down' : 'adaptive limits: healthy again, scaling limits up')
+      this.log.info({ factor: this.factor, was: before, reasons }, reasons.length > 0 ? 'adaptive limits: scaling limits down' : `adaptive limits: ${why}, scaling limits up`)
       this.onFactor(this.factor)
     }
   }
