@@ -78,7 +78,7 @@ t.test('SIGSTOP: a request asking while a stalled command is in flight pays the 
   // ioredis's auto-pipelining sends one pipeline per connection at a time: B, asking 20 ms
   // after A, would wait for A's command to time out before its own was even sent (about
   // 2 × the timeout). Two failures stay under the 3 that open the circuit, so both ask Redis.
-  const timeoutMs = 500
+  const timeoutMs = 1000
   const { redis, gw } = await setup(t, { REDIS_TIMEOUT_MS: String(timeoutMs) })
   t.equal((await send(`${gw.url}/ping`)).status, 200, 'Redis answers (the script is loaded)')
   redis.pause()
