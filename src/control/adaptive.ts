@@ -29,8 +29,6 @@ export class AdaptiveLimits {
   private latencies: number[] = []
   private seen = 0
   private failures = 0
-  /** A response this interval slower than the latency threshold. */
-  private slow = false
   /** Unjudged intervals in a row with nothing bad seen. */
   private quiet = 0
   /** The worst event-loop delay seen this interval, in ms. */
@@ -56,7 +54,6 @@ export class AdaptiveLimits {
   observe (latencyMs: number, failed: boolean): void {
     this.seen++
     if (failed) this.failures++
-    if (latencyMs > this.settings.latencyMs) this.slow = true
     if (this.latencies.length < MAX_SAMPLES) this.latencies.push(latencyMs)
     else {
       const i = Math.floor(Math.random() * this.seen)
@@ -77,12 +74,13 @@ export class AdaptiveLimits {
     if (this.lagMs > this.settings.eventLoopDelayMs) reasons.push(`event loop delay ${this.lagMs.toFixed(0)} ms > ${this.settings.eventLoopDelayMs} ms`)
 
     const judged = this.seen >= MIN_SAMPLES
-    // Too few responses to judge, and none of them bad: quiet, if it lasts.
-    this.quiet = judged || reasons.length > 0 || this.failures > 0 || this.slow ? 0 : this.quiet + 1
+    // Too few responses to judge (all of them kept, under MAX_SAMPLES), and none of them
+    // bad: quiet, if it lasts.
+    const quiet = !judged && reasons.length === 0 && this.failures === 0 && !this.latencies.some(ms => ms > this.settings.latencyMs)
+    this.quiet = quiet ? this.quiet + 1 : 0
     this.latencies = []
     this.seen = 0
     this.failures = 0
-    this.slow = false
     this.lagMs = 0
 
     const before = this.factor

@@ -49,14 +49,14 @@ export function normalizePath (url: string): string {
   return path.toLowerCase()
 }
 
+/** A `..` segment; `..;param` too, which servlet containers read as `..`. */
+const DOT_DOT = /(^|[/\\])\.\.(;[^/\\]*)?([/\\]|$)/
+
 /**
  * Whether a request target has a `..` segment (or `..;`), also once or twice percent-decoded (and
  * with backslashes as slashes): an upstream decoding more than once, or treating `\` as
  * `/`, could read it as leaving its root. Such targets are refused before anything else.
  */
-/** A `..` segment; `..;param` too, which servlet containers read as `..`. */
-const DOT_DOT = /(^|[/\\])\.\.(;[^/\\]*)?([/\\]|$)/
-
 export function climbsOut (url: string): boolean {
   let end = url.indexOf('?')
   if (end === -1) end = url.length
