@@ -5,13 +5,14 @@
  * here listens or touches the process; server.ts does.
  */
 import { readFileSync, unwatchFile, watchFile } from 'node:fs'
+import type { Duplex } from 'node:stream'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import proxyAddr from 'proxy-addr'
 import type { Clock } from './clock.js'
 import { systemClock } from './clock.js'
 import type { Config } from './config/index.js'
 import { parseRules } from './config/rules.js'
-import { BadRequestError, InternalError, PROBLEM_CONTENT_TYPE, problem } from './errors.js'
+import { BadRequestError, HeadersTooLargeError, InternalError, PROBLEM_CONTENT_TYPE, problem, RequestTimeoutError, RouteNotFoundError, statusTitle } from './errors.js'
 import { createIdentify } from './identity/identify.js'
 import { limiterPlugin, type LimiterObserver } from './limiter/plugin.js'
 import { climbsOut } from './limiter/path.js'
@@ -64,10 +65,36 @@ const INTERNAL = new InternalError()
 export const DRAIN_SWEEP_MS = 50
 /** How often Node checks client connections against the header and request timeouts. */
 export const CONNECTIONS_CHECK_MS = 1_000
+/** What Node 20 adds to keepAliveTimeout before it closes an idle socket. */
+const NODE20_KEEP_ALIVE_BUFFER_MS = 1_000
 /** pino's numeric level for `error`. */
 const ERROR_LEVEL = 50
 
 interface Stores { store: Store, redis: RedisStore | undefined }
+
+/** A raw response for a request Node's parser refused or cut: no route, no reply object. */
+function rawProblem (status: number, error: { message: string, code: string }): string {
+  const body = JSON.stringify(problem(status, error.message, error.code))
+  return `HTTP/1.1 ${status} ${statusTitle(status)}\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`
+}
+const REQUEST_TIMEOUT_RESPONSE = rawProblem(408, new RequestTimeoutError())
+const HEADERS_TOO_LARGE_RESPONSE = rawProblem(431, new HeadersTooLargeError())
+const MALFORMED_RESPONSE = rawProblem(400, new BadRequestError('the request is not valid HTTP/1.1'))
+
+/**
+ * Requests the HTTP parser refused or the request timeouts cut, answered like every other
+ * gateway error (problem+json with a code) instead of fastify's own JSON shape.
+ */
+function clientErrorHandler (err: Error & { code?: string }, socket: Duplex): void {
+  // A reset connection has nobody left to answer.
+  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  if (socket.writable) {
+    socket.write(err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? REQUEST_TIMEOUT_RESPONSE
+      : (err.code === 'HPE_HEADER_OVERFLOW' ? HEADERS_TOO_LARGE_RESPONSE : MALFORMED_RESPONSE))
+  }
+  socket.destroy(err)
+}
 
 /** The store the Config names; for Redis, connected (or failing with what went wrong). */
 async function createStore (config: Config, clock: Clock, log: FastifyBaseLogger): Promise<Stores> {
@@ -113,8 +140,18 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
     connectionTimeout: config.clientIdleTimeoutMs,
     // proxy-addr picks the right-most untrusted X-Forwarded-For hop; no list, no trust.
     trustProxy: config.trustProxy.length > 0 ? (address: string, hop: number) => isTrusted(address, hop) : false,
-    return503OnClosing: true
+    return503OnClosing: true,
+    clientErrorHandler
   })
+
+  // An idle keep-alive connection closes CLIENT_IDLE_TIMEOUT_MS after its last response.
+  // Node keeps the socket open a buffer past the advertised `Keep-Alive: timeout=`, so that
+  // a client reusing it right at that limit is not cut off: 1 s fixed on Node 20,
+  // `keepAliveTimeoutBuffer` from Node 24 on. The advertised part is what is left.
+  const server = gateway.server as unknown as { keepAliveTimeout: number, keepAliveTimeoutBuffer?: number }
+  const buffer = server.keepAliveTimeoutBuffer === undefined ? NODE20_KEEP_ALIVE_BUFFER_MS : Math.min(NODE20_KEEP_ALIVE_BUFFER_MS, Math.floor(config.clientIdleTimeoutMs / 4))
+  if (server.keepAliveTimeoutBuffer !== undefined) server.keepAliveTimeoutBuffer = buffer
+  server.keepAliveTimeout = Math.max(1, config.clientIdleTimeoutMs - buffer)
 
   // Anything unexpected: a problem+json body that gives nothing away.
   gateway.setErrorHandler((err: Error & { statusCode?: number, code?: string }, request, reply) => {
@@ -217,6 +254,13 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
       adaptive?.observe(ms, failure || reply.statusCode >= 500)
     }
     done()
+  })
+
+  // Methods the gateway never proxies (TRACE, CONNECT, ...): after the limiter has decided.
+  const notProxied = JSON.stringify(problem(404, new RouteNotFoundError('the gateway does not forward this method').message, 'GW_NOT_FOUND'))
+  gateway.setNotFoundHandler(function notFound (request, reply) {
+    request.gwReleasedAt = 0
+    reply.code(404).header('content-type', PROBLEM_CONTENT_TYPE).send(notProxied)
   })
 
   await registerProxy(gateway, {

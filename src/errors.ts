@@ -16,6 +16,15 @@ export const BannedError = createError('GW_BANNED', 'Refused after repeated rate
 /** A request HTTP forbids and the parser let through (e.g. two Host headers). */
 export const BadRequestError = createError('GW_BAD_REQUEST', '%s', 400)
 
+/** The client did not send its request headers (or whole request) in time. */
+export const RequestTimeoutError = createError('GW_REQUEST_TIMEOUT', 'The request was not received in time', 408)
+
+/** The request line or headers are larger than the gateway accepts. */
+export const HeadersTooLargeError = createError('GW_HEADERS_TOO_LARGE', 'The request headers are too large', 431)
+
+/** A path or method the gateway does not serve (e.g. TRACE, which it never proxies). */
+export const RouteNotFoundError = createError('GW_NOT_FOUND', '%s', 404)
+
 /** The upstream refused the connection, reset it or sent something unusable. */
 export const UpstreamUnavailableError = createError('GW_UPSTREAM_UNAVAILABLE', 'The upstream server could not be reached', 502)
 
@@ -54,6 +63,7 @@ const STATUS_TITLES: Record<number, string> = {
   401: 'Unauthorized',
   403: 'Forbidden',
   404: 'Not Found',
+  408: 'Request Timeout',
   413: 'Content Too Large',
   429: 'Too Many Requests',
   431: 'Request Header Fields Too Large',

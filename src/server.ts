@@ -15,12 +15,18 @@ export interface Running {
   shutdown (signal: string): Promise<void>
 }
 
+/** An error for the one line start-up prints: its message and, when it has one, its code. */
+function describe (err: unknown): string {
+  const { message, code } = err as Error & { code?: unknown }
+  return typeof code === 'string' && code.startsWith('GW_') ? `${message} [${code}]` : message
+}
+
 export async function main (env: Record<string, string | undefined> = process.env): Promise<Running | undefined> {
   let config: Config
   try {
     config = loadConfig(env)
   } catch (err) {
-    process.stderr.write(`configuration error: ${(err as Error).message}\n`)
+    process.stderr.write(`configuration error: ${describe(err)}\n`)
     process.exitCode = 1
     return undefined
   }
@@ -31,7 +37,7 @@ export async function main (env: Record<string, string | undefined> = process.en
     app = await buildApp(config, { logger })
   } catch (err) {
     // The store could not be reached at start-up (the message says which and why).
-    process.stderr.write(`start-up error: ${(err as Error).message}\n`)
+    process.stderr.write(`start-up error: ${describe(err)}\n`)
     process.exitCode = 1
     return undefined
   }

@@ -3,6 +3,11 @@ import pino from 'pino'
 import { buildApp } from '../src/app.js'
 import { loadConfig } from '../src/config/index.js'
 import { problem, statusTitle } from '../src/errors.js'
+import { connect } from 'node:net'
+import { once } from 'node:events'
+import { startUpstream } from './helpers/upstream.js'
+import { startGateway } from './helpers/gateway.js'
+import { send } from './helpers/http.js'
 
 t.test('unexpected errors are answered as problem+json without internals; 4xx errors keep their message', async t => {
   const app = await buildApp(loadConfig({ UPSTREAM_URL: 'http://127.0.0.1:9', LOG_LEVEL: 'silent' }), { logger: pino({ level: 'silent' }) })
@@ -26,4 +31,60 @@ t.test('problem details titles', async t => {
   t.equal(statusTitle(499), 'Bad Request', 'unknown 4xx')
   t.equal(statusTitle(599), 'Internal Server Error', 'unknown 5xx')
   t.same(problem(503), { type: 'about:blank', title: 'Service Unavailable', status: 503 })
+})
+
+/** Sends raw bytes and reads until the gateway closes the connection. */
+async function raw (port: number, bytes: string, thenWait = false): Promise<string> {
+  const socket = connect(port, '127.0.0.1')
+  await once(socket, 'connect')
+  let text = ''
+  socket.on('data', (d: Buffer) => { text += d.toString() })
+  socket.on('error', () => {})
+  socket.write(bytes)
+  if (!thenWait) socket.end()
+  await once(socket, 'close')
+  return text
+}
+
+function bodyOf (response: string): Record<string, unknown> {
+  return JSON.parse(response.slice(response.indexOf('\r\n\r\n') + 4)) as Record<string, unknown>
+}
+
+t.test('requests the parser refuses or the timeouts cut get problem+json with a code, like every other error', async t => {
+  const upstream = await startUpstream(t)
+  const gw = await startGateway(t, { UPSTREAM_URL: upstream.url, REQUEST_HEADERS_TIMEOUT_MS: '1000' })
+  const slow = await raw(gw.port, 'GET /ping HTTP/1.1\r\nHost: x\r\nX-Slow: 1', true)
+  t.match(slow, /^HTTP\/1\.1 408 Request Timeout\r\n/)
+  t.match(slow, /content-type: application\/problem\+json/i)
+  t.match(bodyOf(slow), { status: 408, title: 'Request Timeout', code: 'GW_REQUEST_TIMEOUT' })
+
+  const huge = await raw(gw.port, `GET /ping HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`)
+  t.match(huge, /^HTTP\/1\.1 431 /)
+  t.match(bodyOf(huge), { status: 431, code: 'GW_HEADERS_TOO_LARGE' })
+
+  const garbage = await raw(gw.port, 'GET /ping HTTP/9.9 what\r\n\r\n')
+  t.match(garbage, /^HTTP\/1\.1 400 Bad Request\r\n/)
+  t.match(bodyOf(garbage), { status: 400, code: 'GW_BAD_REQUEST' })
+  t.equal(upstream.total(), 0, 'none reached the upstream')
+})
+
+t.test('a method the gateway does not forward, and an unknown admin path: problem+json 404s', async t => {
+  const upstream = await startUpstream(t)
+  const gw = await startGateway(t, { UPSTREAM_URL: upstream.url, ADMIN_TOKEN: 'a-token-of-16-chars-at-least' })
+  const trace = await send(`${gw.url}/ping`, { method: 'TRACE' as never })
+  t.equal(trace.status, 404)
+  t.match(trace.headers['content-type'], /^application\/problem\+json/)
+  t.match(JSON.parse(trace.body), { status: 404, code: 'GW_NOT_FOUND' })
+  const admin = await send(`${gw.adminUrl}/admin/nothing-here`)
+  t.equal(admin.status, 404)
+  t.match(admin.headers['content-type'], /^application\/problem\+json/)
+  t.match(JSON.parse(admin.body), { status: 404, code: 'GW_ADMIN_NOT_FOUND', detail: /no such admin endpoint: GET \/admin\/nothing-here/ })
+  t.equal(upstream.total(), 0)
+})
+
+t.test('without ADMIN_TOKEN, the admin API paths say why they are not there', async t => {
+  const gw = await startGateway(t, { UPSTREAM_URL: 'http://127.0.0.1:9' })
+  const r = await send(`${gw.adminUrl}/admin/config`)
+  t.equal(r.status, 404)
+  t.match(JSON.parse(r.body), { code: 'GW_ADMIN_NOT_FOUND', detail: /need ADMIN_TOKEN/ })
 })

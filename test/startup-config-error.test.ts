@@ -6,14 +6,15 @@ import { freePort, SERVER } from './helpers/process.js'
 
 
 
-async function run (env: Record<string, string>): Promise<{ code: number | null, stdout: string, stderr: string }> {
+async function run (env: Record<string, string>): Promise<{ code: number | null, stdout: string, stderr: string, lingeredMs: number }> {
   const child = spawn(process.execPath, [SERVER], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
   let stdout = ''
   let stderr = ''
+  let saidAt = 0
   child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
-  child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); saidAt ||= performance.now() })
   const [code] = await once(child, 'exit') as [number | null]
-  return { code, stdout, stderr }
+  return { code, stdout, stderr, lingeredMs: saidAt === 0 ? 0 : performance.now() - saidAt }
 }
 
 /** Listens on a free port ourselves: a child that tried to bind it would fail to listen. */
@@ -50,6 +51,7 @@ t.test('a bad configuration exits 1 before binding any port, naming the variable
     t.equal(code, 1, `${name}: exit status 1`)
     t.match(stderr, /^configuration error: /, `${name}: says it is a configuration error`)
     t.match(stderr, message, `${name}: names the variable`)
+    t.match(stderr, / \[GW_CONFIG_INVALID\]\n$/, `${name}: ends with the error's code`)
     t.equal(stdout, '', `${name}: stopped before binding or logging anything`)
   }
 })
@@ -57,8 +59,10 @@ t.test('a bad configuration exits 1 before binding any port, naming the variable
 t.test('an unreachable Redis at start-up exits 1 saying what failed', async t => {
   const redisPort = await freePort()
   const started = Date.now()
-  const { code, stderr } = await run({ UPSTREAM_URL: 'http://127.0.0.1:1', HOST: '127.0.0.1', PORT: String(await freePort()), ADMIN_PORT: String(await freePort()), STORE: 'redis', REDIS_URL: `redis://127.0.0.1:${redisPort}`, REDIS_CONNECT_TIMEOUT_MS: '500', LOG_LEVEL: 'silent' })
+  const { code, stderr, lingeredMs } = await run({ UPSTREAM_URL: 'http://127.0.0.1:1', HOST: '127.0.0.1', PORT: String(await freePort()), ADMIN_PORT: String(await freePort()), STORE: 'redis', REDIS_URL: `redis://127.0.0.1:${redisPort}`, REDIS_CONNECT_TIMEOUT_MS: '500', LOG_LEVEL: 'silent' })
   t.equal(code, 1)
-  t.match(stderr, /^start-up error: Redis was not ready within 500 ms: .*ECONNREFUSED/)
+  t.match(stderr, /^start-up error: Redis was not ready within 500 ms: .*ECONNREFUSED.* \[GW_STORE_CONNECT_FAILED\]\n$/)
   t.ok(Date.now() - started < 5000, 'gave up after the bound')
+  // It lingered 2 s (ioredis's disconnectTimeout on the refused socket) before.
+  t.ok(lingeredMs < 600, `exited ${Math.round(lingeredMs)} ms after saying why`)
 })

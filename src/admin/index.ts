@@ -72,6 +72,14 @@ export function buildAdmin (opts: AdminOptions): FastifyInstance {
       .send(JSON.stringify(problem(err.statusCode, err.message, err.validation !== undefined ? 'GW_ADMIN_INVALID' : err.code)))
   })
 
+  // An unknown path (or, without ADMIN_TOKEN, the API that is off) answers like any error.
+  admin.setNotFoundHandler((request, reply) => {
+    const detail = config.adminToken === undefined && request.url !== '/healthz' && request.url !== '/readyz'
+      ? `no such admin endpoint: ${request.method} ${request.url.split('?', 1)[0]!.slice(0, 200)} (the admin API, /metrics and /dashboard need ADMIN_TOKEN)`
+      : `no such admin endpoint: ${request.method} ${request.url.split('?', 1)[0]!.slice(0, 200)}`
+    reply.code(404).header('content-type', PROBLEM_CONTENT_TYPE).send(JSON.stringify(problem(404, detail, 'GW_ADMIN_NOT_FOUND')))
+  })
+
   admin.get('/healthz', async () => ({ status: 'ok' }))
 
   admin.get('/readyz', async (_request, reply) => {

@@ -44,6 +44,29 @@ export function isWindow (algorithm: AlgorithmName): boolean {
   return algorithm === 'fixed-window' || algorithm === 'sliding-window'
 }
 
+/** Longest search for a whole-second window holding a whole number of requests. */
+const MAX_WINDOW_SEARCH = 3_600
+
+/**
+ * RateLimit-Policy's q and w (w in whole seconds, the field is an integer), with q/w the
+ * long-run rate exactly. A window algorithm: its quota per window. A bucket: its burst over
+ * the time to refill it, when that is whole seconds; otherwise the smallest whole number of
+ * seconds from there that earns a whole number of requests (2/s, burst 1: q=2;w=1; 0.3/s:
+ * q=3;w=10), failing that the requests such a window earns, rounded down (never more than
+ * the rate allows).
+ */
+export function quotaWindow (burst: number, intervalMs: number, windowMs: number): { q: number, w: number } {
+  const seconds = windowMs / 1000
+  if (Math.abs(seconds - Math.round(seconds)) < 1e-9 * Math.max(1, seconds) && Math.round(seconds) >= 1) return { q: burst, w: Math.round(seconds) }
+  const perSecond = 1000 / intervalMs
+  const first = Math.max(1, Math.ceil(seconds))
+  for (let w = first; w < first + MAX_WINDOW_SEARCH; w++) {
+    const q = w * perSecond
+    if (Math.abs(q - Math.round(q)) < 1e-9 * q) return { q: Math.round(q), w }
+  }
+  return { q: Math.max(1, Math.floor(first * perSecond)), w: first }
+}
+
 export function makePolicy (name: string, spec: PolicySpec, shared = false): Policy {
   const { rate, algorithm } = spec
   const window = isWindow(algorithm)
@@ -51,6 +74,7 @@ export function makePolicy (name: string, spec: PolicySpec, shared = false): Pol
   const burst = window ? rate.count : spec.burst
   const intervalMs = rate.periodMs / rate.count
   const windowMs = window ? rate.periodMs : burst * intervalMs
+  const { q, w } = quotaWindow(burst, intervalMs, windowMs)
   return Object.freeze({
     name,
     algorithm,
@@ -61,8 +85,7 @@ export function makePolicy (name: string, spec: PolicySpec, shared = false): Pol
     dryRun: spec.dryRun,
     rate: rate.text,
     shared,
-    // q/w is the long-run rate; w is whole seconds (the field is an integer).
-    policyItem: `"${name}";q=${burst};w=${Math.max(1, Math.ceil(windowMs / 1000))}`,
+    policyItem: `"${name}";q=${q};w=${w}`,
     limitItemPrefix: `"${name}";r=`
   })
 }

@@ -9,6 +9,7 @@ import httpProxy from '@fastify/http-proxy'
 import type { IncomingHttpHeaders } from 'node:http'
 import { PROBLEM_CONTENT_TYPE, problem, UpstreamTimeoutError, UpstreamUnavailableError } from '../errors.js'
 import { createThrottledLog } from '../log.js'
+import { DeadlinePool } from './deadline.js'
 
 export interface ProxyOptions {
   upstreamUrl: string
@@ -98,18 +99,22 @@ export async function registerProxy (app: FastifyInstance, opts: ProxyOptions): 
       .send(timeout ? TIMEOUT_BODY : UNAVAILABLE_BODY)
   }
 
+  const pool = new DeadlinePool(new URL(opts.upstreamUrl).origin, opts.timeoutMs, {
+    connections: opts.connections,
+    pipelining: 1,
+    connectTimeout: Math.min(opts.timeoutMs, 10_000)
+  })
+  // After the server has closed and its in-flight requests are done (or were cut at
+  // SHUTDOWN_TIMEOUT_MS: what they still wait for upstream is abandoned). reply-from leaves
+  // a pool it was handed alone.
+  app.addHook('onClose', async () => { await pool.destroy() })
+
   await app.register(httpProxy, {
     upstream: opts.upstreamUrl,
     httpMethods: [...PROXIED_METHODS],
     websocket: true,
     disableRequestLogging: true,
-    undici: {
-      connections: opts.connections,
-      pipelining: 1,
-      headersTimeout: opts.timeoutMs,
-      bodyTimeout: opts.timeoutMs,
-      connectTimeout: Math.min(opts.timeoutMs, 10_000)
-    },
+    undici: pool,
     replyOptions: {
       // No retries at all: one client request, at most one upstream request.
       retryDelay: () => null,
