@@ -50,18 +50,27 @@ export interface Effective {
 
 const UNIT: Record<number, string> = { 1000: 's', 60_000: 'm', 3_600_000: 'h', 86_400_000: 'd' }
 
+/** `value` × factor rounded down, never below `floor` unless it was already (no limit rises). */
+function scaleDown (value: number, factor: number, floor: number): number {
+  return Math.max(Math.min(floor, value), Math.floor(value * factor))
+}
+
 function scaleRate (rate: RateSpec, factor: number, floor: number, whole: boolean): RateSpec {
   // A window counts whole requests; a bucket's rate may be any positive number.
-  const count = whole ? Math.max(floor, Math.floor(rate.count * factor)) : rate.count * factor
+  const count = whole ? scaleDown(rate.count, factor, floor) : rate.count * factor
   return { count, periodMs: rate.periodMs, text: `${+count.toFixed(6)}/${UNIT[rate.periodMs]}` }
 }
 
-/** A limit scaled by `factor`, its quota never below `floor` (the largest cost a rule asks). */
+/**
+ * A limit scaled by `factor` (≤ 1), its quota never below `floor`, the largest cost a
+ * request charged to this limit asks (such requests would otherwise become impossible
+ * instead of merely rarer), and never above what it was.
+ */
 function scale (limit: LimitSpec, algorithm: AlgorithmName, factor: number, floor: number): LimitSpec {
   if (factor === 1) return limit
   return {
     rate: scaleRate(limit.rate, factor, floor, isWindow(algorithm)),
-    burst: Math.max(floor, Math.floor(limit.burst * factor))
+    burst: scaleDown(limit.burst, factor, floor)
   }
 }
 
@@ -102,20 +111,27 @@ export function resolve (base: Config, fileRules: readonly Rule[], settings: Run
     throw new Error(`rules: ${(err as Error).message}`)
   }
   const factor = (settings.factor ?? 1) * adaptiveFactor
-  // A scaled quota never drops below the largest cost a rule asks: such requests would
-  // otherwise become impossible instead of merely rarer.
-  const floor = rules.reduce((m, r) => Math.max(m, r.cost), 1)
+  // Each limit's floor is the largest cost charged to it: a rule's own limits, its cost;
+  // the client's limit (default or tier), the largest cost of a rule that does not replace
+  // it (`exclusive`); the global limit, the largest cost of any rule.
+  let clientFloor = 1
+  let globalFloor = 1
+  for (const r of rules) {
+    if (r.skip) continue
+    globalFloor = Math.max(globalFloor, r.cost)
+    if (!r.exclusive) clientFloor = Math.max(clientFloor, r.cost)
+  }
   const scaledTiers = new Map<string, LimitSpec>()
-  for (const [name, t] of tiers) scaledTiers.set(name, scale(t, base.algorithm, factor, floor))
+  for (const [name, t] of tiers) scaledTiers.set(name, scale(t, base.algorithm, factor, clientFloor))
   const config: Config = {
     ...unscaled,
-    limit: scale(limit, base.algorithm, factor, floor),
+    limit: scale(limit, base.algorithm, factor, clientFloor),
     tiers: scaledTiers,
-    globalLimit: base.globalLimit && scale(base.globalLimit, base.algorithm, factor, floor),
+    globalLimit: base.globalLimit && scale(base.globalLimit, base.algorithm, factor, globalFloor),
     dryRun: settings.dryRun ?? base.dryRun
   }
   const scaledRules = factor === 1
     ? rules
-    : rules.map(r => ({ ...r, limits: r.limits.map(l => ({ ...l, ...scale(l, l.algorithm, factor, floor) })) }))
+    : rules.map(r => ({ ...r, limits: r.limits.map(l => ({ ...l, ...scale(l, l.algorithm, factor, r.cost) })) }))
   return { config, rules: scaledRules, factor }
 }
