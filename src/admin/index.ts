@@ -10,7 +10,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, t
 import type { Config } from '../config/index.js'
 import { parseDuration } from '../config/parse.js'
 import { InvalidChangeError, NotFoundError, PROBLEM_CONTENT_TYPE, problem, StoreUnavailableError } from '../errors.js'
-import { apiKeyId, type Identity } from '../identity/identify.js'
+import { apiKeyId, type Identity, type IdentitySource } from '../identity/identify.js'
 import { ipKey } from '../identity/ip.js'
 import type { LimitsManager } from '../control/manager.js'
 import { SETTINGS_SCHEMA, type RuntimeSettings } from '../control/settings.js'
@@ -47,6 +47,14 @@ const CLIENT_QUERY = {
   additionalProperties: false,
   properties: { client: { type: 'string', minLength: 1, maxLength: 600 }, ip: { type: 'string', maxLength: 64 }, apiKey: { type: 'string', maxLength: 512 } }
 } as const
+
+/** The identity source an identity key comes from (`ip:`, `key:`, `h:<header>:`, `global`). */
+export function sourceOfKey (key: string): IdentitySource {
+  if (key.startsWith('key:')) return 'api-key'
+  if (key.startsWith('h:')) return 'header'
+  if (key === 'global') return 'global'
+  return 'ip'
+}
 
 export function buildAdmin (opts: AdminOptions): FastifyInstance {
   const { config, manager, metrics, offenders, sync } = opts
@@ -112,7 +120,7 @@ export function buildAdmin (opts: AdminOptions): FastifyInstance {
 
   /** The client a request names: `client` (an identity key), `ip` or `apiKey`. */
   function clientOf (query: ClientQuery): Identity {
-    if (query.client !== undefined) return { key: query.client, source: 'ip', tier: keyTiers.get(query.client) }
+    if (query.client !== undefined) return { key: query.client, source: sourceOfKey(query.client), tier: keyTiers.get(query.client) }
     if (query.ip !== undefined) {
       if (isIP(query.ip) === 0) throw new InvalidChangeError(`ip: "${query.ip}" is not an IP address`)
       return { key: 'ip:' + ipKey(query.ip, config.ipv6Subnet), source: 'ip', tier: undefined }
@@ -231,7 +239,8 @@ export function buildAdmin (opts: AdminOptions): FastifyInstance {
     api.delete<{ Querystring: ClientQuery }>('/admin/clients/quota', { schema: { querystring: CLIENT_QUERY } }, async (request, reply) => {
       const client = clientOf(request.query)
       await withStore(async store => {
-        await store.reset(client.key, manager.holder.current.policiesOf(client))
+        // Not the global limit: it is everyone's, not this client's to get back.
+        await store.reset(client.key, manager.holder.current.policiesOf(client).filter(p => !p.shared))
         await sync?.forget()
       })
       log.info({ actor: actorOf(request), client: client.key }, 'client quota reset')

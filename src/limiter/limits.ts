@@ -42,6 +42,8 @@ interface CompiledRule {
   readonly byTier: ReadonlyMap<string, Selection>
   /** When the rule's own limits belong to another identity than the client. */
   readonly identify: Identify | undefined
+  /** The rule's keyBy, when `identify` is set. */
+  readonly keyBy: Config['keyBy'] | undefined
   /** Index of the rule's first own policy in the selection. */
   readonly ownFrom: number
 }
@@ -50,6 +52,20 @@ const NO_ALLOWLIST = Object.freeze({ networks: Object.freeze([]), keys: new Set<
 
 function sameSources (a: Config['keyBy'], b: Config['keyBy']): boolean {
   return JSON.stringify(a) === JSON.stringify(b)
+}
+
+/**
+ * Whether identify() with these sources can name this identity: a source it reaches (the
+ * list is tried in order; `global` ends it, and when nothing else names the client, its IP
+ * does), of the identity's kind (for a header, the same header).
+ */
+export function mayKey (sources: Config['keyBy'], identity: Identity): boolean {
+  for (const source of sources) {
+    if (source.kind === 'global') return identity.source === 'global'
+    if (source.kind === 'ip') break
+    if (source.kind === identity.source && (source.kind !== 'header' || identity.key.startsWith(`h:${source.name}:`))) return true
+  }
+  return identity.source === 'ip'
 }
 
 export function createLimits (config: LimitsConfig, rules: readonly Rule[]): SelectLimits {
@@ -77,6 +93,7 @@ export function createLimits (config: LimitsConfig, rules: readonly Rule[]): Sel
       skip: rule.skip,
       byTier,
       identify: foreign ? createIdentify({ ...config, keyBy: rule.keyBy!, allowlist: NO_ALLOWLIST }) : undefined,
+      keyBy: foreign ? rule.keyBy : undefined,
       ownFrom: byDefault.policies.length - (rule.exclusive ? 1 : 0)
     }
   })
@@ -85,8 +102,14 @@ export function createLimits (config: LimitsConfig, rules: readonly Rule[]): Sel
     // Every key's tier is defined (config refuses others), so the lookup always finds one.
     identity.tier === undefined ? byTier.get('')! : byTier.get(identity.tier)!
 
-  const ruleOwn = compiled.filter(r => r.identify === undefined && !r.skip).flatMap(r => r.byTier.get('')!.policies.slice(r.ownFrom))
-  const policiesOf = (identity: Identity): readonly Policy[] => [...forClient(identity, base).policies, ...ruleOwn]
+  const ownOf = (r: CompiledRule): readonly Policy[] => r.byTier.get('')!.policies.slice(r.ownFrom)
+  const ruleOwn = compiled.filter(r => r.identify === undefined && !r.skip).flatMap(ownOf)
+  const foreign = compiled.filter(r => r.identify !== undefined && !r.skip)
+  const policiesOf = (identity: Identity): readonly Policy[] => [
+    ...forClient(identity, base).policies,
+    ...ruleOwn,
+    ...foreign.filter(r => mayKey(r.keyBy!, identity)).flatMap(ownOf)
+  ]
 
   if (compiled.length === 0) return Object.assign((_request: FastifyRequest, identity: Identity) => forClient(identity, base), { policiesOf })
 

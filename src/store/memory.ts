@@ -119,9 +119,9 @@ export class MemoryStore implements Store {
         const state = this.peek(localKey(policy, client))
         // Cost 0: what the client has left, without taking anything.
         const d = decide(policy, state, now, 0)
-        return { policy: policy.name, algorithm: policy.algorithm, remaining: d.remaining, resetMs: Math.max(0, d.resetMs), state }
+        return { policy: policy.name, algorithm: policy.algorithm, remaining: d.remaining, resetMs: Math.max(0, Math.ceil(d.resetMs)), state }
       }),
-      bannedMs: typeof until === 'number' && until > now ? until - now : 0,
+      bannedMs: typeof until === 'number' && until > now ? Math.ceil(until - now) : 0,
       refusals: typeof count === 'object' && this.bans !== undefined && now < count[0]! + this.bans.windowMs ? count[1]! : 0
     }
   }

@@ -300,9 +300,9 @@ export class RedisStore implements Store {
       limits: policies.map((policy, i) => {
         const state = parseState(reply[i + 1]!)
         const d = decide(policy, state, now, 0)
-        return { policy: policy.name, algorithm: policy.algorithm, remaining: d.remaining, resetMs: Math.max(0, d.resetMs), state }
+        return { policy: policy.name, algorithm: policy.algorithm, remaining: d.remaining, resetMs: Math.max(0, Math.ceil(d.resetMs)), state }
       }),
-      bannedMs: until > now ? until - now : 0,
+      bannedMs: until > now ? Math.ceil(until - now) : 0,
       refusals: Array.isArray(count) && this.bans !== undefined && now < count[0]! + this.bans.windowMs ? count[1]! : 0
     }
   }

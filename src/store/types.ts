@@ -36,7 +36,7 @@ export interface ClientState {
     /** The raw stored state (TAT, or window start and counts); undefined: a full quota. */
     readonly state: State | undefined
   }>
-  /** Milliseconds of ban left; 0: not banned. */
+  /** Whole milliseconds of ban left, rounded up; 0: not banned. */
   readonly bannedMs: number
   /** Refusals counted towards a ban in the current ban window. */
   readonly refusals: number
