@@ -62,3 +62,47 @@ t.test('settings that do not validate on an instance (other tiers) are refused t
   t.equal(JSON.parse((await send(`${b.adminUrl}/admin/config`, { headers: auth })).body).version, 0, 'B keeps its settings')
   t.equal((await send(`${b.url}/ping`)).status, 200, 'and serves on')
 })
+
+t.test('after Redis restarts empty, versions never repeat and the instances converge on one set of settings', async t => {
+  const redis = await startRedis(t)
+  const upstream = await startUpstream(t)
+  const env = { UPSTREAM_URL: upstream.url, ADMIN_TOKEN: TOKEN, STORE: 'redis', REDIS_URL: redis.url, REDIS_TIMEOUT_MS: '1000' }
+  const a = await startGateway(t, env)
+  const b = await startGateway(t, env)
+  const config = async (gw: typeof a) => JSON.parse((await send(`${gw.adminUrl}/admin/config`, { headers: auth })).body)
+  const patch = (gw: typeof a, body: unknown) => send(`${gw.adminUrl}/admin/config`, { method: 'PATCH', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify(body) })
+
+  t.equal((await patch(a, { factor: 0.5 })).status, 200)
+  t.ok(await eventually(async () => (await config(b)).factor.emergency === 0.5, 2000), 'B applies factor 0.5')
+  await redis.kill()
+  await redis.restart() // no persistence: the stored version and settings are gone
+  t.ok(await eventually(async () => (await redis.admin.get('rl:{control}:version')) === '1', 10_000), 'an instance that kept version 1 stores it again')
+  t.match(await config(a), { fleet: { storedVersion: 1, inSync: true } })
+
+  const r = await patch(a, { factor: null })
+  t.equal(r.status, 200)
+  t.equal(JSON.parse(r.body).version, 2, 'the next change is version 2, never a repeat of 1')
+  t.ok(await eventually(async () => (await config(b)).factor.emergency === 1, 2000), 'B applies the change (it never did before)')
+  t.match(await config(b), { version: 2, fleet: { storedVersion: 2, inSync: true } })
+})
+
+t.test('an instance whose settings differ from the fleet\'s at the same version takes the fleet\'s, and says so', async t => {
+  const redis = await startRedis(t)
+  const upstream = await startUpstream(t)
+  const env = { UPSTREAM_URL: upstream.url, ADMIN_TOKEN: TOKEN, STORE: 'redis', REDIS_URL: redis.url, REDIS_TIMEOUT_MS: '1000' }
+  const { logger, lines } = captureLogs()
+  const a = await startGateway(t, env, { logger })
+  // Drift made by hand: version 1 applied here, other settings stored in Redis.
+  a.app.manager.apply({ factor: 0.5 }, 1)
+  await redis.admin.set('rl:{control}:version', '1')
+  await redis.admin.set('rl:{control}:settings', JSON.stringify({ version: 1, settings: { factor: 0.25 }, actor: 'other', at: new Date().toISOString() }))
+  await a.app.sync!.load()
+  t.equal(a.app.manager.runtimeSettings.factor, 0.25, 'the fleet\'s settings win')
+  t.ok(lines.some(l => /differ from the fleet's of the same version/.test(String(l.msg))), 'logged as a warning')
+  // Redis older than what is in force here: ours are put back.
+  await redis.admin.set('rl:{control}:version', '0')
+  await redis.admin.del('rl:{control}:settings')
+  await a.app.sync!.load()
+  t.equal(await redis.admin.get('rl:{control}:version'), '1')
+  t.match(JSON.parse((await redis.admin.get('rl:{control}:settings'))!), { version: 1, settings: { factor: 0.25 } })
+})

@@ -155,6 +155,9 @@ export function buildAdmin (opts: AdminOptions): FastifyInstance {
     const settings = manager.runtimeSettings
     return {
       version: manager.version,
+      // With Redis: the fleet's stored version at the last check, and whether this
+      // instance runs exactly those settings.
+      fleet: sync?.status ?? null,
       algorithm: config.algorithm,
       dryRun: eff.config.dryRun,
       factor: { emergency: settings.factor ?? 1, adaptive: manager.adaptive, effective: eff.factor },
