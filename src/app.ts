@@ -17,6 +17,7 @@ import { createIdentify } from './identity/identify.js'
 import { limiterPlugin, type LimiterObserver } from './limiter/plugin.js'
 import { climbsOut } from './limiter/path.js'
 import { registerProxy } from './proxy/index.js'
+import { UpstreamProbe } from './proxy/probe.js'
 import { MemoryStore } from './store/memory.js'
 import { RedisStore } from './store/redis.js'
 import { FailoverStore } from './store/failover.js'
@@ -51,6 +52,8 @@ export interface App {
   readonly alerts: Alerts | undefined
   /** With Redis: the fleet-wide settings sync. */
   readonly sync: SettingsSync | undefined
+  /** Whether UPSTREAM_URL accepts connections (start-up warning, /readyz). */
+  readonly upstream: UpstreamProbe
   /**
    * Reads RATE_LIMIT_RULES_FILE again and puts its rules in force; a bad file is logged
    * and the rules in force stay. Returns whether new rules were applied.
@@ -274,7 +277,9 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
     }
   })
 
+  const upstreamProbe = new UpstreamProbe(config.upstreamUrl)
   const admin = buildAdmin({
+    upstream: upstreamProbe,
     logger: log,
     config,
     store,
@@ -306,6 +311,7 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
     adaptive,
     alerts,
     sync,
+    upstream: upstreamProbe,
     reloadRules,
     close () {
       closing ??= (async () => {

@@ -60,6 +60,11 @@ export async function main (env: Record<string, string | undefined> = process.en
     burst: config.limit.burst,
     rules: config.rules.length
   }, 'gateway ready')
+  // Not a reason to stop: in a compose stack the upstream may come up after the gateway.
+  // check() never rejects.
+  void app.upstream.check().then(status => {
+    if (!status.reachable) logger.warn({ upstream: config.upstreamUrl, error: status.error }, 'the upstream is not reachable (yet): requests get 502 until it is; /readyz shows its state')
+  })
 
   let closing: Promise<void> | undefined
   function shutdown (signal: string): Promise<void> {

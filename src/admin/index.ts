@@ -18,6 +18,7 @@ import type { SettingsSync } from '../control/sync.js'
 import { countsByLabel, type Metrics } from '../observe/metrics.js'
 import type { TopOffenders } from '../observe/offenders.js'
 import type { Store } from '../store/types.js'
+import type { UpstreamProbe } from '../proxy/probe.js'
 import { requireToken } from './auth.js'
 import { DASHBOARD_HTML } from './dashboard.js'
 
@@ -35,6 +36,7 @@ export interface AdminOptions {
   sync: SettingsSync | undefined
   metrics: Metrics
   offenders: TopOffenders
+  upstream: UpstreamProbe
 }
 
 /** Default ban of the admin API when the request names no duration. */
@@ -97,7 +99,10 @@ export function buildAdmin (opts: AdminOptions): FastifyInstance {
     return {
       status: ready ? 'ready' : (opts.state.draining ? 'draining' : 'not-ready'),
       rateLimiting: config.rateLimitEnabled,
-      store: opts.store ? { kind: opts.store.kind, mode: opts.store.mode(), ready: storeReady } : null
+      store: opts.store ? { kind: opts.store.kind, mode: opts.store.mode(), ready: storeReady } : null,
+      // Shown, not judged: requests get 502 while it is down, and the gateway itself (its
+      // limits, its answers) is ready; an orchestrator restarting it would not help.
+      upstream: await opts.upstream.check()
     }
   })
 
