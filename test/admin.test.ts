@@ -11,7 +11,7 @@ t.test('health and readiness are served on the admin listener only', async t => 
   t.same(JSON.parse(health.body), { status: 'ok' })
   const ready = await send(`${gw.adminUrl}/readyz`)
   t.equal(ready.status, 200)
-  t.same(JSON.parse(ready.body), { status: 'ready', rateLimiting: true, store: { kind: 'memory', mode: 'memory', ready: true } })
+  t.same(JSON.parse(ready.body), { status: 'ready', rateLimiting: true, store: { kind: 'memory', mode: 'memory', ready: true }, upstream: { reachable: true, error: null, checkedAt: JSON.parse(ready.body).upstream.checkedAt } })
 
   // On the client port the same paths belong to the upstream.
   const proxied = await send(`${gw.url}/healthz`)
