@@ -3,7 +3,9 @@
  * Config → App → listen → signals. A bad configuration exits with status 1 before any
  * port is bound, naming the variable.
  */
+import { existsSync } from 'node:fs'
 import { pathToFileURL } from 'node:url'
+import { ConfigError } from './errors.js'
 import pino from 'pino'
 import { buildApp, type App } from './app.js'
 import { loadConfig, type Config } from './config/index.js'
@@ -99,7 +101,32 @@ export async function main (env: Record<string, string | undefined> = process.en
   return { app, shutdown }
 }
 
-/* c8 ignore next 3 -- the entry-point guard runs only when started as a program (tested by spawning it) */
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  await main()
+/**
+ * `.env` in the working directory, if there is one (as `cp .env.example .env` makes):
+ * loaded into the environment, where variables already set win. A file that cannot be
+ * read or parsed stops the start like any other configuration error.
+ */
+export function loadDotEnv (file = DOT_ENV): boolean {
+  if (!existsSync(file)) return false
+  try {
+    process.loadEnvFile(file)
+  } catch (err) {
+    throw new ConfigError(`${file}: ${(err as Error).message}`)
+  }
+  return true
 }
+const DOT_ENV = '.env'
+
+/* c8 ignore start -- the entry-point guard runs only when started as a program (tested by spawning it) */
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  let loaded = true
+  try {
+    loadDotEnv()
+  } catch (err) {
+    process.stderr.write(`configuration error: ${describe(err)}\n`)
+    process.exitCode = 1
+    loaded = false
+  }
+  if (loaded) await main()
+}
+/* c8 ignore stop */

@@ -2,12 +2,17 @@ import t from 'tap'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { createServer } from 'node:net'
-import { freePort, SERVER } from './helpers/process.js'
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { EMPTY_DIR, freePort, SERVER, spawnGateway } from './helpers/process.js'
+import { startUpstream } from './helpers/upstream.js'
+import { statuses } from './helpers/http.js'
 
 
 
-async function run (env: Record<string, string>): Promise<{ code: number | null, stdout: string, stderr: string, lingeredMs: number }> {
-  const child = spawn(process.execPath, [SERVER], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+async function run (env: Record<string, string>, cwd = EMPTY_DIR): Promise<{ code: number | null, stdout: string, stderr: string, lingeredMs: number }> {
+  const child = spawn(process.execPath, [SERVER], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'], cwd })
   let stdout = ''
   let stderr = ''
   let saidAt = 0
@@ -65,4 +70,22 @@ t.test('an unreachable Redis at start-up exits 1 saying what failed', async t =>
   t.ok(Date.now() - started < 5000, 'gave up after the bound')
   // It lingered 2 s (ioredis's disconnectTimeout on the refused socket) before.
   t.ok(lingeredMs < 600, `exited ${Math.round(lingeredMs)} ms after saying why`)
+})
+
+t.test('npm start reads .env from the working directory; variables already set win', async t => {
+  const upstream = await startUpstream(t)
+  const dir = mkdtempSync(join(tmpdir(), 'gw-dotenv-'))
+  writeFileSync(join(dir, '.env'), `# as cp .env.example .env makes it\nUPSTREAM_URL=${upstream.url}\nRATE_LIMIT_RATE=1/h\nRATE_LIMIT_BURST=2\n`)
+  const fromFile = await spawnGateway(t, {}, { cwd: dir })
+  t.same(await statuses(`${fromFile.url}/ping`, 3), [200, 200, 429], 'UPSTREAM_URL and the burst of 2 come from .env')
+  const overridden = await spawnGateway(t, { RATE_LIMIT_BURST: '3' }, { cwd: dir })
+  t.same(await statuses(`${overridden.url}/ping`, 4), [200, 200, 200, 429], 'RATE_LIMIT_BURST=3 from the environment wins')
+})
+
+t.test('a .env that cannot be read stops the start, naming it', async t => {
+  const dir = mkdtempSync(join(tmpdir(), 'gw-dotenv-'))
+  mkdirSync(join(dir, '.env'))
+  const { code, stderr } = await run({ UPSTREAM_URL: 'http://127.0.0.1:1' }, dir)
+  t.equal(code, 1)
+  t.match(stderr, /^configuration error: \.env: .* \[GW_CONFIG_INVALID\]\n$/)
 })

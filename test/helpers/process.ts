@@ -4,7 +4,9 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { createServer } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { send } from './http.js'
@@ -43,12 +45,19 @@ export interface GatewayProcess {
   rss (): number
 }
 
-export async function spawnGateway (t: Teardown, env: Record<string, string>, opts: { captureLogs?: boolean } = {}): Promise<GatewayProcess> {
+/**
+ * Where spawned gateways run: an empty directory, so that a developer's `.env` in the
+ * checkout (which `npm start` reads) never leaks into a test.
+ */
+export const EMPTY_DIR = mkdtempSync(join(tmpdir(), 'gw-cwd-'))
+
+export async function spawnGateway (t: Teardown, env: Record<string, string>, opts: { captureLogs?: boolean, cwd?: string } = {}): Promise<GatewayProcess> {
   const port = await freePort()
   const adminPort = await freePort()
   const child = spawn(process.execPath, [SERVER], {
     env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: String(port), ADMIN_PORT: String(adminPort), LOG_LEVEL: 'warn', ...env },
-    stdio: ['ignore', opts.captureLogs ? 'pipe' : 'inherit', 'inherit']
+    stdio: ['ignore', opts.captureLogs ? 'pipe' : 'inherit', 'inherit'],
+    cwd: opts.cwd ?? EMPTY_DIR
   })
   const logs: string[] = []
   let partial = ''
