@@ -2,9 +2,14 @@
  * Keeps the gateway serving when Redis misbehaves. Each failed decision is answered by
  * STORE_FAILURE_MODE (`local`: this instance's own memory store; `open`: admit; `closed`:
  * 503), never by a 429. After a few consecutive failures a circuit opens: requests stop
- * paying the Redis timeout and go straight to the failure mode while a probe pings Redis
+ * paying the Redis timeout and go straight to the failure mode while a probe asks Redis
  * every REDIS_PROBE_INTERVAL_MS; the first answer closes the circuit and shared limits
  * resume. Each transition is logged once.
+ *
+ * There is one circuit per Redis node that owns keys: one for a single Redis or Sentinel,
+ * one per master on a Cluster, so a dead master sends only its own clients to the failure
+ * mode while the clients of the other masters keep their shared limits. A circuit whose
+ * node no longer owns the slot it failed on (its replica was promoted) closes at once.
  */
 import type { FastifyBaseLogger } from 'fastify'
 import type { StoreFailureMode } from '../config/index.js'
@@ -14,7 +19,7 @@ import type { Policy } from '../limiter/policy.js'
 import type { RedisStore } from './redis.js'
 import { isPromise, type ClientState, type Store } from './types.js'
 
-/** Consecutive failed decisions that open the circuit. */
+/** Consecutive failed decisions on one node that open its circuit. */
 export const FAILURES_TO_OPEN = 3
 
 export interface FailoverOptions {
@@ -28,30 +33,47 @@ export interface FailoverOptions {
 
 const FALLBACK_MODE: Record<StoreFailureMode, string> = { local: 'local-fallback', open: 'fail-open', closed: 'fail-closed' }
 
+/** The health of one Redis node (the shard: '' for a single Redis, `host:port` on a Cluster). */
+interface Circuit {
+  readonly shard: string
+  failures: number
+  open: boolean
+  /** A key that failed on this node: what the probe asks for (routed like the decisions). */
+  key: string
+  probe: NodeJS.Timeout | undefined
+  /** Decisions answered by the failure mode since the circuit opened. */
+  fallbackDecisions: number
+}
+
 export class FailoverStore implements Store {
   readonly kind = 'redis'
-  private failures = 0
-  private open = false
-  private probe: NodeJS.Timeout | undefined
-  private readonly onSuccess = (d: Decision[]): Decision[] => { this.failures = 0; return d }
-  /** Decisions answered by the failure mode since the circuit last opened. */
-  fallbackDecisions = 0
+  private readonly circuits = new Map<string, Circuit>()
+  /** Circuits with failures counted (open or not): only then does a success reset one. */
+  private failing = 0
+  /** Open circuits: only then is a decision's node looked up before asking Redis. */
+  private opened = 0
+  private closed = false
 
   constructor (private readonly opts: FailoverOptions) {}
 
   consume (client: string, policies: readonly Policy[], cost: number, subjects?: readonly string[]): Decision[] | Promise<Decision[]> {
-    if (this.open) return this.opts.primary.deniedLocally(client, policies, cost, subjects) ?? this.fallback(client, policies, cost, subjects)
+    if (this.opened > 0) {
+      const circuit = this.circuits.get(this.opts.primary.shardOf(this.opts.primary.firstKey(client, policies, subjects)))
+      if (circuit?.open === true) {
+        return this.opts.primary.deniedLocally(client, policies, cost, subjects) ?? this.fallback(circuit, client, policies, cost, subjects)
+      }
+    }
     const result = this.opts.primary.consume(client, policies, cost, subjects)
     // A synchronous answer is a local denial: Redis was not asked.
     if (!isPromise(result)) return result
-    return result.then(this.onSuccess, (err: unknown) => {
-      this.failed(err)
-      return this.fallback(client, policies, cost, subjects)
-    })
+    return result.then(decisions => {
+      if (this.failing > 0) this.succeeded(client, policies, subjects)
+      return decisions
+    }, (err: unknown) => this.fallback(this.failed(err, client, policies, subjects), client, policies, cost, subjects))
   }
 
-  private fallback (client: string, policies: readonly Policy[], cost: number, subjects?: readonly string[]): Decision[] | Promise<Decision[]> {
-    this.fallbackDecisions++
+  private fallback (circuit: Circuit, client: string, policies: readonly Policy[], cost: number, subjects?: readonly string[]): Decision[] | Promise<Decision[]> {
+    circuit.fallbackDecisions++
     switch (this.opts.failureMode) {
       case 'local':
         return this.opts.local.consume(client, policies, cost, subjects)
@@ -63,26 +85,64 @@ export class FailoverStore implements Store {
     }
   }
 
-  private failed (err: unknown): void {
-    this.failures++
-    if (this.open || this.failures < FAILURES_TO_OPEN) return
-    this.open = true
-    this.fallbackDecisions = 0
-    this.opts.log.warn({ err, mode: FALLBACK_MODE[this.opts.failureMode] }, 'redis unavailable: deciding with STORE_FAILURE_MODE until it answers again')
-    this.scheduleProbe()
+  private circuitOf (key: string): Circuit {
+    const shard = this.opts.primary.shardOf(key)
+    let circuit = this.circuits.get(shard)
+    if (circuit === undefined) {
+      circuit = { shard, failures: 0, open: false, key, probe: undefined, fallbackDecisions: 0 }
+      this.circuits.set(shard, circuit)
+    }
+    return circuit
   }
 
-  /** One probe at a time: the next is scheduled only once this one has failed. */
-  private scheduleProbe (): void {
-    this.probe = setTimeout(() => {
-      this.opts.primary.ping().then(() => {
-        this.open = false
-        this.failures = 0
-        this.probe = undefined
-        this.opts.log.info({ mode: 'redis', fallbackDecisions: this.fallbackDecisions }, 'redis answers again: shared limits resumed')
-      }, () => this.scheduleProbe())
+  private succeeded (client: string, policies: readonly Policy[], subjects?: readonly string[]): void {
+    const circuit = this.circuits.get(this.opts.primary.shardOf(this.opts.primary.firstKey(client, policies, subjects)))
+    if (circuit !== undefined && !circuit.open && circuit.failures > 0) {
+      circuit.failures = 0
+      this.failing--
+    }
+  }
+
+  private failed (err: unknown, client: string, policies: readonly Policy[], subjects?: readonly string[]): Circuit {
+    const key = this.opts.primary.firstKey(client, policies, subjects)
+    const circuit = this.circuitOf(key)
+    if (circuit.open) return circuit
+    if (circuit.failures++ === 0) this.failing++
+    circuit.key = key
+    if (circuit.failures < FAILURES_TO_OPEN) return circuit
+    circuit.open = true
+    circuit.fallbackDecisions = 0
+    this.opened++
+    this.opts.log.warn({ err, mode: FALLBACK_MODE[this.opts.failureMode], ...this.node(circuit) }, 'redis unavailable: deciding with STORE_FAILURE_MODE until it answers again')
+    this.scheduleProbe(circuit)
+    return circuit
+  }
+
+  /** Which node, in logs: only on a Cluster, where there are several. */
+  private node (circuit: Circuit): { node?: string } {
+    return circuit.shard === '' ? {} : { node: circuit.shard }
+  }
+
+  private closeCircuit (circuit: Circuit, why: string): void {
+    circuit.open = false
+    circuit.failures = 0
+    circuit.probe = undefined
+    this.opened--
+    this.failing--
+    this.opts.log.info({ mode: this.opened === 0 ? 'redis' : this.mode(), fallbackDecisions: circuit.fallbackDecisions, ...this.node(circuit) }, why)
+  }
+
+  /** One probe at a time per circuit: the next is scheduled only once this one has failed. */
+  private scheduleProbe (circuit: Circuit): void {
+    circuit.probe = setTimeout(() => {
+      this.opts.primary.probe(circuit.key).then(() => {
+        if (this.closed || !circuit.open) return
+        // Answered by another node (the slot moved to a promoted replica) or by this one.
+        const now = this.opts.primary.shardOf(circuit.key)
+        this.closeCircuit(circuit, now === circuit.shard ? 'redis answers again: shared limits resumed' : `redis: the failed node's slots are served by ${now} now; shared limits resumed`)
+      }, () => { if (!this.closed) this.scheduleProbe(circuit) })
     }, this.opts.probeIntervalMs)
-    this.probe.unref()
+    circuit.probe.unref()
   }
 
   /** The shared state (Redis): what every instance decides with. */
@@ -111,16 +171,26 @@ export class FailoverStore implements Store {
   }
 
   ready (): boolean {
-    return !this.open || this.opts.failureMode !== 'closed'
+    return this.opened === 0 || this.opts.failureMode !== 'closed'
   }
 
+  /** `redis`, or the failure mode while any node's circuit is open. */
   mode (): string {
-    return this.open ? FALLBACK_MODE[this.opts.failureMode] : 'redis'
+    return this.opened > 0 ? FALLBACK_MODE[this.opts.failureMode] : 'redis'
+  }
+
+  /** Decisions answered by the failure mode since the circuits now open opened. */
+  get fallbackDecisions (): number {
+    let n = 0
+    for (const c of this.circuits.values()) if (c.open) n += c.fallbackDecisions
+    return n
   }
 
   async close (): Promise<void> {
-    clearTimeout(this.probe)
-    this.open = false
+    this.closed = true
+    for (const c of this.circuits.values()) clearTimeout(c.probe)
+    this.circuits.clear()
+    this.opened = 0
     await this.opts.primary.close()
     await this.opts.local.close()
   }

@@ -97,20 +97,46 @@ export async function startRedis (t: Teardown, opts: RedisOptions = {}): Promise
   return server
 }
 
-/** A real Redis Cluster of `masters` redis-server processes on loopback, slots assigned. */
-export async function startCluster (t: Teardown, masters = 3): Promise<RedisServer[]> {
+export interface ClusterOptions {
+  /** Replicas per master (each promoted when its master fails). */
+  replicas?: number
+  /** cluster-node-timeout: how long a silent node takes to be judged failed. */
+  nodeTimeoutMs?: number
+  /** More redis-server arguments for every node. */
+  args?: string[]
+}
+
+/**
+ * A real Redis Cluster on loopback, slots assigned: `masters` redis-server processes, then
+ * `replicas` per master. The first `masters` returned are the masters.
+ */
+export async function startCluster (t: Teardown, masters = 3, opts: ClusterOptions = {}): Promise<RedisServer[]> {
   const dir = mkdtempSync(join(tmpdir(), 'gw-cluster-'))
   const nodes: RedisServer[] = []
-  for (let i = 0; i < masters; i++) {
+  const count = masters * (1 + (opts.replicas ?? 0))
+  for (let i = 0; i < count; i++) {
     const port = await freePort()
-    nodes.push(await startRedis(t, { args: ['--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--cluster-node-timeout', '2000'], port }))
+    nodes.push(await startRedis(t, { args: ['--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--cluster-node-timeout', String(opts.nodeTimeoutMs ?? 2000), ...(opts.args ?? [])], port }))
   }
-  await promisify(execFile)('redis-cli', ['--cluster', 'create', ...nodes.map(n => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'])
-  const deadline = Date.now() + 15_000
+  // redis-cli puts the first `masters` addresses as masters, the rest as their replicas.
+  await promisify(execFile)('redis-cli', ['--cluster', 'create', ...nodes.map(n => `127.0.0.1:${n.port}`), '--cluster-replicas', String(opts.replicas ?? 0), '--cluster-yes'])
+  const deadline = Date.now() + 20_000
   for (const node of nodes) {
-    while (!/cluster_state:ok/.test(await node.admin.cluster('INFO') as string)) {
+    for (;;) {
+      const info = await node.admin.cluster('INFO') as string
+      const known = Number(/cluster_known_nodes:(\d+)/.exec(info)?.[1] ?? 0)
+      if (/cluster_state:ok/.test(info) && known === count) break
       if (Date.now() > deadline) throw new Error('the cluster never became ok')
       await new Promise(resolve => setTimeout(resolve, 50))
+    }
+  }
+  if ((opts.replicas ?? 0) > 0) {
+    // Every replica attached to its master (replication set up), so a failover can promote it.
+    for (const node of nodes.slice(masters)) {
+      while (!/master_link_status:up/.test(await node.admin.info('replication'))) {
+        if (Date.now() > deadline) throw new Error('a replica never synced with its master')
+        await new Promise(resolve => setTimeout(resolve, 50))
+      }
     }
   }
   return nodes
