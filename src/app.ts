@@ -70,6 +70,17 @@ export const DRAIN_SWEEP_MS = 50
 export const CONNECTIONS_CHECK_MS = 1_000
 /** What Node 20 adds to keepAliveTimeout before it closes an idle socket. */
 const NODE20_KEEP_ALIVE_BUFFER_MS = 1_000
+
+/**
+ * The server's keep-alive settings for an idle timeout. Node keeps an idle socket open a
+ * buffer past the advertised `Keep-Alive: timeout=`, so that a client reusing it right at
+ * that limit is not cut off: 1 s fixed on Node 20, `keepAliveTimeoutBuffer` (settable) from
+ * Node 24 on. The socket must close at `idleMs`: the advertised part is what is left.
+ */
+export function keepAliveTimeouts (idleMs: number, bufferSettable: boolean): { keepAliveTimeout: number, bufferMs: number } {
+  const bufferMs = bufferSettable ? Math.min(NODE20_KEEP_ALIVE_BUFFER_MS, Math.floor(idleMs / 4)) : NODE20_KEEP_ALIVE_BUFFER_MS
+  return { keepAliveTimeout: Math.max(1, idleMs - bufferMs), bufferMs }
+}
 /** pino's numeric level for `error`. */
 const ERROR_LEVEL = 50
 
@@ -89,14 +100,13 @@ const MALFORMED_RESPONSE = rawProblem(400, new BadRequestError('the request is n
  * gateway error (problem+json with a code) instead of fastify's own JSON shape.
  */
 function clientErrorHandler (err: Error & { code?: string }, socket: Duplex): void {
-  // A reset connection has nobody left to answer.
-  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  // Nobody left to answer (a reset, or the client has stopped reading): just close.
   if (socket.writable) {
     socket.write(err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
       ? REQUEST_TIMEOUT_RESPONSE
       : (err.code === 'HPE_HEADER_OVERFLOW' ? HEADERS_TOO_LARGE_RESPONSE : MALFORMED_RESPONSE))
   }
-  socket.destroy(err)
+  socket.destroy()
 }
 
 /** The store the Config names; for Redis, connected (or failing with what went wrong). */
@@ -148,13 +158,10 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
   })
 
   // An idle keep-alive connection closes CLIENT_IDLE_TIMEOUT_MS after its last response.
-  // Node keeps the socket open a buffer past the advertised `Keep-Alive: timeout=`, so that
-  // a client reusing it right at that limit is not cut off: 1 s fixed on Node 20,
-  // `keepAliveTimeoutBuffer` from Node 24 on. The advertised part is what is left.
   const server = gateway.server as unknown as { keepAliveTimeout: number, keepAliveTimeoutBuffer?: number }
-  const buffer = server.keepAliveTimeoutBuffer === undefined ? NODE20_KEEP_ALIVE_BUFFER_MS : Math.min(NODE20_KEEP_ALIVE_BUFFER_MS, Math.floor(config.clientIdleTimeoutMs / 4))
-  if (server.keepAliveTimeoutBuffer !== undefined) server.keepAliveTimeoutBuffer = buffer
-  server.keepAliveTimeout = Math.max(1, config.clientIdleTimeoutMs - buffer)
+  const idle = keepAliveTimeouts(config.clientIdleTimeoutMs, 'keepAliveTimeoutBuffer' in server)
+  server.keepAliveTimeout = idle.keepAliveTimeout
+  server.keepAliveTimeoutBuffer = idle.bufferMs
 
   // Anything unexpected: a problem+json body that gives nothing away.
   gateway.setErrorHandler((err: Error & { statusCode?: number, code?: string }, request, reply) => {

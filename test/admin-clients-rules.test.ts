@@ -9,6 +9,8 @@ import { startUpstream } from './helpers/upstream.js'
 import { startGateway } from './helpers/gateway.js'
 import { send, statuses } from './helpers/http.js'
 import { startRedis } from './helpers/redis.js'
+import { mayKey } from '../src/limiter/limits.js'
+import { sourceOfKey } from '../src/admin/index.js'
 
 const TOKEN = 'test-admin-token-0123456789'
 const RULES = fileURLToPath(new URL('../../examples/rules.json', import.meta.url))
@@ -49,3 +51,25 @@ for (const store of ['memory', 'redis'] as const) {
     t.equal(await one(send(`${gw.url}/export/a`, { from, headers: { 'x-user-id': 'u-42' } })), UP, 'until its own reset')
   })
 }
+
+t.test('which rule limits an identity can be keyed by', async t => {
+  const ip = { key: 'ip:1.2.3.4', source: 'ip', tier: undefined } as const
+  const key = { key: 'key:abc', source: 'api-key', tier: undefined } as const
+  const user = { key: 'h:x-user-id:42', source: 'header', tier: undefined } as const
+  const global = { key: 'global', source: 'global', tier: undefined } as const
+  const CASES: Array<[string, Array<{ kind: 'ip' } | { kind: 'api-key' } | { kind: 'header', name: string } | { kind: 'global' }>, typeof ip | typeof key | typeof user | typeof global, boolean]> = [
+    ['ip: an IP', [{ kind: 'ip' }], ip, true],
+    ['ip: not a key', [{ kind: 'ip' }], key, false],
+    ['api-key,ip: a key', [{ kind: 'api-key' }, { kind: 'ip' }], key, true],
+    ['api-key,ip: the IP fallback', [{ kind: 'api-key' }, { kind: 'ip' }], ip, true],
+    ['header:x-user-id: that header', [{ kind: 'header', name: 'x-user-id' }], user, true],
+    ['header:x-other: not x-user-id', [{ kind: 'header', name: 'x-other' }], user, false],
+    ['header,then IP when absent', [{ kind: 'header', name: 'x-user-id' }], ip, true],
+    ['ip first: a header after it is never reached', [{ kind: 'ip' }, { kind: 'header', name: 'x-user-id' }], user, false],
+    ['global: only global', [{ kind: 'global' }], global, true],
+    ['global: never an IP', [{ kind: 'global' }], ip, false],
+    ['header,global: the header', [{ kind: 'header', name: 'x-user-id' }, { kind: 'global' }], user, true]
+  ]
+  for (const [name, sources, identity, expected] of CASES) t.equal(mayKey(sources, identity), expected, name)
+  t.same(['ip:1.2.3.4', 'key:x', 'h:a:b', 'global'].map(sourceOfKey), ['ip', 'api-key', 'header', 'global'], 'a client= key names its source')
+})

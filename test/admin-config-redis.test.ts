@@ -105,4 +105,17 @@ t.test('an instance whose settings differ from the fleet\'s at the same version 
   await a.app.sync!.load()
   t.equal(await redis.admin.get('rl:{control}:version'), '1')
   t.match(JSON.parse((await redis.admin.get('rl:{control}:settings'))!), { version: 1, settings: { factor: 0.25 } })
+  t.match(await a.app.sync!.status, { storedVersion: 1, inSync: true })
+  // Settings this instance never stored nor read (applied here by hand): stored as they are.
+  a.app.manager.apply({ dryRun: true }, 3)
+  await a.app.sync!.load()
+  t.match(JSON.parse((await redis.admin.get('rl:{control}:settings'))!), { version: 3, settings: { dryRun: true }, actor: 'reseed' })
+})
+
+t.test('a fresh instance on an empty Redis has nothing to store or apply', async t => {
+  const redis = await startRedis(t)
+  const gw = await startGateway(t, { UPSTREAM_URL: 'http://127.0.0.1:9', ADMIN_TOKEN: TOKEN, STORE: 'redis', REDIS_URL: redis.url, REDIS_TIMEOUT_MS: '1000' })
+  await gw.app.sync!.load()
+  t.match(gw.app.sync!.status, { storedVersion: null, inSync: true })
+  t.equal(await redis.admin.get('rl:{control}:settings'), null)
 })

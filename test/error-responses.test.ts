@@ -88,3 +88,17 @@ t.test('without ADMIN_TOKEN, the admin API paths say why they are not there', as
   t.equal(r.status, 404)
   t.match(JSON.parse(r.body), { code: 'GW_ADMIN_NOT_FOUND', detail: /need ADMIN_TOKEN/ })
 })
+
+t.test('a client that resets its connection mid-request gets nothing and breaks nothing', async t => {
+  const upstream = await startUpstream(t)
+  const gw = await startGateway(t, { UPSTREAM_URL: upstream.url })
+  for (let i = 0; i < 5; i++) {
+    const socket = connect(gw.port, '127.0.0.1')
+    await once(socket, 'connect')
+    socket.write('GET /ping HTTP/1.1\r\nHost: x\r\nX-Half: ')
+    await new Promise(resolve => setTimeout(resolve, 20))
+    socket.resetAndDestroy()
+  }
+  t.equal((await send(`${gw.url}/ping`)).status, 200, 'the gateway serves the next client')
+  t.equal(upstream.total(), 1)
+})

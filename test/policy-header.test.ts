@@ -28,3 +28,10 @@ t.test('q/w is the configured rate, w whole seconds', async t => {
     t.ok(Math.abs(Number(q) / Number(w) - perSecond) < 1e-9 * perSecond, `${rate}: q/w = ${perSecond}/s`)
   }
 })
+
+t.test('a rate that no whole-second window holds whole requests of: rounded down, never more than the rate', async t => {
+  const rate = parseRate('0.123457/s')
+  const policy = makePolicy('p', { algorithm: 'token-bucket', rate, burst: 1, maxDelayMs: 1000, dryRun: false })
+  t.equal(policy.policyItem, '"p";q=1;w=9', '0.123457/s: 9 s earn 1.11 requests; 1 is stated')
+  t.ok(1 / 9 <= rate.count, 'q/w below the rate')
+})

@@ -89,8 +89,8 @@ export class SettingsSync {
     opts.store.client.defineCommand('rlReseedSettings', { numberOfKeys: 2, lua: RESEED_LUA })
   }
 
-  /** The stored document of the settings in force here (to put back if Redis loses it). */
-  private current: string | undefined
+  /** Who made the settings in force here, and when (put back with them if Redis loses them). */
+  private current: { version: number, actor: string, at: string } | undefined
   /** A version that did not validate here: not logged again at every check. */
   private rejected = 0
   private fleet: FleetStatus = { storedVersion: undefined, inSync: true, checkedAt: null }
@@ -156,7 +156,7 @@ export class SettingsSync {
         }
         try {
           manager.apply(stored.settings, stored.version)
-          this.current = text!
+          this.current = { version: stored.version, actor: stored.actor, at: stored.at }
           this.fleet.inSync = true
           this.opts.log.info({ version: stored.version, actor: stored.actor, at: stored.at }, 'runtime settings applied from the fleet')
         } catch (err) {
@@ -173,7 +173,8 @@ export class SettingsSync {
 
   private async reseed (): Promise<void> {
     const manager = this.opts.manager
-    const doc = this.current ?? JSON.stringify({ version: manager.version, settings: manager.runtimeSettings, actor: 'reseed', at: new Date().toISOString() })
+    const made = this.current?.version === manager.version ? this.current : { actor: 'reseed', at: new Date().toISOString() }
+    const doc = JSON.stringify({ version: manager.version, settings: manager.runtimeSettings, actor: made.actor, at: made.at })
     const reseed = (this.opts.store.client as unknown as { rlReseedSettings: (...a: string[]) => Promise<number> }).rlReseedSettings
     await reseed.call(this.opts.store.client, this.versionKey, this.settingsKey, doc, this.channel, String(manager.version))
     this.fleet.storedVersion = manager.version
@@ -182,10 +183,11 @@ export class SettingsSync {
 
   /** Stores and announces new settings; resolves to their version. */
   async publish (settings: RuntimeSettings, actor: string): Promise<number> {
-    const body = JSON.stringify({ settings, actor, at: new Date().toISOString() }).slice(1, -1)
+    const at = new Date().toISOString()
+    const body = JSON.stringify({ settings, actor, at }).slice(1, -1)
     const publish = (this.opts.store.client as unknown as { rlPublishSettings: (...a: string[]) => Promise<number> }).rlPublishSettings
     const version = await publish.call(this.opts.store.client, this.versionKey, this.settingsKey, body, this.channel, String(this.opts.manager.version))
-    this.current = `{"version":${version},${body}}`
+    this.current = { version, actor, at }
     this.fleet = { storedVersion: version, inSync: true, checkedAt: new Date().toISOString() }
     return version
   }

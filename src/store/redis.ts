@@ -357,6 +357,9 @@ export class RedisStore implements Store {
   shardOf (key: string): string {
     const client = this.client
     if (!(client instanceof Cluster)) return ''
+    // The slot map is loaded before the store is ready (connect() waits for 'ready'); a slot
+    // missing from it would be a cluster not fully covered, handled like a node of its own.
+    /* c8 ignore next */
     return client.slots[calculateSlot(key)]?.[0] ?? ''
   }
 
