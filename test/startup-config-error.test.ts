@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import { EMPTY_DIR, freePort, SERVER, spawnGateway } from './helpers/process.js'
 import { startUpstream } from './helpers/upstream.js'
 import { statuses } from './helpers/http.js'
+import { loadDotEnv } from '../src/server.js'
 
 
 
@@ -88,4 +89,17 @@ t.test('a .env that cannot be read stops the start, naming it', async t => {
   const { code, stderr } = await run({ UPSTREAM_URL: 'http://127.0.0.1:1' }, dir)
   t.equal(code, 1)
   t.match(stderr, /^configuration error: \.env: .* \[GW_CONFIG_INVALID\]\n$/)
+})
+
+t.test('loadDotEnv: a file sets what is not set; no file, nothing; a bad one, a configuration error', async t => {
+  const dir = mkdtempSync(join(tmpdir(), 'gw-dotenv-'))
+  const file = join(dir, '.env')
+  writeFileSync(file, 'GW_TEST_DOTENV_A=from-file\nGW_TEST_DOTENV_B=from-file\n')
+  process.env.GW_TEST_DOTENV_B = 'already-set'
+  t.teardown(() => { delete process.env.GW_TEST_DOTENV_A; delete process.env.GW_TEST_DOTENV_B })
+  t.equal(loadDotEnv(file), true)
+  t.equal(process.env.GW_TEST_DOTENV_A, 'from-file')
+  t.equal(process.env.GW_TEST_DOTENV_B, 'already-set', 'the environment wins')
+  t.equal(loadDotEnv(join(dir, 'none')), false, 'no file: nothing to do')
+  t.throws(() => loadDotEnv(dir), { code: 'GW_CONFIG_INVALID' }, 'a directory: a configuration error')
 })

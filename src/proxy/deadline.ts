@@ -14,7 +14,6 @@ type LegacyHandler = Dispatcher.DispatchHandler & {
   onData?: (chunk: Buffer) => boolean
   onComplete?: (trailers: Buffer[] | null) => void
   onError?: (err: Error) => void
-  onUpgrade?: (status: number, headers: Buffer[] | string[] | null, socket: unknown) => void
 }
 
 function expire (h: DeadlineHandler): void {
@@ -24,7 +23,11 @@ function expire (h: DeadlineHandler): void {
   else h.expired = err
 }
 
-/** Wraps undici's request handler (legacy callbacks, as Pool.request passes them). */
+/**
+ * Wraps undici's request handler (legacy callbacks, as Pool.request passes them; it has no
+ * upgrade or progress callbacks: WebSocket upgrades go through @fastify/http-proxy's own
+ * client, not this pool).
+ */
 class DeadlineHandler {
   timer: NodeJS.Timeout | undefined
   abort: ((err?: Error) => void) | undefined = undefined
@@ -76,24 +79,6 @@ class DeadlineHandler {
     this.inner.onError!(err)
   }
 
-  /* c8 ignore start -- WebSocket upgrades go through @fastify/http-proxy's own ws client, not this pool */
-  onUpgrade (status: number, headers: Buffer[] | string[] | null, socket: unknown): void {
-    this.stop()
-    this.inner.onUpgrade!(status, headers, socket)
-  }
-  /* c8 ignore stop */
-
-  onBodySent (chunk: unknown): void {
-    (this.inner as { onBodySent?: (c: unknown) => void }).onBodySent?.(chunk)
-  }
-
-  onRequestSent (): void {
-    (this.inner as { onRequestSent?: () => void }).onRequestSent?.()
-  }
-
-  onResponseStarted (): void {
-    (this.inner as { onResponseStarted?: () => void }).onResponseStarted?.()
-  }
 }
 
 /** A Pool whose requests time out after exactly `timeoutMs` without headers or body data. */

@@ -179,13 +179,6 @@ export class FailoverStore implements Store {
     return this.opened > 0 ? FALLBACK_MODE[this.opts.failureMode] : 'redis'
   }
 
-  /** Decisions answered by the failure mode since the circuits now open opened. */
-  get fallbackDecisions (): number {
-    let n = 0
-    for (const c of this.circuits.values()) if (c.open) n += c.fallbackDecisions
-    return n
-  }
-
   async close (): Promise<void> {
     this.closed = true
     for (const c of this.circuits.values()) clearTimeout(c.probe)
