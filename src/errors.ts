@@ -28,6 +28,9 @@ export const RouteNotFoundError = createError('GW_NOT_FOUND', '%s', 404)
 /** The upstream refused the connection, reset it or sent something unusable. */
 export const UpstreamUnavailableError = createError('GW_UPSTREAM_UNAVAILABLE', 'The upstream server could not be reached', 502)
 
+/** The upstream answered with a status outside 100-599 (logged; the client gets a 502). */
+export const InvalidUpstreamStatusError = createError('GW_UPSTREAM_INVALID_STATUS', 'The upstream answered with status %d', 502)
+
 /** The upstream did not answer within UPSTREAM_TIMEOUT_MS. */
 export const UpstreamTimeoutError = createError('GW_UPSTREAM_TIMEOUT', 'The upstream server did not answer in time', 504)
 
@@ -88,3 +91,9 @@ export function problem (status: number, detail?: string, code?: string, extra?:
 }
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json'
+
+/** An error as the one line start-up prints: its message and, for the gateway's own, its code. */
+export function describeError (err: unknown): string {
+  const { message, code } = err as Error & { code?: unknown }
+  return typeof code === 'string' && code.startsWith('GW_') ? `${message} [${code}]` : message
+}

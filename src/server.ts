@@ -5,7 +5,8 @@
  */
 import { existsSync } from 'node:fs'
 import { pathToFileURL } from 'node:url'
-import { ConfigError } from './errors.js'
+import { ConfigError, describeError } from './errors.js'
+import { warnIfUnreachable } from './proxy/probe.js'
 import pino from 'pino'
 import { buildApp, type App } from './app.js'
 import { loadConfig, type Config } from './config/index.js'
@@ -17,18 +18,12 @@ export interface Running {
   shutdown (signal: string): Promise<void>
 }
 
-/** An error for the one line start-up prints: its message and, when it has one, its code. */
-function describe (err: unknown): string {
-  const { message, code } = err as Error & { code?: unknown }
-  return typeof code === 'string' && code.startsWith('GW_') ? `${message} [${code}]` : message
-}
-
 export async function main (env: Record<string, string | undefined> = process.env): Promise<Running | undefined> {
   let config: Config
   try {
     config = loadConfig(env)
   } catch (err) {
-    process.stderr.write(`configuration error: ${describe(err)}\n`)
+    process.stderr.write(`configuration error: ${describeError(err)}\n`)
     process.exitCode = 1
     return undefined
   }
@@ -39,7 +34,7 @@ export async function main (env: Record<string, string | undefined> = process.en
     app = await buildApp(config, { logger })
   } catch (err) {
     // The store could not be reached at start-up (the message says which and why).
-    process.stderr.write(`start-up error: ${describe(err)}\n`)
+    process.stderr.write(`start-up error: ${describeError(err)}\n`)
     process.exitCode = 1
     return undefined
   }
@@ -63,10 +58,7 @@ export async function main (env: Record<string, string | undefined> = process.en
     rules: config.rules.length
   }, 'gateway ready')
   // Not a reason to stop: in a compose stack the upstream may come up after the gateway.
-  // check() never rejects.
-  void app.upstream.check().then(status => {
-    if (!status.reachable) logger.warn({ upstream: config.upstreamUrl, error: status.error }, 'the upstream is not reachable (yet): requests get 502 until it is; /readyz shows its state')
-  })
+  void warnIfUnreachable(app.upstream, logger, config.upstreamUrl)
 
   let closing: Promise<void> | undefined
   function shutdown (signal: string): Promise<void> {
@@ -123,7 +115,7 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
   try {
     loadDotEnv()
   } catch (err) {
-    process.stderr.write(`configuration error: ${describe(err)}\n`)
+    process.stderr.write(`configuration error: ${describeError(err)}\n`)
     process.exitCode = 1
     loaded = false
   }

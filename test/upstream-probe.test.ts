@@ -5,7 +5,9 @@ import { startGateway } from './helpers/gateway.js'
 import { send } from './helpers/http.js'
 import { freePort, spawnGateway } from './helpers/process.js'
 import { eventually } from './helpers/load.js'
-import { PROBE_CACHE_MS, UpstreamProbe } from '../src/proxy/probe.js'
+import { PROBE_CACHE_MS, UpstreamProbe, warnIfUnreachable } from '../src/proxy/probe.js'
+import { captureLogs } from './helpers/logs.js'
+import { ConfigError, describeError } from '../src/errors.js'
 
 t.test('an upstream name that does not resolve: a warning at start, 502s, /readyz says why', async t => {
   const gw = await spawnGateway(t, { UPSTREAM_URL: 'http://web.invalid:8080' }, { captureLogs: true })
@@ -37,4 +39,19 @@ t.test('a recent result is reused; a URL without a port probes its scheme\'s def
     const port = url.startsWith('https') ? '443' : '80'
     t.ok(s.reachable || s.error!.endsWith(`:${port}`), `${url}: port ${port} (${s.error ?? 'reachable'})`)
   }
+})
+
+t.test('start-up warns only when the upstream cannot be reached', async t => {
+  const upstream = await startUpstream(t)
+  const { logger, lines } = captureLogs()
+  await warnIfUnreachable(new UpstreamProbe(upstream.url), logger, upstream.url)
+  t.equal(lines.length, 0, 'reachable: nothing said')
+  const down = `http://127.0.0.1:${await freePort()}`
+  await warnIfUnreachable(new UpstreamProbe(down), logger, down)
+  t.match(lines, [{ level: 40, upstream: down, error: /ECONNREFUSED/ }])
+})
+
+t.test('start-up errors name their code when they are the gateway\'s own', async t => {
+  t.equal(describeError(new ConfigError('X must be set')), 'X must be set [GW_CONFIG_INVALID]')
+  t.equal(describeError(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' })), 'connect ECONNREFUSED', 'a system error: its message')
 })

@@ -5,6 +5,7 @@
  * result, checked again when it is older than a few seconds.
  */
 import { connect } from 'node:net'
+import type { FastifyBaseLogger } from 'fastify'
 
 /** Longest a check waits for the connection. */
 export const PROBE_TIMEOUT_MS = 2_000
@@ -55,4 +56,10 @@ export class UpstreamProbe {
       socket.once('error', (err: Error) => done(err.message))
     })
   }
+}
+
+/** Start-up's one look at the upstream: a warning when it cannot be reached (yet). */
+export async function warnIfUnreachable (probe: UpstreamProbe, log: FastifyBaseLogger, upstreamUrl: string): Promise<void> {
+  const status = await probe.check()
+  if (!status.reachable) log.warn({ upstream: upstreamUrl, error: status.error }, 'the upstream is not reachable (yet): requests get 502 until it is; /readyz shows its state')
 }
