@@ -1,0 +1,298 @@
+/**
+ * The HTTP hot path: a client request forwarded to the upstream with undici's lowest-level
+ * API (Pool.dispatch), its response written straight to the client's ServerResponse.
+ *
+ * - Bodies stream both ways with backpressure: the client's request stream is the
+ *   upstream request body (undici pulls it); an upstream chunk the client cannot take yet
+ *   pauses the upstream parser until the client drains.
+ * - Headers travel as flat arrays, never as objects: the client's raw headers minus the
+ *   hop-by-hop ones (and those `Connection` names), plus X-Forwarded-*; the upstream's raw
+ *   headers likewise on the way back. undici sets Host from the upstream's origin.
+ * - UPSTREAM_TIMEOUT_MS to the millisecond, on one ordinary timer per request: from
+ *   dispatch to the response headers, then re-armed by every body chunk. (undici's own
+ *   headersTimeout/bodyTimeout run on coarse 500 ms "fast timers": off.)
+ * - One client request, at most one upstream request: nothing is retried.
+ * - A client that goes away aborts its upstream request; an upstream that fails before
+ *   its headers is a 502/504 problem answer, after them the client connection is cut.
+ *
+ * Per request: one handler object, one timer, two header arrays. No closure: the handler's
+ * methods and two module-level listeners do the work.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
+import { errors, Pool, type Dispatcher } from 'undici'
+import { InvalidUpstreamStatusError, PROBLEM_CONTENT_TYPE, problem, UpstreamTimeoutError, UpstreamUnavailableError } from '../errors.js'
+import { createThrottledLog } from '../log.js'
+
+export interface ForwardOptions {
+  upstreamUrl: string
+  timeoutMs: number
+  connections: number
+  /** Whether the direct peer is a trusted proxy (whose X-Forwarded-* are kept). */
+  isTrustedPeer: (address: string) => boolean
+  /** The upstream did not answer this request: refused/reset (502) or too slow (504). */
+  onFailure?: (request: FastifyRequest, kind: 'unavailable' | 'timeout') => void
+  log: FastifyBaseLogger
+}
+
+/** Longest connect attempt, whatever UPSTREAM_TIMEOUT_MS says. */
+export const MAX_CONNECT_TIMEOUT_MS = 10_000
+
+const TIMEOUT = new UpstreamTimeoutError()
+const UNAVAILABLE = new UpstreamUnavailableError()
+const TIMEOUT_BODY = JSON.stringify(problem(504, TIMEOUT.message, TIMEOUT.code))
+const UNAVAILABLE_BODY = JSON.stringify(problem(502, UNAVAILABLE.message, UNAVAILABLE.code))
+const TIMEOUT_HEADERS = ['content-type', PROBLEM_CONTENT_TYPE, 'content-length', String(Buffer.byteLength(TIMEOUT_BODY))]
+const UNAVAILABLE_HEADERS = ['content-type', PROBLEM_CONTENT_TYPE, 'content-length', String(Buffer.byteLength(UNAVAILABLE_BODY))]
+
+/**
+ * Request headers meaningful only on the hop between client and gateway (RFC 9110
+ * §7.6.1), those the gateway sets itself (X-Forwarded-*), and Host (undici writes the
+ * upstream's). `te` is kept when it is exactly `trailers`.
+ */
+const REQUEST_DROPPED = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'expect'])
+/** Response headers of the upstream hop, not for the client (Node frames the body itself). */
+const RESPONSE_DROPPED = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'trailer', 'transfer-encoding', 'upgrade'])
+
+/** The names a Connection header lists (beyond keep-alive/close), lowercased; usually none. */
+function connectionNames (value: string): string[] | undefined {
+  if (value === 'keep-alive' || value === 'close' || value === 'Keep-Alive' || value === 'Close') return undefined
+  const names = []
+  for (const part of value.split(',')) {
+    const n = part.trim().toLowerCase()
+    if (n !== '' && n !== 'keep-alive' && n !== 'close') names.push(n)
+  }
+  return names.length > 0 ? names : undefined
+}
+
+function isTimeout (err: Error): boolean {
+  return err instanceof errors.HeadersTimeoutError || err instanceof errors.BodyTimeoutError
+}
+
+const kHandler = Symbol('gateway.forward')
+type Tracked = ServerResponse & { [kHandler]?: ForwardHandler }
+
+/** The client stopped reading and has drained: let the upstream parser go on. */
+function onClientDrain (this: Tracked): void {
+  this[kHandler]?.clientDrained()
+}
+
+/** The client connection closed: if the response is not done, abort the upstream request. */
+function onClientClose (this: Tracked): void {
+  this[kHandler]?.clientClosed()
+}
+
+function expire (handler: ForwardHandler): void {
+  handler.expired()
+}
+
+/** One forwarded request (undici's callback interface, which hands over raw headers). */
+class ForwardHandler {
+  private timer: NodeJS.Timeout | undefined
+  private abort: ((err?: Error) => void) | undefined = undefined
+  private resume: (() => void) | undefined = undefined
+  private expiredError: Error | undefined = undefined
+  private inBody = false
+  private done = false
+
+  constructor (
+    private readonly forwarder: Forwarder,
+    private readonly request: FastifyRequest,
+    private readonly res: Tracked,
+    /** Headers the gateway set on the reply before forwarding (the limiter's), if any. */
+    private readonly ownHeaders: Record<string, unknown> | undefined,
+    timeoutMs: number
+  ) {
+    this.timer = setTimeout(expire, timeoutMs, this)
+    res[kHandler] = this
+    res.on('close', onClientClose)
+  }
+
+  expired (): void {
+    this.timer = undefined
+    const err = this.inBody ? new errors.BodyTimeoutError() : new errors.HeadersTimeoutError()
+    // Still waiting for a connection: fail when it comes rather than send the request late.
+    if (this.abort === undefined) this.expiredError = err
+    else this.abort(err)
+  }
+
+  clientDrained (): void {
+    const resume = this.resume
+    if (resume !== undefined) resume()
+  }
+
+  clientClosed (): void {
+    if (!this.done && this.abort !== undefined) this.abort(new errors.RequestAbortedError())
+  }
+
+  onConnect (abort: (err?: Error) => void): void {
+    this.abort = abort
+    if (this.expiredError !== undefined) abort(this.expiredError)
+  }
+
+  onHeaders (status: number, raw: Buffer[], resume: () => void, statusText: string): boolean {
+    // 1xx: informational; the client's own `Expect: 100-continue` Node has answered.
+    if (status < 200) return true
+    // RFC 9110 §15: three digits, 1xx to 5xx. Anything else is not an answer to pass on.
+    if (status > 599) {
+      this.abort!(new InvalidUpstreamStatusError(status))
+      return false
+    }
+    this.inBody = true
+    this.resume = resume
+    this.timer?.refresh()
+    const res = this.res
+    const headers: string[] = []
+    let dropped: string[] | undefined
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i]!.toString('latin1')
+      if (name.length === 10 && name.toLowerCase() === 'connection') dropped = connectionNames(raw[i + 1]!.toString('latin1'))
+    }
+    const noContent = status === 204
+    // The gateway's own headers (rate-limit headers) replace the upstream's of the same name.
+    const own = this.ownHeaders
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i]!.toString('latin1')
+      const lower = name.toLowerCase()
+      if (RESPONSE_DROPPED.has(lower) || (dropped !== undefined && dropped.includes(lower))) continue
+      if (noContent && (lower === 'content-type' || lower === 'content-length')) continue
+      if (own !== undefined && own[lower] !== undefined) continue
+      headers.push(name, raw[i + 1]!.toString('latin1'))
+    }
+    if (own !== undefined) {
+      for (const name in own) headers.push(name, String(own[name]))
+    }
+    try {
+      res.writeHead(status, statusText === '' ? undefined : statusText, headers)
+    } catch (err) {
+      // A header Node refuses to send (an invalid character): the upstream's answer is unusable.
+      this.abort!(err as Error)
+      return false
+    }
+    res.on('drain', onClientDrain)
+    return true
+  }
+
+  onData (chunk: Buffer): boolean {
+    this.timer?.refresh()
+    return this.res.write(chunk)
+  }
+
+  onComplete (): void {
+    this.finish()
+    this.res.end()
+  }
+
+  onError (err: Error): void {
+    this.finish()
+    const res = this.res
+    // The client is gone (its own abort, or a closed connection): nobody to answer.
+    if (res.destroyed || err instanceof errors.RequestAbortedError) return
+    if (res.headersSent) {
+      // The upstream died mid-body: end the client's response the same way.
+      res.destroy()
+      return
+    }
+    const timeout = isTimeout(err)
+    this.forwarder.failed(this.request, err, timeout)
+    res.writeHead(timeout ? 504 : 502, timeout ? TIMEOUT_HEADERS : UNAVAILABLE_HEADERS)
+    res.end(timeout ? TIMEOUT_BODY : UNAVAILABLE_BODY)
+  }
+
+  private finish (): void {
+    this.done = true
+    if (this.timer !== undefined) {
+      clearTimeout(this.timer)
+      this.timer = undefined
+    }
+    this.res[kHandler] = undefined
+  }
+}
+
+export class Forwarder {
+  readonly pool: Pool
+  private readonly origin: string
+  /** UPSTREAM_URL's path, without a trailing slash: prefixed to every request path. */
+  private readonly basePath: string
+  private readonly failureLog: (err?: unknown, extra?: Record<string, unknown>) => void
+
+  constructor (private readonly opts: ForwardOptions) {
+    const url = new URL(opts.upstreamUrl)
+    this.origin = url.origin
+    this.basePath = url.pathname.replace(/\/+$/, '')
+    this.pool = new Pool(url.origin, {
+      connections: opts.connections,
+      pipelining: 1,
+      connectTimeout: Math.min(opts.timeoutMs, MAX_CONNECT_TIMEOUT_MS),
+      headersTimeout: 0,
+      bodyTimeout: 0
+    })
+    this.failureLog = createThrottledLog(opts.log, 'warn', 'upstream request failed')
+  }
+
+  /** Forwards the request; the reply is the forwarder's from here on (hijacked). */
+  forward (request: FastifyRequest, reply: FastifyReply): void {
+    reply.hijack()
+    const req = request.raw
+    const own = reply.getHeaders()
+    const handler = new ForwardHandler(this, request, reply.raw, hasKeys(own) ? own : undefined, this.opts.timeoutMs)
+    const options: Dispatcher.DispatchOptions = {
+      origin: this.origin,
+      path: this.basePath + req.url!,
+      method: req.method as Dispatcher.HttpMethod,
+      headers: this.requestHeaders(request, req),
+      body: hasBody(req) ? req : null
+    }
+    this.pool.dispatch(options, handler as unknown as Dispatcher.DispatchHandler)
+  }
+
+  /** A 502/504 answered: logged (throttled) and counted. */
+  failed (request: FastifyRequest, err: Error, timeout: boolean): void {
+    this.failureLog(err, { code: (err as { code?: string }).code, timeout })
+    this.opts.onFailure?.(request, timeout ? 'timeout' : 'unavailable')
+  }
+
+  private requestHeaders (request: FastifyRequest, req: IncomingMessage): string[] {
+    const raw = req.rawHeaders
+    const parsed = req.headers
+    const connection = parsed.connection
+    const dropped = connection === undefined ? undefined : connectionNames(connection)
+    const headers: string[] = []
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i]!
+      const lower = name.toLowerCase()
+      if (REQUEST_DROPPED.has(lower) || (dropped !== undefined && dropped.includes(lower))) continue
+      headers.push(name, raw[i + 1]!)
+    }
+    // `TE: trailers`, the one TE value a proxy may pass on.
+    if (parsed.te === 'trailers') headers.push('te', 'trailers')
+    // A client gone before forwarding has no address left; its request goes nowhere anyway.
+    /* c8 ignore next */
+    const peer = req.socket.remoteAddress ?? ''
+    const trusted = this.opts.isTrustedPeer(peer)
+    const prior = parsed['x-forwarded-for']
+    headers.push('x-forwarded-for', trusted && typeof prior === 'string' && prior !== '' ? `${prior}, ${peer}` : peer)
+    const proto = parsed['x-forwarded-proto']
+    headers.push('x-forwarded-proto', trusted && typeof proto === 'string' ? proto : request.protocol)
+    const fwdHost = parsed['x-forwarded-host']
+    const host = trusted && typeof fwdHost === 'string' ? fwdHost : parsed.host
+    if (host !== undefined) headers.push('x-forwarded-host', host)
+    return headers
+  }
+
+  /** After the server has closed: what is still in flight upstream is abandoned. */
+  async close (): Promise<void> {
+    await this.pool.destroy()
+  }
+}
+
+function hasKeys (o: object): boolean {
+  for (const _ in o) return true
+  return false
+}
+
+/** Whether a request has a body to stream (a length above 0, or chunked). */
+function hasBody (req: IncomingMessage): boolean {
+  const length = req.headers['content-length']
+  return (length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined
+}
