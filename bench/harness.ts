@@ -33,13 +33,32 @@ export interface Target {
   pid?: number
   /** Redis whose commands to count per request. */
   redis?: Redis
+  /** redis-server's process, whose CPU is counted per decision. */
+  redisPid?: number
 }
 
-export interface Sample { rps: number, p50: number, p99: number, cpu: number, rss: number, redisPerRequest: number | undefined, non2xx: number, requests: number, fixedP50?: number, fixedP99?: number, cpuUsPerRequest?: number }
+export interface Sample {
+  rps: number
+  p50: number
+  p99: number
+  /** The target's CPU share over the run (1 = one core). */
+  cpu: number
+  rss: number
+  redisPerRequest: number | undefined
+  non2xx: number
+  requests: number
+  /** The target's user+system CPU time over the saturated run / requests answered. */
+  saturatedUsPerRequest: number
+  /** redis-server's CPU time over the run / decisions it took (EVALSHA calls). */
+  redisUsPerDecision?: number
+  fixedP50?: number
+  fixedP99?: number
+  cpuUsPerRequest?: number
+}
 
 /** The fixed-rate latency probe (bench/latency.ts) against one URL. */
-export function latencyAtFixedRate (url: string): { p50: number, p99: number } {
-  return JSON.parse(execFileSync(...onHelperCore(process.execPath, [join(HERE, 'latency.js'), url, String(LATENCY_RATE), String(LATENCY_S)]), { encoding: 'utf8' }))
+export function latencyAtFixedRate (url: string, rate = LATENCY_RATE): { p50: number, p99: number } {
+  return JSON.parse(execFileSync(...onHelperCore(process.execPath, [join(HERE, 'latency.js'), url, String(rate), String(LATENCY_S)]), { encoding: 'utf8' }))
 }
 
 const children: ChildProcess[] = []
@@ -140,15 +159,20 @@ export function load (url: string, seconds: number): { rps: number, p50: number,
 
 export async function measure (t: Target): Promise<Sample> {
   const ticks = t.pid ? cpuTicks(t.pid) : 0
+  const redisTicks = t.redisPid ? cpuTicks(t.redisPid) : 0
   const calls = t.redis ? await redisCalls(t.redis) : 0
   const started = process.hrtime.bigint()
   const r = load(t.url, DURATION_S)
   const seconds = Number(process.hrtime.bigint() - started) / 1e9
+  const used = t.pid ? (cpuTicks(t.pid) - ticks) / CLK_TCK : NaN
+  const decisions = t.redis ? (await redisCalls(t.redis)) - calls : 0
   return {
     ...r,
-    cpu: t.pid ? (cpuTicks(t.pid) - ticks) / CLK_TCK / seconds : NaN,
+    cpu: used / seconds,
     rss: t.pid ? rssBytes(t.pid) : NaN,
-    redisPerRequest: t.redis ? ((await redisCalls(t.redis)) - calls) / Math.max(1, r.requests) : undefined
+    redisPerRequest: t.redis ? decisions / Math.max(1, r.requests) : undefined,
+    saturatedUsPerRequest: used * 1e6 / Math.max(1, r.requests),
+    ...(t.redisPid && decisions > 0 ? { redisUsPerDecision: (cpuTicks(t.redisPid) - redisTicks) / CLK_TCK * 1e6 / decisions } : {})
   }
 }
 
@@ -161,23 +185,23 @@ export async function shutdown (): Promise<void> {
 }
 
 /** Starts redis-server on a free port (helper core) and a client counting its calls. */
-export async function startRedis (): Promise<{ port: number, redis: Redis }> {
+export async function startRedis (): Promise<{ port: number, redis: Redis, pid: number }> {
   const port = await freePort()
-  start('helper', 'redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning'])
+  const child = start('helper', 'redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning'])
   const redis = new Redis({ port, host: '127.0.0.1', retryStrategy: (n: number) => (n > 50 ? null : 100) })
   redis.on('error', () => {})
   await redis.ping()
   cleanup.push(() => redis.disconnect())
-  return { port, redis }
+  return { port, redis, pid: child.pid! }
 }
 
 /** Starts the gateway (dist/src/server.js) on the target core with this environment. */
-export async function startGatewayProcess (upstream: string, env: Record<string, string>): Promise<{ url: string, pid: number }> {
+export async function startGatewayProcess (upstream: string, env: Record<string, string>, nodeArgs: string[] = []): Promise<{ url: string, pid: number, child: ChildProcess }> {
   const port = await freePort()
   const adminPort = await freePort()
-  const gw = start('target', process.execPath, [join(ROOT, 'dist', 'src', 'server.js')], { UPSTREAM_URL: upstream, HOST: '127.0.0.1', PORT: String(port), ADMIN_PORT: String(adminPort), LOG_LEVEL: 'warn', ...env })
+  const gw = start('target', process.execPath, [...nodeArgs, join(ROOT, 'dist', 'src', 'server.js')], { UPSTREAM_URL: upstream, HOST: '127.0.0.1', PORT: String(port), ADMIN_PORT: String(adminPort), LOG_LEVEL: 'warn', ...env })
   await waitFor(adminPort, '/healthz')
-  return { url: `http://127.0.0.1:${port}/ping`, pid: gw.pid! }
+  return { url: `http://127.0.0.1:${port}/ping`, pid: gw.pid!, child: gw }
 }
 
 /** Runs a benchmark's main(), then stops everything it started, also when it fails. */
