@@ -12,11 +12,11 @@ import type { Clock } from './clock.js'
 import { systemClock } from './clock.js'
 import type { Config } from './config/index.js'
 import { parseRules } from './config/rules.js'
-import { BadRequestError, HeadersTooLargeError, InternalError, PROBLEM_CONTENT_TYPE, problem, RequestTimeoutError, RouteNotFoundError, statusTitle } from './errors.js'
+import { BadRequestError, HeadersTooLargeError, InternalError, PROBLEM_CONTENT_TYPE, PROBLEM_CONTENT_TYPE_UTF8, problem, RequestTimeoutError, RouteNotFoundError, statusTitle } from './errors.js'
 import { createIdentify } from './identity/identify.js'
 import { limiterPlugin, type LimiterObserver } from './limiter/plugin.js'
-import { climbsOut } from './limiter/path.js'
 import { registerProxy } from './proxy/index.js'
+import { refusedAsMalformed } from './proxy/hygiene.js'
 import { UpstreamProbe } from './proxy/probe.js'
 import { MemoryStore } from './store/memory.js'
 import { RedisStore } from './store/redis.js'
@@ -89,7 +89,7 @@ interface Stores { store: Store, redis: RedisStore | undefined }
 /** A raw response for a request Node's parser refused or cut: no route, no reply object. */
 function rawProblem (status: number, error: { message: string, code: string }): string {
   const body = JSON.stringify(problem(status, error.message, error.code))
-  return `HTTP/1.1 ${status} ${statusTitle(status)}\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`
+  return `HTTP/1.1 ${status} ${statusTitle(status)}\r\nContent-Type: ${PROBLEM_CONTENT_TYPE_UTF8}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`
 }
 const REQUEST_TIMEOUT_RESPONSE = rawProblem(408, new RequestTimeoutError())
 const HEADERS_TOO_LARGE_RESPONSE = rawProblem(431, new HeadersTooLargeError())
@@ -171,27 +171,6 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
       .send(JSON.stringify(status === 500 ? problem(500, INTERNAL.message, INTERNAL.code) : problem(status, err.message, err.code)))
   })
 
-  // Node's parser refuses most malformed requests (400/431) but keeps the first of several
-  // Host headers; RFC 9112 §3.2 requires a 400, and an upstream or cache reading another
-  // Host than the gateway would be open to routing and cache-poisoning tricks.
-  // A `..` segment, even encoded twice, is refused too: the upstream must only ever see
-  // paths under its root, however many times it decodes them.
-  const badBody = (detail: string) => { const e = new BadRequestError(detail); return JSON.stringify(problem(400, e.message, e.code)) }
-  const twoHostsBody = badBody('more than one Host header')
-  const climbsOutBody = badBody('the path climbs out of its root (a ".." segment, possibly encoded)')
-  gateway.addHook('onRequest', function wellFormed (request, reply, done) {
-    const raw = request.raw.rawHeaders
-    let hosts = 0
-    for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === 4 && raw[i]!.toLowerCase() === 'host') hosts++
-    const body = hosts > 1 ? twoHostsBody : (climbsOut(request.url) ? climbsOutBody : undefined)
-    if (body !== undefined) {
-      request.gwReleasedAt = 0
-      reply.code(400).header('content-type', PROBLEM_CONTENT_TYPE).header('connection', 'close').send(body)
-      return
-    }
-    done()
-  })
-
   const manager = new LimitsManager(config)
   const stores = config.rateLimitEnabled
     ? (deps.store ? { store: deps.store, redis: undefined } : await createStore(config, clock, log))
@@ -249,7 +228,12 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
     }
     await gateway.register(limiterPlugin, { store, identify: createIdentify(config), limits: manager.holder, headers: config.headers, observer })
   } else {
+    // Without the limiter, hygiene is a hook of its own (with it, the limiter's first step).
     gateway.decorateRequest('gwReleasedAt', -1)
+    gateway.decorateRequest('gwHeaders', null)
+    gateway.addHook('onRequest', function wellFormed (request, reply, done) {
+      if (!refusedAsMalformed(request, reply)) done()
+    })
   }
 
   // Upstream latency and status classes, for proxied requests (not the limiter's answers).

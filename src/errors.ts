@@ -91,6 +91,8 @@ export function problem (status: number, detail?: string, code?: string, extra?:
 }
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json'
+/** As fastify sends it for a string body; used where the gateway writes a response itself. */
+export const PROBLEM_CONTENT_TYPE_UTF8 = 'application/problem+json; charset=utf-8'
 
 /** An error as the one line start-up prints: its message and, for the gateway's own, its code. */
 export function describeError (err: unknown): string {

@@ -2,11 +2,15 @@
  * Rate-limit response headers: the IETF draft-10 structured fields (RateLimit-Policy,
  * RateLimit) and the legacy X-RateLimit-* trio most clients read. With several policies
  * the draft fields list each one; the legacy fields and Retry-After speak for the most
- * restrictive.
+ * restrictive. Built as a flat [name, value, ...] array, the form Node's writeHead takes
+ * and the proxy appends to the upstream's headers; the parts that never change per
+ * request (RateLimit-Policy, the item prefixes) are rendered once per policy.
  */
-import type { FastifyReply } from 'fastify'
 import type { HeadersMode } from '../config/index.js'
 import type { Decision } from './decision.js'
+
+/** Every header name the gateway may set here, lowercased (an upstream's own are replaced). */
+export const RATE_LIMIT_HEADER_NAMES: ReadonlySet<string> = new Set(['x-ratelimit-limit', 'x-ratelimit-remaining', 'x-ratelimit-reset', 'ratelimit-policy', 'ratelimit'])
 
 /** Whole seconds, rounded up, so a client waiting that long is never early. */
 export function ceilSeconds (ms: number): number {
@@ -22,17 +26,16 @@ function limitItem (d: Decision): string {
   return `${d.policy.limitItemPrefix}${d.remaining};t=${ceilSeconds(d.resetMs)}`
 }
 
-export function setRateLimitHeaders (reply: FastifyReply, mode: HeadersMode, decisions: readonly Decision[], top: Decision): void {
-  if (mode === 'none') return
+/** The headers for these decisions, or undefined with RATE_LIMIT_HEADERS=none. */
+export function rateLimitHeaders (mode: HeadersMode, decisions: readonly Decision[], top: Decision): string[] | undefined {
+  if (mode === 'none') return undefined
+  const out: string[] = []
   if (mode !== 'draft') {
-    reply.header('x-ratelimit-limit', top.policy.burst)
-    reply.header('x-ratelimit-remaining', top.remaining)
-    reply.header('x-ratelimit-reset', ceilSeconds(top.resetMs))
+    out.push('x-ratelimit-limit', String(top.policy.burst), 'x-ratelimit-remaining', String(top.remaining), 'x-ratelimit-reset', String(ceilSeconds(top.resetMs)))
   }
   if (mode !== 'legacy') {
     if (decisions.length === 1) {
-      reply.header('ratelimit-policy', top.policy.policyItem)
-      reply.header('ratelimit', limitItem(top))
+      out.push('ratelimit-policy', top.policy.policyItem, 'ratelimit', limitItem(top))
     } else {
       let policies = ''
       let limits = ''
@@ -42,8 +45,8 @@ export function setRateLimitHeaders (reply: FastifyReply, mode: HeadersMode, dec
         policies += sep + d.policy.policyItem
         limits += sep + limitItem(d)
       }
-      reply.header('ratelimit-policy', policies)
-      reply.header('ratelimit', limits)
+      out.push('ratelimit-policy', policies, 'ratelimit', limits)
     }
   }
+  return out
 }

@@ -1,16 +1,23 @@
 /**
- * The limiter: an onRequest hook, so the decision is taken before any body is read and a
- * refused request never reaches the upstream. It must reach the proxy's routes, so it is
- * registered with fastify-plugin (no encapsulation).
+ * The limiter: the gateway's one onRequest hook (request hygiene first, then the
+ * decision), so a decision is taken before any body is read and a refused request never
+ * reaches the upstream. It must reach the proxy's routes, so it is registered with
+ * fastify-plugin (no encapsulation).
+ *
+ * Refusals (429, 403) are written straight to the client's response from parts rendered
+ * once (content type, the problem body's fixed pieces), not through fastify's reply: on
+ * a flood they are most of the traffic. An admitted request's rate-limit headers go to the
+ * proxy as a flat array (request.gwHeaders), which it appends to the upstream's.
  */
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import fp from 'fastify-plugin'
 import type { HeadersMode } from '../config/index.js'
-import { BannedError, PROBLEM_CONTENT_TYPE, problem, RateLimitedError, StoreUnavailableError } from '../errors.js'
+import { BannedError, PROBLEM_CONTENT_TYPE, PROBLEM_CONTENT_TYPE_UTF8, problem, RateLimitedError, StoreUnavailableError } from '../errors.js'
 import { ALLOWLISTED, type Identify, type Identity } from '../identity/identify.js'
 import { isPromise, type Store } from '../store/types.js'
 import { mostRestrictive, type Decision } from './decision.js'
-import { retryAfterSeconds, setRateLimitHeaders } from './headers.js'
+import { rateLimitHeaders, retryAfterSeconds } from './headers.js'
+import { refusedAsMalformed } from '../proxy/hygiene.js'
 import { SKIP, type SelectLimits } from './limits.js'
 import { createThrottledLog } from '../log.js'
 import type { Outcome } from '../observe/metrics.js'
@@ -22,6 +29,8 @@ declare module 'fastify' {
      * limiter answered it itself; -1 when the limiter never saw it.
      */
     gwReleasedAt: number
+    /** The limiter's response headers for an admitted request, [name, value, ...]; or null. */
+    gwHeaders: string[] | null
   }
 }
 
@@ -51,11 +60,15 @@ const RATE_LIMITED_CODE = new RateLimitedError().code
 const BANNED = new BannedError()
 const STORE_ERROR = new StoreUnavailableError()
 const STORE_ERROR_BODY = JSON.stringify(problem(STORE_ERROR.statusCode!, STORE_ERROR.message, STORE_ERROR.code))
+/** `{"type":"about:blank","title":"Too Many Requests","status":429,"detail":"Rate limit "` and its 403 twin, rendered once. */
+const LIMITED_START = JSON.stringify(problem(429, 'Rate limit ')).slice(0, -2)
+const BANNED_START = JSON.stringify(problem(403, BANNED.message)).slice(0, -2)
 
 export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opts) {
   const { store, identify, limits, headers, observer } = opts
   const storeErrorLog = createThrottledLog(app.log, 'warn', 'rate-limit store failed; answering 503')
   app.decorateRequest('gwReleasedAt', -1)
+  app.decorateRequest('gwHeaders', null)
 
   function release (request: FastifyRequest, outcome: Outcome, done: HookHandlerDoneFunction): void {
     observer.outcome(outcome)
@@ -63,29 +76,34 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
     done()
   }
 
-  /** Answers a refusal: 403 for a banned client, 429 over a limit; never goes upstream. */
-  function refuse (reply: FastifyReply, identity: Identity, outcome: 'banned' | 'limited', d: Decision): void {
+  /**
+   * Answers a refusal: 403 for a banned client, 429 over a limit (with the rate-limit
+   * headers); never goes upstream. The body is the same problem document as
+   * problem(status, detail, code, extra) would make, in the same key order.
+   */
+  function refuse (reply: FastifyReply, identity: Identity, outcome: 'banned' | 'limited', d: Decision, limitHeaders: string[] | undefined): void {
     observer.outcome(outcome)
     observer.refused(identity.key, d.policy.name, false)
     reply.request.gwReleasedAt = 0
     const retryAfter = retryAfterSeconds(d.retryAfterMs)
     const body = outcome === 'banned'
-      ? problem(403, `${BANNED.message}; retry in ${retryAfter} s.`, BANNED.code, { retryAfter })
-      : problem(429, `Rate limit "${d.policy.name}" exceeded; retry in ${retryAfter} s.`, RATE_LIMITED_CODE, { policy: d.policy.name, retryAfter })
-    reply
-      .code(body.status)
-      .header('retry-after', retryAfter)
-      .header('content-type', PROBLEM_CONTENT_TYPE)
-      .send(JSON.stringify(body))
+      ? `${BANNED_START}; retry in ${retryAfter} s.","code":"${BANNED.code}","retryAfter":${retryAfter}}`
+      : `${LIMITED_START}${JSON.stringify(`"${d.policy.name}" exceeded; retry in ${retryAfter} s.`).slice(1)},"code":"${RATE_LIMITED_CODE}","policy":${JSON.stringify(d.policy.name)},"retryAfter":${retryAfter}}`
+    const headers = limitHeaders ?? []
+    headers.push('retry-after', String(retryAfter), 'content-type', PROBLEM_CONTENT_TYPE_UTF8, 'content-length', String(Buffer.byteLength(body)))
+    reply.hijack()
+    const res = reply.raw
+    res.writeHead(outcome === 'banned' ? 403 : 429, headers)
+    res.end(body)
   }
 
   function decide (reply: FastifyReply, identity: Identity, decisions: Decision[], started: number, done: HookHandlerDoneFunction): void {
     observer.decided((performance.now() - started) / 1000)
     if (decisions[0]!.banned === true) {
-      refuse(reply, identity, 'banned', decisions[0]!)
+      refuse(reply, identity, 'banned', decisions[0]!, undefined)
       return
     }
-    setRateLimitHeaders(reply, headers, decisions, mostRestrictive(decisions))
+    const limitHeaders = rateLimitHeaders(headers, decisions, mostRestrictive(decisions))
     // Refused by the enforced limit that waits longest; a dry-run limit only reports.
     let refusal: Decision | undefined
     let wouldRefuse: Decision | undefined
@@ -101,9 +119,10 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
       }
     }
     if (refusal !== undefined) {
-      refuse(reply, identity, 'limited', refusal)
+      refuse(reply, identity, 'limited', refusal, limitHeaders)
       return
     }
+    if (limitHeaders !== undefined) reply.request.gwHeaders = limitHeaders
     // The client is a digest for API keys (Identity.key), never the key itself.
     if (wouldRefuse !== undefined) {
       observer.refused(identity.key, wouldRefuse.policy.name, true)
@@ -129,6 +148,7 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
   }
 
   app.addHook('onRequest', function rateLimit (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
+    if (refusedAsMalformed(request, reply)) return
     const started = performance.now()
     const identity = identify(request)
     if (identity === ALLOWLISTED) {

@@ -21,8 +21,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
 import { errors, Pool, type Dispatcher } from 'undici'
-import { InvalidUpstreamStatusError, PROBLEM_CONTENT_TYPE, problem, UpstreamTimeoutError, UpstreamUnavailableError } from '../errors.js'
+import { InvalidUpstreamStatusError, PROBLEM_CONTENT_TYPE_UTF8, problem, UpstreamTimeoutError, UpstreamUnavailableError } from '../errors.js'
 import { createThrottledLog } from '../log.js'
+import { RATE_LIMIT_HEADER_NAMES } from '../limiter/headers.js'
 
 export interface ForwardOptions {
   upstreamUrl: string
@@ -42,8 +43,8 @@ const TIMEOUT = new UpstreamTimeoutError()
 const UNAVAILABLE = new UpstreamUnavailableError()
 const TIMEOUT_BODY = JSON.stringify(problem(504, TIMEOUT.message, TIMEOUT.code))
 const UNAVAILABLE_BODY = JSON.stringify(problem(502, UNAVAILABLE.message, UNAVAILABLE.code))
-const TIMEOUT_HEADERS = ['content-type', PROBLEM_CONTENT_TYPE, 'content-length', String(Buffer.byteLength(TIMEOUT_BODY))]
-const UNAVAILABLE_HEADERS = ['content-type', PROBLEM_CONTENT_TYPE, 'content-length', String(Buffer.byteLength(UNAVAILABLE_BODY))]
+const TIMEOUT_HEADERS = ['content-type', PROBLEM_CONTENT_TYPE_UTF8, 'content-length', String(Buffer.byteLength(TIMEOUT_BODY))]
+const UNAVAILABLE_HEADERS = ['content-type', PROBLEM_CONTENT_TYPE_UTF8, 'content-length', String(Buffer.byteLength(UNAVAILABLE_BODY))]
 
 /**
  * Request headers meaningful only on the hop between client and gateway (RFC 9110
@@ -99,8 +100,6 @@ class ForwardHandler {
     private readonly forwarder: Forwarder,
     private readonly request: FastifyRequest,
     private readonly res: Tracked,
-    /** Headers the gateway set on the reply before forwarding (the limiter's), if any. */
-    private readonly ownHeaders: Record<string, unknown> | undefined,
     timeoutMs: number
   ) {
     this.timer = setTimeout(expire, timeoutMs, this)
@@ -149,19 +148,17 @@ class ForwardHandler {
       if (name.length === 10 && name.toLowerCase() === 'connection') dropped = connectionNames(raw[i + 1]!.toString('latin1'))
     }
     const noContent = status === 204
-    // The gateway's own headers (rate-limit headers) replace the upstream's of the same name.
-    const own = this.ownHeaders
+    // The limiter's rate-limit headers replace any of the same name from the upstream.
+    const own = this.request.gwHeaders
     for (let i = 0; i < raw.length; i += 2) {
       const name = raw[i]!.toString('latin1')
       const lower = name.toLowerCase()
       if (RESPONSE_DROPPED.has(lower) || (dropped !== undefined && dropped.includes(lower))) continue
       if (noContent && (lower === 'content-type' || lower === 'content-length')) continue
-      if (own !== undefined && own[lower] !== undefined) continue
+      if (own !== null && RATE_LIMIT_HEADER_NAMES.has(lower)) continue
       headers.push(name, raw[i + 1]!.toString('latin1'))
     }
-    if (own !== undefined) {
-      for (const name in own) headers.push(name, String(own[name]))
-    }
+    if (own !== null) for (let i = 0; i < own.length; i++) headers.push(own[i]!)
     // Node would throw on a header value it refuses to send, but undici's parser refuses the
     // same characters first (checked: DEL in a value is a parse error, never a header here).
     res.writeHead(status, statusText === '' ? undefined : statusText, headers)
@@ -230,8 +227,7 @@ export class Forwarder {
   forward (request: FastifyRequest, reply: FastifyReply): void {
     reply.hijack()
     const req = request.raw
-    const own = reply.getHeaders()
-    const handler = new ForwardHandler(this, request, reply.raw, hasKeys(own) ? own : undefined, this.opts.timeoutMs)
+    const handler = new ForwardHandler(this, request, reply.raw, this.opts.timeoutMs)
     const options: Dispatcher.DispatchOptions = {
       origin: this.origin,
       path: this.basePath + req.url!,
@@ -280,11 +276,6 @@ export class Forwarder {
   async close (): Promise<void> {
     await this.pool.destroy()
   }
-}
-
-function hasKeys (o: object): boolean {
-  for (const _ in o) return true
-  return false
 }
 
 /** Whether a request has a body to stream (a length above 0, or chunked). */

@@ -1,0 +1,30 @@
+/**
+ * Requests refused before anything else, limiting included. Node's parser refuses most
+ * malformed requests (400/431) but keeps the first of several Host headers; RFC 9112 §3.2
+ * requires a 400, and an upstream or cache reading another Host than the gateway would be
+ * open to routing and cache-poisoning tricks. A `..` segment, even encoded twice, is
+ * refused too: the upstream must only ever see paths under its root, however many times
+ * it decodes them.
+ */
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { BadRequestError, PROBLEM_CONTENT_TYPE, problem } from '../errors.js'
+import { climbsOut } from '../limiter/path.js'
+
+const badBody = (detail: string): string => { const e = new BadRequestError(detail); return JSON.stringify(problem(400, e.message, e.code)) }
+const TWO_HOSTS_BODY = badBody('more than one Host header')
+const CLIMBS_OUT_BODY = badBody('the path climbs out of its root (a ".." segment, possibly encoded)')
+
+/**
+ * Answers a request HTTP forbids with a 400 (connection closed) and returns true; returns
+ * false for every other request, having allocated nothing.
+ */
+export function refusedAsMalformed (request: FastifyRequest, reply: FastifyReply): boolean {
+  const raw = request.raw.rawHeaders
+  let hosts = 0
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === 4 && raw[i]!.toLowerCase() === 'host') hosts++
+  const body = hosts > 1 ? TWO_HOSTS_BODY : (climbsOut(request.url) ? CLIMBS_OUT_BODY : undefined)
+  if (body === undefined) return false
+  request.gwReleasedAt = 0
+  reply.code(400).header('content-type', PROBLEM_CONTENT_TYPE).header('connection', 'close').send(body)
+  return true
+}
