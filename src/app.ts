@@ -137,7 +137,7 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
   const gateway = Fastify({
     loggerInstance: log.child({ listener: 'gateway' }),
     logController: new LogController({ disableRequestLogging: true }),
-    // Per-request loggers log from error up: below that, fastify and reply-from write a
+    // Per-request loggers log from error up: below that, fastify and http-proxy (reply-from) write a
     // line per failed request (a client aborting, the upstream down), which an attacker
     // turns into a log flood. The gateway's own warnings are throttled or aggregated.
     childLoggerFactory (logger, bindings, opts) {
@@ -183,7 +183,7 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
   const adaptive = config.adaptive && config.rateLimitEnabled
     ? new AdaptiveLimits(config.adaptive, factor => manager.setAdaptiveFactor(factor), log.child({ component: 'adaptive' }))
     : undefined
-  const sync = stores?.redis && new SettingsSync({ store: stores.redis, manager, prefix: config.redis.keyPrefix, log: log.child({ component: 'settings' }) })
+  const sync = stores?.redis && new SettingsSync({ store: stores.redis, manager, prefix: config.redis.keyPrefix, connectTimeoutMs: config.redis.connectTimeoutMs, log: log.child({ component: 'settings' }) })
   if (sync) {
     // Redis answered a moment ago; if it fails now, the version check catches up later.
     await sync.start().catch((err: unknown) => log.warn({ err }, 'settings sync: could not subscribe yet; checking the stored version periodically'))

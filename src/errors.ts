@@ -81,12 +81,11 @@ export function statusTitle (status: number): string {
   return STATUS_TITLES[status] ?? (status >= 500 ? 'Internal Server Error' : 'Bad Request')
 }
 
-/** RFC 9457 problem details for a status and an optional detail and code. */
-export function problem (status: number, detail?: string, code?: string, extra?: Record<string, unknown>): ProblemDetails {
+/** RFC 9457 problem details for a status and an optional detail and code (the limiter's 429/403 add their own fields: plugin.ts). */
+export function problem (status: number, detail?: string, code?: string): ProblemDetails {
   const body: ProblemDetails = { type: 'about:blank', title: statusTitle(status), status }
   if (detail !== undefined) body.detail = detail
   if (code !== undefined) body.code = code
-  if (extra !== undefined) Object.assign(body, extra)
   return body
 }
 

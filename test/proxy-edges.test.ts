@@ -144,3 +144,27 @@ t.test('a slow client holds the upstream back instead of the gateway buffering',
   t.ok(await eventually(() => written === 64 * MiB && received > 60 * MiB, 10_000), 'and all of it flows once the client reads')
   socket.destroy()
 })
+
+t.test('the gateway\'s rate-limit headers replace an upstream\'s own; an empty reason phrase gets the standard one', async t => {
+  const url = await upstreamWith(t, (req, res) => {
+    if (req.url === '/blank') {
+      // A raw status line with an empty reason phrase, as some servers send.
+      req.socket.end('HTTP/1.1 201 \r\ncontent-length: 2\r\nconnection: close\r\n\r\nok')
+      return
+    }
+    res.writeHead(200, { 'x-ratelimit-limit': '999', ratelimit: '"upstream";r=1;t=1', 'x-app': 'kept' })
+    res.end('hi')
+  })
+  const gw = await startGateway(t, { UPSTREAM_URL: url, RATE_LIMIT_RATE: '1/h', RATE_LIMIT_BURST: '5' })
+  const r = await send(`${gw.url}/own`)
+  t.equal(r.headers['x-ratelimit-limit'], '5', 'the gateway\'s limit, once')
+  t.equal(r.headers.ratelimit, '"default";r=4;t=3600')
+  t.equal(r.headers['x-app'], 'kept')
+  const socket = connect(gw.port, '127.0.0.1')
+  await once(socket, 'connect')
+  let text = ''
+  socket.on('data', (d: Buffer) => { text += d.toString() })
+  socket.write('GET /blank HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+  await once(socket, 'close')
+  t.match(text, /^HTTP\/1\.1 201 Created\r\n/)
+})

@@ -18,6 +18,10 @@ import { send } from './helpers/http.js'
 const SLACK_MS = 250
 const TIMEOUT_MS = 50
 
+// Three 6-node clusters, each under load for a few seconds and taken through a failover:
+// about 40 s alone, more beside another file; tap's default of 120 s per file is too close.
+t.setTimeout(5 * 60_000)
+
 interface Tally { sent: number, byStatus: Map<number, number>, errors: number, latencies: number[] }
 
 /** Sequential requests from one client, alternating between the gateways, until stopped. */

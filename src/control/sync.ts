@@ -67,6 +67,8 @@ export interface SyncOptions {
   prefix: string
   log: FastifyBaseLogger
   pollMs?: number
+  /** How long start() waits for its subscription (REDIS_CONNECT_TIMEOUT_MS). */
+  connectTimeoutMs: number
 }
 
 export class SettingsSync {
@@ -101,16 +103,28 @@ export class SettingsSync {
 
   /** Subscribes, loads the fleet's settings, and starts checking the version. */
   async start (): Promise<void> {
-    this.subscriber.on('message', (_channel: string, text: string) => this.onMessage(text))
-    // Built lazy and without an offline queue, like the store's: connect first. After a
-    // reconnect ioredis subscribes again by itself.
-    // Reconnected (Redis restarted, perhaps empty): check at once rather than at the next poll.
-    this.subscriber.on('ready', () => { this.load().catch(() => {}) })
-    await this.subscriber.connect()
-    await this.subscriber.subscribe(this.channel)
-    await this.load()
+    // The version check runs whatever happens below: a missed announcement, or a
+    // subscription not made yet, is caught up with by the next check.
     this.timer = setInterval(() => { this.load().catch(() => {}) }, this.opts.pollMs ?? SYNC_POLL_MS)
     this.timer.unref()
+    this.subscriber.on('message', (_channel: string, text: string) => this.onMessage(text))
+    // Built lazy and without an offline queue, like the store's: connect first. After a
+    // reconnect ioredis subscribes again by itself. Reconnected (Redis restarted, perhaps
+    // empty): check at once rather than at the next poll.
+    this.subscriber.on('ready', () => { this.load().catch(() => {}) })
+    const deadline = this.opts.connectTimeoutMs
+    let timer: NodeJS.Timeout | undefined
+    try {
+      // Bounded: start-up must not wait on a cluster still settling (the store itself is
+      // connected by then); the subscription then completes in the background.
+      await Promise.race([
+        this.subscriber.connect().then(() => this.subscriber.subscribe(this.channel)),
+        new Promise((_resolve, reject) => { timer = setTimeout(reject, deadline, new Error(`no subscription within ${deadline} ms`)) })
+      ])
+    } finally {
+      clearTimeout(timer)
+    }
+    await this.load()
   }
 
   private onMessage (text: string): void {

@@ -78,8 +78,8 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
 
   /**
    * Answers a refusal: 403 for a banned client, 429 over a limit (with the rate-limit
-   * headers); never goes upstream. The body is the same problem document as
-   * problem(status, detail, code, extra) would make, in the same key order.
+   * headers); never goes upstream. The body is problem(status, detail, code) with the
+   * refusal's own fields after it (policy, retryAfter), rendered from fixed parts.
    */
   function refuse (reply: FastifyReply, identity: Identity, outcome: 'banned' | 'limited', d: Decision, limitHeaders: string[] | undefined): void {
     observer.outcome(outcome)

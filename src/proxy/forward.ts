@@ -63,7 +63,7 @@ function connectionNames (value: string): string[] | undefined {
     const n = part.trim().toLowerCase()
     if (n !== '' && n !== 'keep-alive' && n !== 'close') names.push(n)
   }
-  return names.length > 0 ? names : undefined
+  return names
 }
 
 function isTimeout (err: Error): boolean {
