@@ -7,7 +7,7 @@ import { connect } from 'node:net'
 import { once } from 'node:events'
 import { startUpstream } from './helpers/upstream.js'
 import { startGateway } from './helpers/gateway.js'
-import { send } from './helpers/http.js'
+import { rawExchange, send } from './helpers/http.js'
 
 t.test('unexpected errors are answered as problem+json without internals; 4xx errors keep their message', async t => {
   const app = await buildApp(loadConfig({ UPSTREAM_URL: 'http://127.0.0.1:9', LOG_LEVEL: 'silent' }), { logger: pino({ level: 'silent' }) })
@@ -34,17 +34,7 @@ t.test('problem details titles', async t => {
 })
 
 /** Sends raw bytes and reads until the gateway closes the connection. */
-async function raw (port: number, bytes: string, thenWait = false): Promise<string> {
-  const socket = connect(port, '127.0.0.1')
-  await once(socket, 'connect')
-  let text = ''
-  socket.on('data', (d: Buffer) => { text += d.toString() })
-  socket.on('error', () => {})
-  socket.write(bytes)
-  if (!thenWait) socket.end()
-  await once(socket, 'close')
-  return text
-}
+const raw = (port: number, bytes: string, thenWait = false): Promise<string> => rawExchange(port, bytes, !thenWait)
 
 function bodyOf (response: string): Record<string, unknown> {
   return JSON.parse(response.slice(response.indexOf('\r\n\r\n') + 4)) as Record<string, unknown>

@@ -8,7 +8,7 @@ import { connect, type AddressInfo } from 'node:net'
 import { once } from 'node:events'
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http'
 import { startGateway } from './helpers/gateway.js'
-import { send } from './helpers/http.js'
+import { rawExchange, send } from './helpers/http.js'
 import { eventually } from './helpers/load.js'
 
 async function upstreamWith (t: { teardown (fn: () => unknown): void }, handler: (req: IncomingMessage, res: ServerResponse) => void) {
@@ -91,12 +91,7 @@ t.test('an upstream that dies mid-body ends the client response; the next reques
     setTimeout(() => req.socket.destroy(), 20)
   })
   const gw = await startGateway(t, { UPSTREAM_URL: url })
-  const socket = connect(gw.port, '127.0.0.1')
-  await once(socket, 'connect')
-  let text = ''
-  socket.on('data', (d: Buffer) => { text += d.toString() })
-  socket.write('GET /die HTTP/1.1\r\nHost: x\r\n\r\n')
-  await once(socket, 'close')
+  const text = await rawExchange(gw.port, 'GET /die HTTP/1.1\r\nHost: x\r\n\r\n')
   t.match(text, /^HTTP\/1\.1 200/)
   t.match(text, /only part of it$/, 'the part sent, then the connection closed')
   t.equal((await send(`${gw.url}/ok`)).body, 'ok')
@@ -160,11 +155,6 @@ t.test('the gateway\'s rate-limit headers replace an upstream\'s own; an empty r
   t.equal(r.headers['x-ratelimit-limit'], '5', 'the gateway\'s limit, once')
   t.equal(r.headers.ratelimit, '"default";r=4;t=3600')
   t.equal(r.headers['x-app'], 'kept')
-  const socket = connect(gw.port, '127.0.0.1')
-  await once(socket, 'connect')
-  let text = ''
-  socket.on('data', (d: Buffer) => { text += d.toString() })
-  socket.write('GET /blank HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
-  await once(socket, 'close')
+  const text = await rawExchange(gw.port, 'GET /blank HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
   t.match(text, /^HTTP\/1\.1 201 Created\r\n/)
 })

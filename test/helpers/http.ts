@@ -2,6 +2,8 @@
  * HTTP requests for tests with undici: from a chosen loopback source address when a test
  * needs several "clients" (127.0.0.2, 127.0.0.3, ...).
  */
+import { connect } from 'node:net'
+import { once } from 'node:events'
 import { Agent, request, type Dispatcher } from 'undici'
 
 const agents = new Map<string, Agent>()
@@ -33,4 +35,21 @@ export async function statuses (url: string, n: number, opts: Parameters<typeof 
   const out: number[] = []
   for (let i = 0; i < n; i++) out.push((await send(url, opts)).status)
   return out
+}
+
+/**
+ * Writes raw bytes on a fresh connection and resolves to all that came back once it
+ * closes. `end`: also end the sending side (a client with nothing more to say); otherwise
+ * the connection stays open for the server to close (a slow client).
+ */
+export async function rawExchange (port: number, bytes: string, end = false): Promise<string> {
+  const socket = connect(port, '127.0.0.1')
+  await once(socket, 'connect')
+  let text = ''
+  socket.on('data', (d: Buffer) => { text += d.toString() })
+  socket.on('error', () => {})
+  socket.write(bytes)
+  if (end) socket.end()
+  await once(socket, 'close')
+  return text
 }
