@@ -4,7 +4,7 @@ import { once } from 'node:events'
 import { connect, type AddressInfo } from 'node:net'
 import { startUpstream } from './helpers/upstream.js'
 import { startGateway } from './helpers/gateway.js'
-import { send } from './helpers/http.js'
+import { rawExchange, send } from './helpers/http.js'
 import type { Teardown } from './helpers/tap.js'
 
 async function setup (t: Teardown, env: Record<string, string> = {}) {
@@ -130,4 +130,14 @@ t.test('refused before anything else: two Host headers, and paths climbing out o
   }
   t.equal(upstream.hits.get('/echo') ?? 0, 0, 'neither reached the upstream')
   t.equal(upstream.total(), 0)
+})
+
+t.test('a path starting with // reaches the upstream unchanged', async t => {
+  const upstream = createServer((req, res) => res.end(req.url)).listen(0, '127.0.0.1')
+  await once(upstream, 'listening')
+  t.teardown(() => { upstream.closeAllConnections(); upstream.close() })
+  const gw = await startGateway(t, { UPSTREAM_URL: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}` })
+  const text = await rawExchange(gw.port, 'GET //echo//x?y=1 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n')
+  t.match(text, /^HTTP\/1\.1 200 /)
+  t.equal(text.slice(text.indexOf('\r\n\r\n') + 4), '//echo//x?y=1')
 })

@@ -5,6 +5,9 @@ import type { Store } from '../src/store/types.js'
 import { startUpstream } from './helpers/upstream.js'
 import { startGateway } from './helpers/gateway.js'
 import { send } from './helpers/http.js'
+import { connect } from 'node:net'
+import { once } from 'node:events'
+import { eventually } from './helpers/load.js'
 
 /**
  * Stores that fail the ways a remote store can: throwing, rejecting, or answering later.
@@ -57,4 +60,24 @@ t.test('readiness follows the store', async t => {
   const r2 = await send(`${off.adminUrl}/readyz`)
   t.equal(r2.status, 200)
   t.match(JSON.parse(r2.body), { status: 'ready', rateLimiting: false, store: null, upstream: { reachable: true } })
+})
+
+t.test('a client that leaves while the store decides is never forwarded', async t => {
+  const upstream = await startUpstream(t)
+  let decided = 0
+  const slow = store(async (_subject, policies) => {
+    await new Promise(resolve => setTimeout(resolve, 150))
+    decided++
+    return allow(policies)
+  })
+  const gw = await startGateway(t, { UPSTREAM_URL: upstream.url }, { store: slow })
+  const socket = connect(gw.port, '127.0.0.1')
+  await once(socket, 'connect')
+  socket.write('GET /ping HTTP/1.1\r\nHost: x\r\n\r\n')
+  await new Promise(resolve => setTimeout(resolve, 30))
+  socket.destroy()
+  t.ok(await eventually(() => decided === 1, 2000), 'the store answered after the client left')
+  await new Promise(resolve => setTimeout(resolve, 100))
+  t.equal(upstream.total(), 0, 'and nothing went upstream')
+  t.equal((await send(`${gw.url}/ping`)).status, 200, 'the next client is served')
 })

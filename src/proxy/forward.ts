@@ -227,6 +227,9 @@ export class Forwarder {
   forward (request: FastifyRequest, reply: FastifyReply): void {
     reply.hijack()
     const req = request.raw
+    // The client left while the limiter decided (a store round trip, a leaky-bucket
+    // wait): nobody to answer, nothing to send upstream.
+    if (req.socket.destroyed) return
     const handler = new ForwardHandler(this, request, reply.raw, this.opts.timeoutMs)
     const options: Dispatcher.DispatchOptions = {
       origin: this.origin,
