@@ -26,12 +26,19 @@ const HEAP_MB = 128
  */
 const SEMI_SPACE_MB = 16
 /**
+ * Node 24 holds more outside V8's old space: it starts 8 MiB larger, runs ~40 MiB larger
+ * under load (the streaming test: 198 against 157 MiB), and this flood peaked at 239-240
+ * MiB alone and 262 MiB beside other test files. Its documented cap is heap limit + 160 MiB.
+ */
+const NODE24_OUTSIDE_HEAP_MB = 160
+/**
  * The documented cap: the heap limit plus 128 MiB for what lives outside V8's old space
  * (about 90 MiB of code, V8 and native memory at start, and the young generation). Measured
  * peaks: 203–209 MiB alone, 227 MiB while tap ran another file on both cores (collection
  * lags behind allocation then). The keys themselves live in the heap: MAX_KEYS must fit.
  */
-const CAP_BYTES = (HEAP_MB + 128) * 2 ** 20
+const OUTSIDE_HEAP_MB = Number(process.versions.node.split('.')[0]) >= 24 ? NODE24_OUTSIDE_HEAP_MB : 128
+const CAP_BYTES = (HEAP_MB + OUTSIDE_HEAP_MB) * 2 ** 20
 
 // A million requests take about 45 s on an idle 2-core machine and twice that while tap
 // runs another file beside this one; the runner's default of 120 s per file is too close.
@@ -134,7 +141,7 @@ t.test(`a flood of ${KEYS.toLocaleString('en')} distinct clients: memory under i
   t.equal(abuser.answered, abuser.sent, 'and was answered every time')
   t.equal(abuser.admitted + abuser.refused, abuser.sent, 'with a 200 or a 429')
   t.equal(abuser.admittedAfterBurst, 0, 'and was never admitted beyond its burst: it stayed tracked, and limited')
-  t.ok(peakRss < CAP_BYTES, `peak RSS ${(peakRss / 2 ** 20).toFixed(0)} MiB under the cap of ${(CAP_BYTES / 2 ** 20).toFixed(0)} MiB (heap limit ${HEAP_MB} MiB + 128 MiB; MEMORY_STORE_MAX_KEYS=${MAX_KEYS})`)
+  t.ok(peakRss < CAP_BYTES, `peak RSS ${(peakRss / 2 ** 20).toFixed(0)} MiB under the cap of ${(CAP_BYTES / 2 ** 20).toFixed(0)} MiB (heap limit ${HEAP_MB} MiB + ${OUTSIDE_HEAP_MB} MiB; MEMORY_STORE_MAX_KEYS=${MAX_KEYS})`)
   t.equal(upstream.hits.get('/flood') ?? 0, 0)
   t.equal(gw.child.exitCode, null, 'no crash')
   const figures = writeFigures({
