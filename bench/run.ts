@@ -97,7 +97,8 @@ async function main (): Promise<void> {
     targets.push({ name, label, url: `http://127.0.0.1:${port}${path}`, pid: child.pid! })
   }
 
-  await startNode('hello', 'node:http hello world, no proxying', 'hello.js', [])
+  // node:http answering by itself: the upstream program, measured as a target.
+  await startNode('hello', 'node:http hello world, no proxying', 'upstream.js', [])
   await startNode('ceiling', 'node:http + undici `Pool.dispatch` (the Node proxy ceiling)', 'dispatch-proxy.js', [upstream])
   await startNode('minimal', 'node:http + undici `Pool.request` (bench/minimal-proxy.ts)', 'minimal-proxy.js', [upstream])
   await startNode('fastify', 'fastify + @fastify/http-proxy, nothing else', 'fastify-proxy.js', [upstream])

@@ -143,9 +143,9 @@ class ForwardHandler {
     const res = this.res
     const headers: string[] = []
     let dropped: string[] | undefined
+    // Only a 10-byte name can be Connection: no other name is decoded twice.
     for (let i = 0; i < raw.length; i += 2) {
-      const name = raw[i]!.toString('latin1')
-      if (name.length === 10 && name.toLowerCase() === 'connection') dropped = connectionNames(raw[i + 1]!.toString('latin1'))
+      if (raw[i]!.length === 10 && raw[i]!.toString('latin1').toLowerCase() === 'connection') dropped = connectionNames(raw[i + 1]!.toString('latin1'))
     }
     const noContent = status === 204
     // The limiter's rate-limit headers replace any of the same name from the upstream.

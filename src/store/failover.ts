@@ -58,7 +58,7 @@ export class FailoverStore implements Store {
 
   consume (client: string, policies: readonly Policy[], cost: number, subjects?: readonly string[]): Decision[] | Promise<Decision[]> {
     if (this.opened > 0) {
-      const circuit = this.circuits.get(this.opts.primary.shardOf(this.opts.primary.firstKey(client, policies, subjects)))
+      const circuit = this.circuits.get(this.opts.primary.shardFor(client, policies, subjects))
       if (circuit?.open === true) {
         return this.opts.primary.deniedLocally(client, policies, cost, subjects) ?? this.fallback(circuit, client, policies, cost, subjects)
       }
@@ -96,7 +96,7 @@ export class FailoverStore implements Store {
   }
 
   private succeeded (client: string, policies: readonly Policy[], subjects?: readonly string[]): void {
-    const circuit = this.circuits.get(this.opts.primary.shardOf(this.opts.primary.firstKey(client, policies, subjects)))
+    const circuit = this.circuits.get(this.opts.primary.shardFor(client, policies, subjects))
     if (circuit !== undefined && !circuit.open && circuit.failures > 0) {
       circuit.failures = 0
       this.failing--

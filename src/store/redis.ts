@@ -198,13 +198,7 @@ export class RedisStore implements Store {
     const c = escapeTag(client)
     const n = policies.length
     const keys: string[] = new Array(n + 2)
-    for (let i = 0; i < n; i++) {
-      const p = policies[i]!
-      const s = subjects === undefined ? c : escapeTag(subjects[i]!)
-      keys[i] = this.singleSlot
-        ? (p.shared ? `${this.prefix}{*}:${p.name}` : `${this.prefix}{*}:${p.name}:${s}`)
-        : `${this.prefix}{${s}}:${p.name}`
-    }
+    for (let i = 0; i < n; i++) keys[i] = this.keyOf(policies[i]!, subjects === undefined ? c : escapeTag(subjects[i]!))
     const [ban, count] = this.banKeys(c)
     keys[n] = ban
     keys[n + 1] = count
@@ -340,9 +334,21 @@ export class RedisStore implements Store {
     this.banned.clear()
   }
 
+  /** One policy's key for a subject (tag-escaped), in the decision's slot. */
+  private keyOf (p: Policy, s: string): string {
+    return this.singleSlot
+      ? (p.shared ? `${this.prefix}{*}:${p.name}` : `${this.prefix}{*}:${p.name}:${s}`)
+      : `${this.prefix}{${s}}:${p.name}`
+  }
+
   /** The key a decision is routed by (its first; all its keys share one slot). */
   firstKey (client: string, policies: readonly Policy[], subjects?: readonly string[]): string {
-    return this.keys(client, policies, subjects)[0]!
+    return this.keyOf(policies[0]!, escapeTag(subjects === undefined ? client : subjects[0]!))
+  }
+
+  /** The node that owns a decision's keys (shardOf its first key); '' without building it off a Cluster. */
+  shardFor (client: string, policies: readonly Policy[], subjects?: readonly string[]): string {
+    return this.client instanceof Cluster ? this.shardOf(this.firstKey(client, policies, subjects)) : ''
   }
 
   /**
