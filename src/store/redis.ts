@@ -136,6 +136,11 @@ function escapeTag (subject: string): string {
   return subject.indexOf('{') === -1 && subject.indexOf('}') === -1 ? subject : subject.replace(/\{/g, '%7B').replace(/\}/g, '%7D')
 }
 
+/** Whose limit policy `i` is: the subject given for it (tag-escaped), else the client's `c`. */
+function subjectOf (c: string, subjects: readonly string[] | undefined, i: number): string {
+  return subjects === undefined ? c : escapeTag(subjects[i]!)
+}
+
 export class RedisStore implements Store {
   readonly kind = 'redis'
   readonly client: Client
@@ -198,7 +203,7 @@ export class RedisStore implements Store {
     const c = escapeTag(client)
     const n = policies.length
     const keys: string[] = new Array(n + 2)
-    for (let i = 0; i < n; i++) keys[i] = this.keyOf(policies[i]!, subjects === undefined ? c : escapeTag(subjects[i]!))
+    for (let i = 0; i < n; i++) keys[i] = this.keyOf(policies[i]!, subjectOf(c, subjects, i))
     const [ban, count] = this.banKeys(c)
     keys[n] = ban
     keys[n + 1] = count
@@ -343,7 +348,7 @@ export class RedisStore implements Store {
 
   /** The key a decision is routed by (its first; all its keys share one slot). */
   firstKey (client: string, policies: readonly Policy[], subjects?: readonly string[]): string {
-    return this.keyOf(policies[0]!, escapeTag(subjects === undefined ? client : subjects[0]!))
+    return this.keyOf(policies[0]!, subjectOf(escapeTag(client), subjects, 0))
   }
 
   /** The node that owns a decision's keys (shardOf its first key); '' without building it off a Cluster. */
