@@ -164,7 +164,7 @@ async function main (): Promise<void> {
 
   const perClient = CLIENT_COUNTS.map(n => {
     const out = execFileSync(node, ['--expose-gc', join(HERE, 'memory-per-client.js'), String(n)], { encoding: 'utf8' })
-    return JSON.parse(out) as { clients: number, rssBytes: number, heapBytes: number }
+    return JSON.parse(out) as { clients: number, rssBytes: number, heapBytes: number, fromEmpty: { rssBytes: number, heapBytes: number } }
   })
 
   const ceiling = us('ceiling')
@@ -186,7 +186,9 @@ async function main (): Promise<void> {
     ['Redis round trips per refused request = 0 (deny cache)', med('refused-redis', 'redisPerRequest').toFixed(4), med('refused-redis', 'redisPerRequest') < 0.001],
     [`p99 at ${rate}/s within 1 ms of the ceiling's (memory)`, `+${(fixedMed('memory', 'p99') - fixedMed('ceiling', 'p99')).toFixed(2)} ms`, fixedMed('memory', 'p99') - fixedMed('ceiling', 'p99') <= 1],
     [`p99 at ${rate}/s within 1 ms of the ceiling's (Redis)`, `+${(fixedMed('redis', 'p99') - fixedMed('ceiling', 'p99')).toFixed(2)} ms`, fixedMed('redis', 'p99') - fixedMed('ceiling', 'p99') <= 1],
-    ...perClient.map(c => [`≤ 150 bytes per tracked client (${c.clients.toLocaleString('en')} clients)`, `RSS ${c.rssBytes.toFixed(0)} B, heap ${c.heapBytes.toFixed(0)} B`, c.rssBytes <= 150 && c.heapBytes <= 150] as [string, string, boolean])
+    // The target is set at 1M clients; at fewer, the young generation's fixed ~32 MiB is
+    // still a large share of the growth, so those rows are shown for comparison only.
+    ...perClient.map(c => [`${c.clients >= 1_000_000 ? '' : '(for comparison) '}≤ 150 bytes per tracked client (${c.clients.toLocaleString('en')} clients)`, `RSS ${c.rssBytes.toFixed(0)} B, heap ${c.heapBytes.toFixed(0)} B (from an empty process: ${c.fromEmpty.rssBytes.toFixed(0)} B, ${c.fromEmpty.heapBytes.toFixed(0)} B)`, c.rssBytes <= 150 && c.heapBytes <= 150] as [string, string, boolean])
   ]
 
   const cpu = cpus()[0]?.model ?? 'unknown CPU'
@@ -223,7 +225,10 @@ Where the gateway's CPU goes (memory store, one saturated run, \`--cpu-prof\`, s
 ${frames.map(f => `| \`${f.name}\` | ${(f.share * 100).toFixed(1)}% |`).join('\n')}
 
 Memory per tracked client is the memory store fed that many distinct client addresses
-through \`consume()\` (\`bench/memory-per-client.ts\`), RSS and V8 heap growth divided by the count.
+through \`consume()\` (\`bench/memory-per-client.ts\`): the growth of RSS, and of V8's heap
+plus the store's typed arrays, from a tenth of the clients to all of them, divided by the
+clients added (what one more client costs). "From an empty process" divides the whole
+growth by the count, so it also carries fixed costs, chiefly V8's young generation.
 `
   writeFileSync(join(ROOT, 'bench', 'RESULTS.md'), report)
   process.stdout.write('\n' + report)

@@ -32,10 +32,10 @@ t.test('keys whose buckets have refilled are swept out', async t => {
   for (let i = 0; i < 500; i++) store.consume(`k${i}`, [p], 1)
   t.equal(store.size(), 500)
   clock.advance(30_000)
-  ;(store as unknown as { cache: { purgeStale (): void } }).cache.purgeStale()
+  store.purgeStale()
   t.equal(store.size(), 500, 'a bucket still refilling is kept')
   clock.advance(30_001)
-  ;(store as unknown as { cache: { purgeStale (): void } }).cache.purgeStale()
+  store.purgeStale()
   t.equal(store.size(), 0, 'a full bucket is the same as no entry, and is dropped')
 })
 

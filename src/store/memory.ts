@@ -1,22 +1,24 @@
 /**
  * The embedded store: the algorithms' state (one number per key for the buckets, two or
- * three for the windows) in a bounded LRU. A flood of distinct clients evicts the least
- * recently seen, so memory stays under MEMORY_STORE_MAX_KEYS entries; a key whose quota is
- * back in full expires, since a full quota and an absent key mean the same thing.
+ * three for the windows) in a bounded LRU of typed arrays (slab.ts). A flood of distinct
+ * clients evicts the least recently seen, so memory stays under MEMORY_STORE_MAX_KEYS
+ * entries; a key whose quota is back in full expires, since a full quota and an absent key
+ * mean the same thing. Bans and the refusals counted towards them live in LRUs of their
+ * own, so a store with no ban in force looks none up.
  */
-import { LRUCache } from 'lru-cache'
 import type { Clock } from '../clock.js'
 import { bannedDecision, type Decision } from '../limiter/decision.js'
 import type { Policy } from '../limiter/policy.js'
 import { decide, type Outcome, type State } from '../limiter/algorithms/index.js'
+import { Slab } from './slab.js'
 import { localKey, type BanSettings, type ClientState, type Store } from './types.js'
 
 /** How often idle (refilled) keys are swept out, besides being dropped when touched. */
 export const DEFAULT_PURGE_INTERVAL_MS = 30_000
 
-/** An entry lives until its quota is full again; at least 1 ms (0 would mean "forever"). */
-function ttlOf (d: Outcome): number {
-  return Math.max(1, Math.ceil(d.resetMs))
+/** An entry lives until its quota is full again. */
+function expiryOf (d: Outcome, now: number): number {
+  return now + Math.max(1, Math.ceil(d.resetMs))
 }
 
 export interface MemoryStoreOptions {
@@ -28,7 +30,11 @@ export interface MemoryStoreOptions {
 
 export class MemoryStore implements Store {
   readonly kind = 'memory'
-  private readonly cache: LRUCache<string, State>
+  private readonly cache: Slab
+  /** Clients refused outright, until when (epoch ms). */
+  private readonly banned: Slab
+  /** Refusals counted towards a ban: [first refusal in the ban window, count]. */
+  private readonly refusals: Slab
   private readonly clock: Clock
   private readonly timer: NodeJS.Timeout | undefined
   private readonly bans: BanSettings | undefined
@@ -36,39 +42,38 @@ export class MemoryStore implements Store {
   constructor (opts: MemoryStoreOptions) {
     this.clock = opts.clock
     this.bans = opts.bans
-    this.cache = new LRUCache<string, State>({
-      max: opts.maxKeys,
-      // Entries expire when their quota is full again; TTLs run on the injected clock.
-      ttlAutopurge: false,
-      perf: this.clock,
-      ttlResolution: 0,
-      // A stale entry reads as a full quota anyway (every state carries its own time), and
-      // the set() that follows overwrites it. Deleting it on read would be worse than
-      // useless: lru-cache deletes its last entry by clearing every preallocated slot
-      // (O(max)), which with one busy client cost ~2 ms per request (profiled). The
-      // periodic purgeStale() drops idle entries instead.
-      allowStale: true,
-      noDeleteOnStaleGet: true
-    })
+    this.cache = new Slab(opts.maxKeys)
+    this.banned = new Slab(opts.maxKeys)
+    this.refusals = new Slab(opts.maxKeys)
     const every = opts.purgeIntervalMs ?? DEFAULT_PURGE_INTERVAL_MS
     if (every > 0) {
-      this.timer = setInterval(() => this.cache.purgeStale(), every)
+      this.timer = setInterval(() => this.purgeStale(), every)
       this.timer.unref()
     }
+  }
+
+  /** Drops the entries whose quota is full again (and bans that ended). */
+  purgeStale (): void {
+    const now = this.clock.now()
+    this.cache.purge(now)
+    this.banned.purge(now)
+    this.refusals.purge(now)
   }
 
   consume (client: string, policies: readonly Policy[], cost: number, subjects?: readonly string[]): Decision[] {
     const now = this.clock.now()
     // A ban (RATE_LIMIT_BAN_AFTER, or the admin API's) comes before any limit.
-    const until = this.cache.get('ban|' + client)
-    if (typeof until === 'number' && until > now) return bannedDecision(until - now)
+    if (this.banned.size > 0) {
+      const until = this.banned.get(client)
+      if (typeof until === 'number' && until > now) return bannedDecision(until - now)
+    }
     const n = policies.length
     if (n === 1) {
       // The common case (one limit) without the arrays.
       const policy = policies[0]!
       const key = localKey(policy, subjects === undefined ? client : subjects[0]!)
       const d = decide(policy, this.cache.get(key), now, cost)
-      if (d.allowed || d.repair) this.cache.set(key, d.state, { ttl: ttlOf(d) })
+      if (d.allowed || d.repair) this.cache.set(key, d.state, expiryOf(d, now))
       else if (!policy.dryRun && this.bans !== undefined) this.refused(client, now)
       return [d]
     }
@@ -84,7 +89,7 @@ export class MemoryStore implements Store {
     }
     for (let i = 0; i < n; i++) {
       const d = out[i]!
-      if ((admitted && d.allowed) || d.repair) this.cache.set(keys[i]!, d.state, { ttl: ttlOf(d) })
+      if ((admitted && d.allowed) || d.repair) this.cache.set(keys[i]!, d.state, expiryOf(d, now))
     }
     if (!admitted && this.bans !== undefined) this.refused(client, now)
     return out
@@ -93,8 +98,7 @@ export class MemoryStore implements Store {
   /** Counts a refusal towards a ban; bans the client at the threshold. */
   private refused (client: string, now: number): void {
     const { after, windowMs, durationMs } = this.bans!
-    const key = 'ban-count|' + client
-    const v = this.cache.get(key)
+    const v = this.refusals.get(client)
     let start = now
     let count = 1
     if (typeof v === 'object' && now < v[0]! + windowMs) {
@@ -102,18 +106,17 @@ export class MemoryStore implements Store {
       count = v[1]! + 1
     }
     if (count >= after) {
-      this.cache.set('ban|' + client, now + durationMs, { ttl: durationMs })
-      // Overwritten rather than deleted (see allowStale above): the count starts again.
-      this.cache.set(key, [0, 0], { ttl: 1 })
+      this.banned.set(client, now + durationMs, now + durationMs)
+      this.refusals.delete(client)
     } else {
-      this.cache.set(key, [start, count], { ttl: Math.max(1, Math.ceil(start + windowMs - now)) })
+      this.refusals.set(client, [start, count], start + windowMs)
     }
   }
 
   inspect (client: string, policies: readonly Policy[]): ClientState {
     const now = this.clock.now()
-    const until = this.peek('ban|' + client)
-    const count = this.peek('ban-count|' + client)
+    const until = this.banned.peek(client)
+    const count = this.refusals.peek(client)
     return {
       limits: policies.map(policy => {
         const state = this.peek(localKey(policy, client))
@@ -128,25 +131,26 @@ export class MemoryStore implements Store {
 
   reset (client: string, policies: readonly Policy[]): void {
     for (const policy of policies) if (!policy.shared) this.cache.delete(localKey(policy, client))
-    this.cache.delete('ban-count|' + client)
+    this.refusals.delete(client)
   }
 
   ban (client: string, ms: number): void {
-    this.cache.set('ban|' + client, this.clock.now() + ms, { ttl: ms })
+    const until = this.clock.now() + ms
+    this.banned.set(client, until, until)
   }
 
   unban (client: string): void {
-    this.cache.delete('ban|' + client)
-    this.cache.delete('ban-count|' + client)
+    this.banned.delete(client)
+    this.refusals.delete(client)
   }
 
   /** The stored state of a key (tests and inspection). */
   peek (key: string): State | undefined {
-    return this.cache.get(key, { updateAgeOnGet: false })
+    return this.cache.peek(key)
   }
 
   size (): number {
-    return this.cache.size
+    return this.cache.size + this.banned.size + this.refusals.size
   }
 
   ready (): boolean {
@@ -160,5 +164,7 @@ export class MemoryStore implements Store {
   async close (): Promise<void> {
     if (this.timer) clearInterval(this.timer)
     this.cache.clear()
+    this.banned.clear()
+    this.refusals.clear()
   }
 }
