@@ -16,8 +16,8 @@ import type { StoreFailureMode } from '../config/index.js'
 import { StoreUnavailableError } from '../errors.js'
 import type { Decision } from '../limiter/decision.js'
 import type { Policy } from '../limiter/policy.js'
-import type { RedisStore } from './redis.js'
-import { isPromise, type ClientState, type Store } from './types.js'
+import type { DecisionWatcher, RedisStore } from './redis.js'
+import type { ClientState, Store } from './types.js'
 
 /** Consecutive failed decisions on one node that open its circuit. */
 export const FAILURES_TO_OPEN = 3
@@ -45,7 +45,7 @@ interface Circuit {
   fallbackDecisions: number
 }
 
-export class FailoverStore implements Store {
+export class FailoverStore implements Store, DecisionWatcher {
   readonly kind = 'redis'
   private readonly circuits = new Map<string, Circuit>()
   /** Circuits with failures counted (open or not): only then does a success reset one. */
@@ -54,7 +54,11 @@ export class FailoverStore implements Store {
   private opened = 0
   private closed = false
 
-  constructor (private readonly opts: FailoverOptions) {}
+  constructor (private readonly opts: FailoverOptions) {
+    // Redis tells this store of each decision's fate, so nothing is chained on the
+    // decision's promise (one hop from Redis's reply to the limiter).
+    opts.primary.watcher = this
+  }
 
   consume (client: string, policies: readonly Policy[], cost: number, subjects?: readonly string[]): Decision[] | Promise<Decision[]> {
     if (this.opened > 0) {
@@ -63,13 +67,17 @@ export class FailoverStore implements Store {
         return this.opts.primary.deniedLocally(client, policies, cost, subjects) ?? this.fallback(circuit, client, policies, cost, subjects)
       }
     }
-    const result = this.opts.primary.consume(client, policies, cost, subjects)
-    // A synchronous answer is a local denial: Redis was not asked.
-    if (!isPromise(result)) return result
-    return result.then(decisions => {
-      if (this.failing > 0) this.succeeded(client, policies, subjects)
-      return decisions
-    }, (err: unknown) => this.fallback(this.failed(err, client, policies, subjects), client, policies, cost, subjects))
+    return this.opts.primary.consume(client, policies, cost, subjects)
+  }
+
+  /** Redis answered: a node with failures counted is healthy again. */
+  answered (client: string, policies: readonly Policy[], subjects: readonly string[] | undefined): void {
+    if (this.failing > 0) this.succeeded(client, policies, subjects)
+  }
+
+  /** Redis failed a decision: counted towards its node's circuit, answered by the failure mode. */
+  failed (err: unknown, client: string, policies: readonly Policy[], cost: number, subjects: readonly string[] | undefined): Decision[] | Promise<Decision[]> {
+    return this.fallback(this.failedOn(err, client, policies, subjects), client, policies, cost, subjects)
   }
 
   private fallback (circuit: Circuit, client: string, policies: readonly Policy[], cost: number, subjects?: readonly string[]): Decision[] | Promise<Decision[]> {
@@ -103,7 +111,7 @@ export class FailoverStore implements Store {
     }
   }
 
-  private failed (err: unknown, client: string, policies: readonly Policy[], subjects?: readonly string[]): Circuit {
+  private failedOn (err: unknown, client: string, policies: readonly Policy[], subjects?: readonly string[]): Circuit {
     const key = this.opts.primary.firstKey(client, policies, subjects)
     const circuit = this.circuitOf(key)
     if (circuit.open) return circuit

@@ -12,9 +12,10 @@
  * ARGV[6+6(i-1)..]  policy i: algorithm (t, l, f, s), intervalMs, burst, windowMs,
  *                   maxDelayMs, dry run (1/0)
  *
- * Returns {1, ms} for a banned client, else {0} followed by, per policy: allowed (1/0),
- * remaining, resetMs, retryAfterMs, delayMs; durations as strings (Lua numbers would be
- * truncated to integers in the reply).
+ * Returns {1, µs} for a banned client, else {0} followed by, per policy: allowed (1/0),
+ * remaining, then resetMs, retryAfterMs and delayMs in whole microseconds: integers,
+ * which Redis replies as they are (a Lua number with a fraction would be truncated) and
+ * the client reads without parsing a string.
  *
  * Admitted when every policy that is not a dry run allows it; then each policy that
  * allowed writes its state. Refused, nothing is written (but for repairing a state left
@@ -22,6 +23,8 @@
  * a ban. Every state carries its own time, so a key outliving its meaning reads as
  * nothing; the TTLs (until the quota is full again) only collect garbage.
  */
+import { createHash } from 'node:crypto'
+
 export const ARGS_PER_POLICY = 6
 export const ALGORITHM_CODE = { 'token-bucket': 't', 'leaky-bucket': 'l', 'fixed-window': 'f', 'sliding-window': 's' } as const
 
@@ -29,7 +32,7 @@ export const CONSUME_LUA = `
 local EPSILON_MS = 0.001
 local COUNT_EPSILON = 1e-9
 local function fmt(x) return string.format('%.17g', x) end
-local function ms(x) return string.format('%.3f', x) end
+local function us(x) return math.floor(x * 1000 + 0.5) end
 local now
 -- Keys expire once their state means nothing (every state carries its own time, so the
 -- TTL only collects garbage). On an injected clock (tests) Redis still expires keys in
@@ -47,7 +50,7 @@ local banAfter = tonumber(ARGV[3])
 local n = #KEYS - 2
 -- A ban (RATE_LIMIT_BAN_AFTER, or the admin API's) comes before any limit.
 local untilv = tonumber(redis.call('GET', KEYS[n + 1]))
-if untilv ~= nil and untilv > now then return {1, ms(untilv - now)} end
+if untilv ~= nil and untilv > now then return {1, us(untilv - now)} end
 local admitted = true
 local oks, states, ttls, repairs = {}, {}, {}, {}
 local out = {0}
@@ -150,9 +153,9 @@ for i = 1, n do
   if ok == 0 and ARGV[b + 6] ~= '1' then admitted = false end
   out[#out + 1] = ok
   out[#out + 1] = remaining
-  out[#out + 1] = ms(reset)
-  out[#out + 1] = ms(retry)
-  out[#out + 1] = ms(delay)
+  out[#out + 1] = us(reset)
+  out[#out + 1] = us(retry)
+  out[#out + 1] = us(delay)
 end
 for i = 1, n do
   if (admitted and oks[i] == 1) or repairs[i] then
@@ -181,6 +184,9 @@ if not admitted and banAfter > 0 then
 end
 return out
 `
+
+/** What EVALSHA names CONSUME_LUA by. */
+export const CONSUME_SHA = createHash('sha1').update(CONSUME_LUA).digest('hex')
 
 /** Redis TIME and the raw values of KEYS (admin inspection; nothing is written). */
 export const INSPECT_LUA = `
