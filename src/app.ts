@@ -230,31 +230,15 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
     await gateway.register(limiterPlugin, { store, identify: createIdentify(config), limits: manager.holder, headers: config.headers, observer })
   } else {
     // Without the limiter, hygiene is a hook of its own (with it, the limiter's first step).
-    gateway.decorateRequest('gwReleasedAt', -1)
     gateway.decorateRequest('gwHeaders', null)
     gateway.addHook('onRequest', function wellFormed (request, reply, done) {
       if (!refusedAsMalformed(request, reply)) done()
     })
   }
 
-  // Upstream latency and status classes, for proxied requests (not the limiter's answers).
-  const failed = new WeakSet<object>()
-  gateway.addHook('onResponse', function upstreamMetrics (request, reply, done) {
-    const released = request.gwReleasedAt
-    if (released !== 0) {
-      const ms = released > 0 ? performance.now() - released : reply.elapsedTime
-      metrics.upstreamSeconds.observe(ms / 1000)
-      const failure = failed.has(request)
-      if (!failure) metrics.upstreamStatus(reply.statusCode)
-      adaptive?.observe(ms, failure || reply.statusCode >= 500)
-    }
-    done()
-  })
-
   // Methods the gateway never proxies (TRACE, CONNECT, ...): after the limiter has decided.
   const notProxied = JSON.stringify(problem(404, new RouteNotFoundError('the gateway does not forward this method').message, 'GW_NOT_FOUND'))
   gateway.setNotFoundHandler(function notFound (request, reply) {
-    request.gwReleasedAt = 0
     reply.code(404).header('content-type', PROBLEM_CONTENT_TYPE).send(notProxied)
   })
 
@@ -263,9 +247,18 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
     timeoutMs: config.upstreamTimeoutMs,
     connections: config.upstreamConnections,
     isTrustedPeer: (address) => isTrusted(address, 0),
-    onFailure (request, kind) {
-      failed.add(request)
-      metrics.upstreamFailures[kind].inc()
+    // Upstream latency and status classes, for proxied requests (not the limiter's answers).
+    observer: {
+      response (ms, status) {
+        metrics.upstreamSeconds.observe(ms / 1000)
+        metrics.upstreamStatus(status)
+        adaptive?.observe(ms, status >= 500)
+      },
+      failure (ms, kind) {
+        metrics.upstreamSeconds.observe(ms / 1000)
+        metrics.upstreamFailures[kind].inc()
+        adaptive?.observe(ms, true)
+      }
     }
   })
 

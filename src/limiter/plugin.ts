@@ -24,11 +24,6 @@ import type { Outcome } from '../observe/metrics.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
-    /**
-     * When the request was let through to the upstream (performance.now()); 0 when the
-     * limiter answered it itself; -1 when the limiter never saw it.
-     */
-    gwReleasedAt: number
     /** The limiter's response headers for an admitted request, [name, value, ...]; or null. */
     gwHeaders: string[] | null
   }
@@ -67,12 +62,10 @@ const BANNED_START = JSON.stringify(problem(403, BANNED.message)).slice(0, -2)
 export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opts) {
   const { store, identify, limits, headers, observer } = opts
   const storeErrorLog = createThrottledLog(app.log, 'warn', 'rate-limit store failed; answering 503')
-  app.decorateRequest('gwReleasedAt', -1)
   app.decorateRequest('gwHeaders', null)
 
-  function release (request: FastifyRequest, outcome: Outcome, done: HookHandlerDoneFunction): void {
+  function release (outcome: Outcome, done: HookHandlerDoneFunction): void {
     observer.outcome(outcome)
-    request.gwReleasedAt = performance.now()
     done()
   }
 
@@ -84,7 +77,6 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
   function refuse (reply: FastifyReply, identity: Identity, outcome: 'banned' | 'limited', d: Decision, limitHeaders: string[] | undefined): void {
     observer.outcome(outcome)
     observer.refused(identity.key, d.policy.name, false)
-    reply.request.gwReleasedAt = 0
     const retryAfter = retryAfterSeconds(d.retryAfterMs)
     const body = outcome === 'banned'
       ? `${BANNED_START}; retry in ${retryAfter} s.","code":"${BANNED.code}","retryAfter":${retryAfter}}`
@@ -126,23 +118,22 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
     // The client is a digest for API keys (Identity.key), never the key itself.
     if (wouldRefuse !== undefined) {
       observer.refused(identity.key, wouldRefuse.policy.name, true)
-      release(reply.request, 'dry_run_would_limit', done)
+      release('dry_run_would_limit', done)
       return
     }
     // Leaky bucket: held until its turn, so the upstream sees the leak rate.
     if (delayMs > 0) setTimeout(releaseHeld, delayMs, reply, done)
-    else release(reply.request, 'allowed', done)
+    else release('allowed', done)
   }
 
   /** A held request's turn: it goes upstream, unless its client has gone meanwhile. */
   function releaseHeld (reply: FastifyReply, done: HookHandlerDoneFunction): void {
     if (reply.raw.destroyed || reply.request.raw.socket.destroyed) reply.hijack()
-    release(reply.request, 'delayed', done)
+    release('delayed', done)
   }
 
   function storeFailed (reply: FastifyReply, err: unknown): void {
     observer.outcome('store_error')
-    reply.request.gwReleasedAt = 0
     storeErrorLog(err)
     reply.code(503).header('content-type', PROBLEM_CONTENT_TYPE).send(STORE_ERROR_BODY)
   }
@@ -152,12 +143,12 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
     const started = performance.now()
     const identity = identify(request)
     if (identity === ALLOWLISTED) {
-      release(request, 'allowlisted', done)
+      release('allowlisted', done)
       return
     }
     const selection = limits.current(request, identity)
     if (selection === SKIP) {
-      release(request, 'skipped', done)
+      release('skipped', done)
       return
     }
     let result: Decision[] | Promise<Decision[]>

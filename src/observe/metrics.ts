@@ -46,7 +46,7 @@ export class Metrics {
     })
     this.upstreamSeconds = new Histogram({
       name: 'gateway_upstream_duration_seconds',
-      help: 'Time from the end of the limiter decision to the end of the upstream response, for proxied requests',
+      help: 'Time from forwarding a request to the end of the upstream response (or the 502/504 answered instead)',
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers
     })

@@ -12,6 +12,8 @@
  *   dispatch to the response headers, then re-armed by every body chunk. (undici's own
  *   headersTimeout/bodyTimeout run on coarse 500 ms "fast timers": off.)
  * - One client request, at most one upstream request: nothing is retried.
+ * - Upstream timing and outcome are reported here, where they happen: from dispatch to
+ *   the response's end, with its status, or the failure answered (UpstreamObserver).
  * - A client that goes away aborts its upstream request; an upstream that fails before
  *   its headers is a 502/504 problem answer, after them the client connection is cut.
  *
@@ -31,9 +33,17 @@ export interface ForwardOptions {
   connections: number
   /** Whether the direct peer is a trusted proxy (whose X-Forwarded-* are kept). */
   isTrustedPeer: (address: string) => boolean
-  /** The upstream did not answer this request: refused/reset (502) or too slow (504). */
-  onFailure?: (request: FastifyRequest, kind: 'unavailable' | 'timeout') => void
+  /** Told how each forwarded request ended (metrics, adaptive limits). */
+  observer?: UpstreamObserver
   log: FastifyBaseLogger
+}
+
+/** How forwarded requests end. Durations run from dispatch to the end of the response. */
+export interface UpstreamObserver {
+  /** The upstream's response was passed on whole. */
+  response (ms: number, status: number): void
+  /** The upstream did not answer: refused/reset (502) or too slow (504). */
+  failure (ms: number, kind: 'unavailable' | 'timeout'): void
 }
 
 /** Longest connect attempt, whatever UPSTREAM_TIMEOUT_MS says. */
@@ -95,6 +105,7 @@ class ForwardHandler {
   private expiredError: Error | undefined = undefined
   private inBody = false
   private done = false
+  private readonly started = performance.now()
 
   constructor (
     private readonly forwarder: Forwarder,
@@ -173,7 +184,9 @@ class ForwardHandler {
 
   onComplete (): void {
     this.finish()
-    this.res.end()
+    const res = this.res
+    res.end()
+    this.forwarder.opts.observer?.response(performance.now() - this.started, res.statusCode)
   }
 
   onError (err: Error): void {
@@ -187,7 +200,7 @@ class ForwardHandler {
       return
     }
     const timeout = isTimeout(err)
-    this.forwarder.failed(this.request, err, timeout)
+    this.forwarder.failed(err, timeout, performance.now() - this.started)
     res.writeHead(timeout ? 504 : 502, timeout ? TIMEOUT_HEADERS : UNAVAILABLE_HEADERS)
     res.end(timeout ? TIMEOUT_BODY : UNAVAILABLE_BODY)
   }
@@ -209,7 +222,7 @@ export class Forwarder {
   private readonly basePath: string
   private readonly failureLog: (err?: unknown, extra?: Record<string, unknown>) => void
 
-  constructor (private readonly opts: ForwardOptions) {
+  constructor (readonly opts: ForwardOptions) {
     const url = new URL(opts.upstreamUrl)
     this.origin = url.origin
     this.basePath = url.pathname.replace(/\/+$/, '')
@@ -241,10 +254,10 @@ export class Forwarder {
     this.pool.dispatch(options, handler as unknown as Dispatcher.DispatchHandler)
   }
 
-  /** A 502/504 answered: logged (throttled) and counted. */
-  failed (request: FastifyRequest, err: Error, timeout: boolean): void {
+  /** A 502/504 answered: logged (throttled) and reported. */
+  failed (err: Error, timeout: boolean, ms: number): void {
     this.failureLog(err, { code: (err as { code?: string }).code, timeout })
-    this.opts.onFailure?.(request, timeout ? 'timeout' : 'unavailable')
+    this.opts.observer?.failure(ms, timeout ? 'timeout' : 'unavailable')
   }
 
   private requestHeaders (request: FastifyRequest, req: IncomingMessage): string[] {

@@ -24,7 +24,6 @@ export function refusedAsMalformed (request: FastifyRequest, reply: FastifyReply
   for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === 4 && raw[i]!.toLowerCase() === 'host') hosts++
   const body = hosts > 1 ? TWO_HOSTS_BODY : (climbsOut(request.url) ? CLIMBS_OUT_BODY : undefined)
   if (body === undefined) return false
-  request.gwReleasedAt = 0
   reply.code(400).header('content-type', PROBLEM_CONTENT_TYPE).header('connection', 'close').send(body)
   return true
 }
