@@ -42,3 +42,28 @@ t.test('adaptive limits: the factor steps down while the upstream is slow, and b
   const stats = await load.stop()
   t.equal(stats.errors, 0)
 })
+
+t.test('adaptive limits: requests the upstream does not answer (502) count as failures too', async t => {
+  let failing = false
+  const upstream = createServer((req, res) => {
+    req.resume()
+    // Failing: the connection is cut before any answer, which the gateway answers with a 502.
+    if (failing) req.socket.destroy()
+    else res.end('ok')
+  }).listen(0, '127.0.0.1')
+  await once(upstream, 'listening')
+  t.teardown(() => { upstream.closeAllConnections(); return new Promise(resolve => upstream.close(resolve)) })
+  const gw = await startGateway(t, {
+    UPSTREAM_URL: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`,
+    RATE_LIMIT_RATE: '100000/s', RATE_LIMIT_BURST: '1000000',
+    ADAPTIVE_LIMITS: 'true', ADAPTIVE_INTERVAL_MS: '200', ADAPTIVE_MIN_FACTOR: '0.25', ADAPTIVE_EVENT_LOOP_DELAY_MS: '5000'
+  })
+  const factor = () => gw.app.manager.adaptive
+  t.ok(await eventually(async () => (await send(`${gw.url}/x`)).status === 200 && factor() === 1, 5000), 'healthy: factor 1')
+  failing = true
+  t.equal((await send(`${gw.url}/x`)).status, 502)
+  const load = startLoad(`${gw.url}/x`, 4)
+  t.teardown(() => load.stop())
+  t.ok(await eventually(() => factor() < 1, 5000), `502s: the factor drops (${factor()})`)
+  await load.stop()
+})
