@@ -74,7 +74,8 @@ export class MemoryStore implements Store {
       const key = localKey(policy, subjects === undefined ? client : subjects[0]!)
       const d = decide(policy, this.cache.get(key), now, cost)
       if (d.allowed || d.repair) this.cache.set(key, d.state, expiryOf(d, now))
-      else if (!policy.dryRun && this.bans !== undefined) this.refused(client, now)
+      // A refusal that repairs the state is a refusal all the same (as in the n-limit path and Lua).
+      if (!d.allowed && !policy.dryRun && this.bans !== undefined) this.refused(client, now)
       return [d]
     }
     const keys: string[] = new Array(n)

@@ -164,6 +164,19 @@ export const CONTRACT: ContractCase[] = [
     ]
   },
   {
+    // A refusal that repairs such a state is still a refusal: it counts towards a ban
+    // (the memory store's one-limit path once skipped it).
+    name: 'bans: a refusal that repairs a stricter limit\'s state counts towards the ban',
+    bans: { after: 2, windowMs: 60_000, durationMs: 10_000 },
+    policies: [policy('1/h', 1, 'x'), policy('10/s', 2, 'x')],
+    steps: [
+      { at: 0, keys: [0], expect: [ok(0)] },
+      { at: 0, keys: [1], expect: [no(100, { remaining: 0, resetMs: 200 })] },
+      { at: 10, keys: [1], expect: [no(90)] },
+      { at: 20, keys: [1], expect: [banned(9990)] }
+    ]
+  },
+  {
     name: 'independent keys do not share a bucket',
     policies: [policy('1/s', 1, 'a'), policy('1/s', 1, 'b')],
     steps: [
