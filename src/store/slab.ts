@@ -1,8 +1,8 @@
 /**
  * A bounded LRU of limiter states in typed arrays: one Map from key to slot, and per slot
  * up to three numbers, an expiry and the LRU links, each in a column of its own. No object
- * per entry: a tracked client costs its key string, its Map entry and ~33 bytes of columns
- * (~110 bytes at 1M clients, where lru-cache's per-entry bookkeeping cost ~200). nginx's
+ * per entry: a tracked client costs its key string, its Map entry and 33 bytes of slots
+ * (49 for a window's state): ~103 bytes in all at 1M clients, where lru-cache cost ~200. nginx's
  * `limit_req` zone does the same in C with 64 bytes per client.
  *
  * An entry that has expired is still returned until the sweep (`purge`) or eviction drops
