@@ -9,7 +9,7 @@ import { writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { DURATION_S, HERE, ROOT, TOOL_LABEL, interleave, median, runBench, startGatewayProcess, startRedis, startUpstream, type Sample, type Target } from './harness.js'
-import { ALGORITHMS } from '../src/limiter/algorithms/index.js'
+import { ALGORITHMS } from '../src/core/policy.js'
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
 

@@ -2,10 +2,10 @@
  * The cost of one decision in the memory store, per algorithm, without any HTTP: one busy
  * client, and 100,000 clients in turn. Prints JSON lines; bench/algorithms.ts reports them.
  */
-import { ManualClock } from '../src/clock.js'
-import { parseRate } from '../src/config/parse.js'
-import { ALGORITHMS } from '../src/limiter/algorithms/index.js'
-import { makePolicy } from '../src/limiter/policy.js'
+import { ManualClock } from '../src/core/clock.js'
+import { parseRate } from '../src/core/rate.js'
+import { ALGORITHMS } from '../src/core/policy.js'
+import { makePolicy } from '../src/core/policy.js'
 import { MemoryStore } from '../src/store/memory.js'
 
 const CALLS = Number(process.argv[2] ?? 2_000_000)

@@ -10,9 +10,9 @@
  * Heap is V8's heap plus the store's typed arrays (which live outside it).
  */
 import { MemoryStore } from '../src/store/memory.js'
-import { makePolicy } from '../src/limiter/policy.js'
-import { parseRate } from '../src/config/parse.js'
-import { systemClock } from '../src/clock.js'
+import { makePolicy } from '../src/core/policy.js'
+import { parseRate } from '../src/core/rate.js'
+import { systemClock } from '../src/core/clock.js'
 
 const n = Number(process.argv[2])
 const warm = Math.floor(n / 10)

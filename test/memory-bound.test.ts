@@ -1,5 +1,5 @@
 import t from 'tap'
-import { ManualClock } from '../src/clock.js'
+import { ManualClock } from '../src/core/clock.js'
 import { MemoryStore } from '../src/store/memory.js'
 import { policy } from './helpers/store-contract.js'
 import { startUpstream } from './helpers/upstream.js'

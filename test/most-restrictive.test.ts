@@ -1,5 +1,5 @@
 import t from 'tap'
-import { mostRestrictive, type Decision } from '../src/limiter/decision.js'
+import { mostRestrictive, type Decision } from '../src/core/decision.js'
 import { policy } from './helpers/store-contract.js'
 
 const d = (name: string, allowed: boolean, remaining: number, resetMs: number, retryAfterMs: number): Decision =>

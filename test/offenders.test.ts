@@ -1,5 +1,5 @@
 import t from 'tap'
-import { ManualClock } from '../src/clock.js'
+import { ManualClock } from '../src/core/clock.js'
 import { TopOffenders } from '../src/observe/offenders.js'
 import { startUpstream } from './helpers/upstream.js'
 import { startGateway } from './helpers/gateway.js'

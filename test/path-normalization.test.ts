@@ -1,5 +1,5 @@
 import t from 'tap'
-import { climbsOut, normalizePath } from '../src/limiter/path.js'
+import { climbsOut, normalizePath } from '../src/core/path.js'
 
 // [request target, the form rules are matched against]
 const CASES: Array<[string, string]> = [

@@ -1,8 +1,8 @@
 /** RateLimit-Policy states the real long-run rate: q/w, with w whole seconds. */
 import t from 'tap'
-import { parseRate } from '../src/config/parse.js'
-import { makePolicy } from '../src/limiter/policy.js'
-import type { AlgorithmName } from '../src/config/index.js'
+import { parseRate } from '../src/core/rate.js'
+import { makePolicy } from '../src/core/policy.js'
+import type { AlgorithmName } from '../src/core/policy.js'
 
 const CASES: Array<[AlgorithmName, string, number, string]> = [
   // algorithm, rate, burst, RateLimit-Policy item

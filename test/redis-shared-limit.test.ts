@@ -1,6 +1,6 @@
 import t from 'tap'
 import { request, Agent } from 'undici'
-import type { Clock } from '../src/clock.js'
+import type { Clock } from '../src/core/clock.js'
 import { startUpstream } from './helpers/upstream.js'
 import { startGateway, type TestGateway } from './helpers/gateway.js'
 import { startRedis } from './helpers/redis.js'

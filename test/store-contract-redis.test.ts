@@ -1,5 +1,5 @@
 import t from 'tap'
-import { ManualClock } from '../src/clock.js'
+import { ManualClock } from '../src/core/clock.js'
 import { RedisStore } from '../src/store/redis.js'
 import { loadConfig } from '../src/config/index.js'
 import { runContract } from './helpers/run-contract.js'

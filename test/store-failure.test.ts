@@ -1,6 +1,6 @@
 import t from 'tap'
-import type { Decision } from '../src/limiter/decision.js'
-import type { Policy } from '../src/limiter/policy.js'
+import type { Decision } from '../src/core/decision.js'
+import type { Policy } from '../src/core/policy.js'
 import type { Store } from '../src/store/types.js'
 import { startUpstream } from './helpers/upstream.js'
 import { startGateway } from './helpers/gateway.js'

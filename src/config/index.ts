@@ -5,17 +5,18 @@
 import { readFileSync } from 'node:fs'
 import envSchema from 'env-schema'
 import { ConfigError } from '../errors.js'
-import { ALGORITHMS } from '../limiter/algorithms/index.js'
-import type { BanSettings } from '../store/types.js'
+import { ALGORITHMS, type AlgorithmName, type BanSettings, type LimitSpec } from '../core/policy.js'
+import { parseRate, type RateSpec } from '../core/rate.js'
 import { checkWindowRate, loadRulesFile, type Rule, type RulesContext } from './rules.js'
 import {
-  parseAllowlist, parseApiKeys, parseDuration, parseHeaderName, parseTiers, parseWebhookUrl, parseHostPorts, parseKeyBy, parseRate, parseRedisUrl, parseTrustProxy, parseUpstreamUrl,
-  type Allowlist, type HostPort, type KeySource, type RateSpec
+  parseAllowlist, parseApiKeys, parseDuration, parseHeaderName, parseTiers, parseWebhookUrl, parseHostPorts, parseKeyBy, parseRedisUrl, parseTrustProxy, parseUpstreamUrl,
+  type Allowlist, type HostPort, type KeySource
 } from './parse.js'
 
-export type { Allowlist, HostPort, KeySource, RateSpec } from './parse.js'
+export type { Allowlist, HostPort, KeySource } from './parse.js'
+export type { RateSpec } from '../core/rate.js'
 export type { Rule, RuleLimit, RulesContext } from './rules.js'
-export type { BanSettings } from '../store/types.js'
+export type { AlgorithmName, BanSettings, LimitSpec } from '../core/policy.js'
 
 export const DEFAULT_PORT = 8000
 export const DEFAULT_ADMIN_PORT = 9000
@@ -36,7 +37,6 @@ export const DEFAULT_REQUEST_TIMEOUT_MS = 300_000
 export const DEFAULT_CLIENT_IDLE_TIMEOUT_MS = 60_000
 
 export type HeadersMode = 'both' | 'draft' | 'legacy' | 'none'
-export type AlgorithmName = typeof ALGORITHMS[number]
 export type StoreKind = 'memory' | 'redis'
 export type StoreFailureMode = 'local' | 'open' | 'closed'
 
@@ -78,11 +78,6 @@ export interface AdaptiveSettings {
   readonly minFactor: number
   /** How often health is judged and the factor moved one step. */
   readonly intervalMs: number
-}
-
-export interface LimitSpec {
-  readonly rate: RateSpec
-  readonly burst: number
 }
 
 /** Every setting of the gateway, typed and frozen. */

@@ -7,11 +7,10 @@
  */
 import { readFileSync } from 'node:fs'
 import { Ajv, type ErrorObject } from 'ajv'
-import { normalizePath } from '../limiter/path.js'
-import { ALGORITHMS } from '../limiter/algorithms/index.js'
-import { isWindow } from '../limiter/policy.js'
-import type { AlgorithmName, LimitSpec } from './index.js'
-import { parseKeyBy, parseRate, RESERVED_POLICY_NAMES, type KeySource, type RateSpec } from './parse.js'
+import { normalizePath } from '../core/path.js'
+import { ALGORITHMS, isWindow, type AlgorithmName, type LimitSpec } from '../core/policy.js'
+import { parseRate, type RateSpec } from '../core/rate.js'
+import { parseKeyBy, RESERVED_POLICY_NAMES, type KeySource } from './parse.js'
 
 export const MAX_RULES = 1000
 export const MAX_LIMITS_PER_RULE = 8

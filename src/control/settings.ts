@@ -7,8 +7,8 @@
 import type { AlgorithmName, Config, LimitSpec, Rule } from '../config/index.js'
 import { rulesContext } from '../config/index.js'
 import { checkCost, parseRateFor, parseRules } from '../config/rules.js'
-import type { RateSpec } from '../config/parse.js'
-import { isWindow } from '../limiter/policy.js'
+import type { RateSpec } from '../core/rate.js'
+import { isWindow } from '../core/policy.js'
 
 export interface LimitInput { rate: string, burst: number }
 

@@ -7,10 +7,7 @@
  * request (RateLimit-Policy, the item prefixes) are rendered once per policy.
  */
 import type { HeadersMode } from '../config/index.js'
-import type { Decision } from './decision.js'
-
-/** Every header name the gateway may set here, lowercased (an upstream's own are replaced). */
-export const RATE_LIMIT_HEADER_NAMES: ReadonlySet<string> = new Set(['x-ratelimit-limit', 'x-ratelimit-remaining', 'x-ratelimit-reset', 'ratelimit-policy', 'ratelimit'])
+import type { Decision } from '../core/decision.js'
 
 /** Whole seconds, rounded up, so a client waiting that long is never early. */
 export function ceilSeconds (ms: number): number {

@@ -7,8 +7,8 @@
 import type { FastifyRequest } from 'fastify'
 import type { Config, LimitSpec, Rule } from '../config/index.js'
 import { createIdentify, type Identify, type Identity } from '../identity/identify.js'
-import { makePolicy, type Policy, type PolicySpec } from './policy.js'
-import { normalizePath } from './path.js'
+import { makePolicy, type Policy, type PolicySpec } from '../core/policy.js'
+import { normalizePath } from '../core/path.js'
 
 /** The limits of one request, what it costs, and whose each limit is. */
 export interface Selection {

@@ -7,7 +7,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { LRUCache } from 'lru-cache'
 import type { AlertSettings } from '../config/index.js'
-import type { Clock } from '../clock.js'
+import type { Clock } from '../core/clock.js'
 import { createThrottledLog } from '../log.js'
 
 /** Attempts per alert, and the wait before the first retry (doubling). */

@@ -4,7 +4,7 @@
  * client in the true top is always listed; a count may be over-estimated by at most its
  * `error` (the count of the counter it took over).
  */
-import type { Clock } from '../clock.js'
+import type { Clock } from '../core/clock.js'
 
 export const CAPACITY = 500
 export const MINUTES = 5

@@ -25,7 +25,7 @@ import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
 import { errors, Pool, type Dispatcher } from 'undici'
 import { InvalidUpstreamStatusError, PROBLEM_CONTENT_TYPE_UTF8, problem, UpstreamTimeoutError, UpstreamUnavailableError } from '../errors.js'
 import { createThrottledLog } from '../log.js'
-import { RATE_LIMIT_HEADER_NAMES } from '../limiter/headers.js'
+import { RATE_LIMIT_HEADER_NAMES } from '../core/headers.js'
 
 export interface ForwardOptions {
   upstreamUrl: string

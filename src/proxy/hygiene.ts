@@ -8,7 +8,7 @@
  */
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { BadRequestError, PROBLEM_CONTENT_TYPE, problem } from '../errors.js'
-import { climbsOut } from '../limiter/path.js'
+import { climbsOut } from '../core/path.js'
 
 const badBody = (detail: string): string => { const e = new BadRequestError(detail); return JSON.stringify(problem(400, e.message, e.code)) }
 const TWO_HOSTS_BODY = badBody('more than one Host header')

@@ -14,8 +14,8 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { StoreFailureMode } from '../config/index.js'
 import { StoreUnavailableError } from '../errors.js'
-import type { Decision } from '../limiter/decision.js'
-import type { Policy } from '../limiter/policy.js'
+import type { Decision } from '../core/decision.js'
+import type { Policy } from '../core/policy.js'
 import type { DecisionWatcher, RedisStore } from './redis.js'
 import type { ClientState, Store } from './types.js'
 

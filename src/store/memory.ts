@@ -6,10 +6,10 @@
  * mean the same thing. Bans and the refusals counted towards them live in LRUs of their
  * own, so a store with no ban in force looks none up.
  */
-import type { Clock } from '../clock.js'
-import { bannedDecision, type Decision } from '../limiter/decision.js'
-import type { Policy } from '../limiter/policy.js'
-import { decide, type Outcome, type State } from '../limiter/algorithms/index.js'
+import type { Clock } from '../core/clock.js'
+import { bannedDecision, type Decision } from '../core/decision.js'
+import type { Policy } from '../core/policy.js'
+import { decide, type Outcome, type State } from '../algorithms/index.js'
 import { Slab } from './slab.js'
 import { localKey, type BanSettings, type ClientState, type Store } from './types.js'
 

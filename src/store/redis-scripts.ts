@@ -1,5 +1,5 @@
 /**
- * The Redis side of the algorithms: the same lines as src/limiter/algorithms/*.ts, for
+ * The Redis side of the algorithms: the same lines as src/algorithms/*.ts, for
  * every limit of one request plus the client's ban, in one atomic script call. The
  * store-contract table runs against both so they cannot drift.
  *

@@ -8,7 +8,7 @@
  * An entry that has expired is still returned until the sweep (`purge`) or eviction drops
  * it: every state carries its own time, so a stale state decides exactly as an absent one.
  */
-import type { State } from '../limiter/algorithms/index.js'
+import type { State } from '../algorithms/index.js'
 
 /** Slots allocated at first; the columns double from there up to the bound. */
 const INITIAL_SLOTS = 1024

@@ -3,9 +3,11 @@
  * takes all the limits that apply to one request in one atomic call: the request passes
  * only if every enforced limit passes, and a refused request consumes nothing from any.
  */
-import type { Decision } from '../limiter/decision.js'
-import type { Policy } from '../limiter/policy.js'
-import type { State } from '../limiter/algorithms/index.js'
+import type { Decision } from '../core/decision.js'
+import type { BanSettings, Policy } from '../core/policy.js'
+
+export type { BanSettings } from '../core/policy.js'
+import type { State } from '../algorithms/index.js'
 
 /** Whether a store answered asynchronously (remote) rather than with the decisions at once. */
 export function isPromise<T> (v: T | Promise<T>): v is Promise<T> {
@@ -17,12 +19,6 @@ export function localKey (policy: Policy, subject: string): string {
   return policy.shared ? policy.name : policy.name + '|' + subject
 }
 
-/** RATE_LIMIT_BAN_*: after `after` refusals within `windowMs`, refuse the client for `durationMs`. */
-export interface BanSettings {
-  readonly after: number
-  readonly windowMs: number
-  readonly durationMs: number
-}
 
 /** A client's standing, for the admin API. */
 export interface ClientState {

@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net'
 import pino from 'pino'
 import type { FastifyBaseLogger } from 'fastify'
 import { buildApp, type App } from '../../src/app.js'
-import type { Clock } from '../../src/clock.js'
+import type { Clock } from '../../src/core/clock.js'
 import { loadConfig } from '../../src/config/index.js'
 import type { Store } from '../../src/store/types.js'
 

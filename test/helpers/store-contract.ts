@@ -3,11 +3,11 @@
  * injected clock. Each case is a sequence of requests at given times (ms after the start)
  * against one or more policies; each step states what the decision must be.
  */
-import { makePolicy } from '../../src/limiter/policy.js'
-import { parseRate } from '../../src/config/parse.js'
-import type { Policy } from '../../src/limiter/policy.js'
-import type { AlgorithmName } from '../../src/config/index.js'
-import type { BanSettings } from '../../src/store/types.js'
+import { makePolicy } from '../../src/core/policy.js'
+import { parseRate } from '../../src/core/rate.js'
+import type { Policy } from '../../src/core/policy.js'
+import type { AlgorithmName } from '../../src/core/policy.js'
+import type { BanSettings } from '../../src/core/policy.js'
 
 /** Where cases start by default: deliberately not a whole millisecond. */
 export const START = 1_795_000_000_123.456

@@ -7,7 +7,7 @@ import { once } from 'node:events'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { spawnGateway } from '../helpers/process.js'
-import { normalizePath } from '../../src/limiter/path.js'
+import { normalizePath } from '../../src/core/path.js'
 import { rawExchange, Tally, writeFigures } from './harness.js'
 
 const TARGETS = [

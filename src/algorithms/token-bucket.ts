@@ -14,7 +14,7 @@
  * Pure: (state, policy, now, cost) → outcome and next state. The Redis Lua script mirrors
  * these lines; the shared store-contract table keeps them from drifting.
  */
-import type { Policy } from '../policy.js'
+import type { Policy } from '../core/policy.js'
 import type { Outcome } from './types.js'
 
 /**

@@ -1,4 +1,4 @@
-import type { Decision } from '../decision.js'
+import type { Decision } from '../core/decision.js'
 
 /**
  * What a store keeps per key: the buckets' TAT (one number), a fixed window's

@@ -1,5 +1,5 @@
 /** The four algorithms behind one call, chosen by the policy. */
-import type { Policy } from '../policy.js'
+import type { Policy } from '../core/policy.js'
 import { fixedWindow } from './fixed-window.js'
 import { slidingWindow } from './sliding-window.js'
 import { tokenBucket } from './token-bucket.js'
@@ -7,7 +7,6 @@ import type { Outcome, State } from './types.js'
 
 export type { Outcome, State } from './types.js'
 
-export const ALGORITHMS = ['token-bucket', 'sliding-window', 'fixed-window', 'leaky-bucket'] as const
 
 /**
  * Decides one request against one policy. A state of another shape than the algorithm's

@@ -7,7 +7,7 @@
  *
  * State: [window start, count]. Pure; mirrored in the Redis Lua script.
  */
-import type { Policy } from '../policy.js'
+import type { Policy } from '../core/policy.js'
 import type { Outcome } from './types.js'
 
 export function fixedWindow (state: readonly number[] | undefined, policy: Policy, now: number, cost: number): Outcome {

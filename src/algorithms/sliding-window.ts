@@ -11,7 +11,7 @@
  *
  * State: [current window start, previous count, current count]. Pure; mirrored in Lua.
  */
-import type { Policy } from '../policy.js'
+import type { Policy } from '../core/policy.js'
 import type { Outcome } from './types.js'
 
 /** Slack on counts: a weighted count is a fraction and must not refuse by rounding. */

@@ -3,7 +3,23 @@
  * algorithm and its parameters, with the parts of the headers that never change rendered
  * once at start-up (or rules load).
  */
-import type { AlgorithmName, LimitSpec } from '../config/index.js'
+import type { RateSpec } from './rate.js'
+
+export const ALGORITHMS = ['token-bucket', 'sliding-window', 'fixed-window', 'leaky-bucket'] as const
+export type AlgorithmName = typeof ALGORITHMS[number]
+
+/** A limit as configured: a rate and a burst (a bucket's capacity; windows ignore it). */
+export interface LimitSpec {
+  readonly rate: RateSpec
+  readonly burst: number
+}
+
+/** RATE_LIMIT_BAN_*: after `after` refusals within `windowMs`, refuse the client for `durationMs`. */
+export interface BanSettings {
+  readonly after: number
+  readonly windowMs: number
+  readonly durationMs: number
+}
 
 export interface Policy {
   /** Shown in RateLimit-Policy and RateLimit, and part of every store key. */
