@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net'
 import { startUpstream } from './helpers/upstream.js'
 import { startGateway } from './helpers/gateway.js'
 import { send } from './helpers/http.js'
-import { keepAliveTimeouts } from '../src/app.js'
+import { keepAliveTimeouts } from '../src/proxy/listener.js'
 
 t.test('CLIENT_IDLE_TIMEOUT_MS closes an idle keep-alive connection at that time, and says so', async t => {
   const upstream = await startUpstream(t)

@@ -6,7 +6,7 @@
  * refused too: the upstream must only ever see paths under its root, however many times
  * it decodes them.
  */
-import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { BadRequestError, PROBLEM_CONTENT_TYPE, problem } from '../errors.js'
 import { climbsOut } from '../core/path.js'
 
@@ -26,4 +26,12 @@ export function refusedAsMalformed (request: FastifyRequest, reply: FastifyReply
   if (body === undefined) return false
   reply.code(400).header('content-type', PROBLEM_CONTENT_TYPE).header('connection', 'close').send(body)
   return true
+}
+
+/** Hygiene as an onRequest hook of its own, for a gateway without the limiter (whose first step it is otherwise). */
+export function addHygieneHook (app: FastifyInstance): void {
+  app.decorateRequest('gwHeaders', null)
+  app.addHook('onRequest', function wellFormed (request, reply, done) {
+    if (!refusedAsMalformed(request, reply)) done()
+  })
 }

@@ -1,0 +1,72 @@
+/**
+ * What the gateway reports, in one place: Prometheus metrics, the aggregated violation
+ * log, the top offenders and the alert webhook, and the observers through which the
+ * limiter and the forwarder feed them (matching LimiterObserver and UpstreamObserver).
+ */
+import type { FastifyBaseLogger } from 'fastify'
+import type { Config } from '../config/index.js'
+import type { Clock } from '../core/clock.js'
+import type { Store } from '../store/types.js'
+import { Alerts } from './alerts.js'
+import { Metrics, type MetricsSources, type Outcome } from './metrics.js'
+import { TopOffenders } from './offenders.js'
+import { ViolationLog } from './violations.js'
+
+export interface ObservabilityOptions {
+  config: Config
+  log: FastifyBaseLogger
+  clock: Clock
+  store: Store | undefined
+  factors: MetricsSources['factors']
+}
+
+export class Observability {
+  readonly metrics: Metrics
+  readonly violations: ViolationLog
+  readonly offenders: TopOffenders
+  readonly alerts: Alerts | undefined
+
+  constructor ({ config, log, clock, store, factors }: ObservabilityOptions) {
+    this.metrics = new Metrics({ store, factors })
+    this.violations = new ViolationLog(log.child({ component: 'violations' }), config.violationLogIntervalMs)
+    this.offenders = new TopOffenders(clock)
+    this.alerts = config.alerts && new Alerts(config.alerts, log.child({ component: 'alerts' }), clock)
+  }
+
+  /** What the limiter reports: each request's outcome, decision time and refusals. */
+  readonly limiter = {
+    outcome: (outcome: Outcome): void => { this.metrics.requests[outcome].inc() },
+    decided: (seconds: number): void => { this.metrics.decisionSeconds.observe(seconds) },
+    refused: (client: string, policy: string, dryRun: boolean): void => {
+      this.violations.record(client, policy, dryRun)
+      if (dryRun) return
+      this.offenders.record(client)
+      this.alerts?.record(client, policy)
+    }
+  }
+
+  /**
+   * What the forwarder reports: upstream latency and status classes for proxied requests
+   * (not the limiter's own answers). `health` hears each too: whether it went badly.
+   */
+  upstream (health?: (ms: number, bad: boolean) => void): { response (ms: number, status: number): void, failure (ms: number, kind: 'unavailable' | 'timeout'): void } {
+    const metrics = this.metrics
+    return {
+      response (ms, status) {
+        metrics.upstreamSeconds.observe(ms / 1000)
+        metrics.upstreamStatus(status)
+        health?.(ms, status >= 500)
+      },
+      failure (ms, kind) {
+        metrics.upstreamSeconds.observe(ms / 1000)
+        metrics.upstreamFailures[kind].inc()
+        health?.(ms, true)
+      }
+    }
+  }
+
+  close (): void {
+    this.alerts?.close()
+    this.violations.close()
+  }
+}

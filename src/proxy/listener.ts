@@ -1,0 +1,102 @@
+/**
+ * The client-facing Fastify instance, before any hook or route: its logger, the client
+ * timeouts (headers, whole request, idle keep-alive), problem+json for what Node's parser
+ * refuses, for unexpected errors and for methods the gateway never proxies.
+ */
+import type { Duplex } from 'node:stream'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import type { Config } from '../config/index.js'
+import { BadRequestError, HeadersTooLargeError, InternalError, PROBLEM_CONTENT_TYPE, PROBLEM_CONTENT_TYPE_UTF8, problem, RequestTimeoutError, RouteNotFoundError, statusTitle } from '../errors.js'
+
+/** How often Node checks client connections against the header and request timeouts. */
+export const CONNECTIONS_CHECK_MS = 1_000
+/** What Node 20 adds to keepAliveTimeout before it closes an idle socket. */
+const NODE20_KEEP_ALIVE_BUFFER_MS = 1_000
+/** pino's numeric level for `error`. */
+const ERROR_LEVEL = 50
+const INTERNAL = new InternalError()
+
+/**
+ * The server's keep-alive settings for an idle timeout. Node keeps an idle socket open a
+ * buffer past the advertised `Keep-Alive: timeout=`, so that a client reusing it right at
+ * that limit is not cut off: 1 s fixed on Node 20, `keepAliveTimeoutBuffer` (settable) from
+ * Node 24 on. The socket must close at `idleMs`: the advertised part is what is left.
+ */
+export function keepAliveTimeouts (idleMs: number, bufferSettable: boolean): { keepAliveTimeout: number, bufferMs: number } {
+  const bufferMs = bufferSettable ? Math.min(NODE20_KEEP_ALIVE_BUFFER_MS, Math.floor(idleMs / 4)) : NODE20_KEEP_ALIVE_BUFFER_MS
+  return { keepAliveTimeout: Math.max(1, idleMs - bufferMs), bufferMs }
+}
+
+/** A raw response for a request Node's parser refused or cut: no route, no reply object. */
+function rawProblem (status: number, error: { message: string, code: string }): string {
+  const body = JSON.stringify(problem(status, error.message, error.code))
+  return `HTTP/1.1 ${status} ${statusTitle(status)}\r\nContent-Type: ${PROBLEM_CONTENT_TYPE_UTF8}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`
+}
+const REQUEST_TIMEOUT_RESPONSE = rawProblem(408, new RequestTimeoutError())
+const HEADERS_TOO_LARGE_RESPONSE = rawProblem(431, new HeadersTooLargeError())
+const MALFORMED_RESPONSE = rawProblem(400, new BadRequestError('the request is not valid HTTP/1.1'))
+
+/**
+ * Requests the HTTP parser refused or the request timeouts cut, answered like every other
+ * gateway error (problem+json with a code) instead of fastify's own JSON shape.
+ */
+function clientErrorHandler (err: Error & { code?: string }, socket: Duplex): void {
+  // Nobody left to answer (a reset, or the client has stopped reading): just close.
+  if (socket.writable) {
+    socket.write(err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? REQUEST_TIMEOUT_RESPONSE
+      : (err.code === 'HPE_HEADER_OVERFLOW' ? HEADERS_TOO_LARGE_RESPONSE : MALFORMED_RESPONSE))
+  }
+  socket.destroy()
+}
+
+/**
+ * @param isTrusted proxy-addr's trust function for TRUST_PROXY (which X-Forwarded-For hops
+ *                  are believed)
+ */
+export function createGatewayListener (config: Config, log: FastifyBaseLogger, isTrusted: (address: string, hop: number) => boolean): FastifyInstance {
+  const gatewayLog = log.child({ listener: 'gateway' })
+  // One logger for every request, from error up: below that, fastify writes a line per
+  // failed request (a client aborting, the upstream down), which an attacker turns into a
+  // log flood; the gateway's own warnings are throttled or aggregated. Shared rather than
+  // a child per request (with its request id): a pino child per request cost measurable
+  // CPU on the hot path, for lines that almost never come.
+  const requestLog = gatewayLog.child({}) as FastifyBaseLogger & { levelVal: number }
+  if (requestLog.levelVal < ERROR_LEVEL) requestLog.level = 'error'
+  const gateway = Fastify({
+    loggerInstance: gatewayLog,
+    logController: new LogController({ disableRequestLogging: true }),
+    childLoggerFactory: () => requestLog,
+    // Slow clients: headers within REQUEST_HEADERS_TIMEOUT_MS (slowloris), the whole
+    // request within REQUEST_TIMEOUT_MS (slow bodies), checked every second; a silent
+    // connection closed after CLIENT_IDLE_TIMEOUT_MS.
+    http: { headersTimeout: config.headersTimeoutMs, connectionsCheckingInterval: CONNECTIONS_CHECK_MS },
+    requestTimeout: config.requestTimeoutMs,
+    connectionTimeout: config.clientIdleTimeoutMs,
+    // proxy-addr picks the right-most untrusted X-Forwarded-For hop; no list, no trust.
+    trustProxy: config.trustProxy.length > 0 ? isTrusted : false,
+    return503OnClosing: true,
+    clientErrorHandler
+  })
+
+  // An idle keep-alive connection closes CLIENT_IDLE_TIMEOUT_MS after its last response.
+  const server = gateway.server as unknown as { keepAliveTimeout: number, keepAliveTimeoutBuffer?: number }
+  const idle = keepAliveTimeouts(config.clientIdleTimeoutMs, 'keepAliveTimeoutBuffer' in server)
+  server.keepAliveTimeout = idle.keepAliveTimeout
+  server.keepAliveTimeoutBuffer = idle.bufferMs
+
+  // Anything unexpected: a problem+json body that gives nothing away.
+  gateway.setErrorHandler((err: Error & { statusCode?: number, code?: string }, request, reply) => {
+    const status = err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500
+    if (status === 500) request.log.error({ err }, 'request failed')
+    reply.code(status).header('content-type', PROBLEM_CONTENT_TYPE)
+      .send(JSON.stringify(status === 500 ? problem(500, INTERNAL.message, INTERNAL.code) : problem(status, err.message, err.code)))
+  })
+
+  // Methods the gateway never proxies (TRACE, CONNECT, ...): after the limiter has decided.
+  const notProxied = JSON.stringify(problem(404, new RouteNotFoundError('the gateway does not forward this method').message, 'GW_NOT_FOUND'))
+  gateway.setNotFoundHandler(function notFound (_request, reply) {
+    reply.code(404).header('content-type', PROBLEM_CONTENT_TYPE).send(notProxied)
+  })
+  return gateway
+}

@@ -1,0 +1,36 @@
+/**
+ * The store the Config names: the memory store; or, for Redis, the Redis store behind the
+ * failover store (with a memory store of its own for STORE_FAILURE_MODE=local), connected
+ * before the gateway starts, or failing with what went wrong.
+ */
+import type { FastifyBaseLogger } from 'fastify'
+import type { Config } from '../config/index.js'
+import type { Clock } from '../core/clock.js'
+import { FailoverStore } from './failover.js'
+import { MemoryStore } from './memory.js'
+import { RedisStore } from './redis.js'
+import type { Store } from './types.js'
+
+export interface Stores {
+  store: Store
+  /** The Redis store itself (the fleet settings sync talks to it), when STORE=redis. */
+  redis: RedisStore | undefined
+}
+
+export async function createStore (config: Config, clock: Clock, log: FastifyBaseLogger): Promise<Stores> {
+  const local = new MemoryStore({ maxKeys: config.memoryStoreMaxKeys, clock, bans: config.bans })
+  if (config.store === 'memory') return { store: local, redis: undefined }
+  // One decision mixing subjects (the global limit; on a Cluster, rules that may be keyed
+  // by another identity source) needs all its keys in one slot. Fixed for the store's life.
+  const singleSlot = config.globalLimit !== undefined || (config.redis.clusterNodes.length > 0 && config.rulesFile !== undefined)
+  const primary = new RedisStore({ settings: config.redis, clock, bans: config.bans, singleSlot })
+  try {
+    await primary.connect()
+  } catch (err) {
+    await primary.close()
+    await local.close()
+    throw err
+  }
+  const store = new FailoverStore({ primary, local, failureMode: config.storeFailureMode, probeIntervalMs: config.redis.probeIntervalMs, log: log.child({ component: 'store' }) })
+  return { store, redis: primary }
+}
