@@ -16,6 +16,7 @@ import { addHygieneHook } from './proxy/hygiene.js'
 import { createGatewayListener } from './proxy/listener.js'
 import { UpstreamProbe } from './proxy/probe.js'
 import { createStore } from './store/create.js'
+import { RedisSettingsChannel } from './store/settings-channel.js'
 import type { Store } from './store/types.js'
 import { buildAdmin, type AdminState } from './admin/index.js'
 import { LimitsManager } from './control/manager.js'
@@ -79,7 +80,7 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
   const adaptive = config.adaptive && config.rateLimitEnabled
     ? new AdaptiveLimits(config.adaptive, factor => manager.setAdaptiveFactor(factor), log.child({ component: 'adaptive' }))
     : undefined
-  const sync = stores?.redis && new SettingsSync({ store: stores.redis, manager, prefix: config.redis.keyPrefix, connectTimeoutMs: config.redis.connectTimeoutMs, log: log.child({ component: 'settings' }) })
+  const sync = stores?.redis && new SettingsSync({ channel: new RedisSettingsChannel(stores.redis, config.redis.keyPrefix), manager, connectTimeoutMs: config.redis.connectTimeoutMs, log: log.child({ component: 'settings' }) })
   if (sync) {
     // Redis answered a moment ago; if it fails now, the version check catches up later.
     await sync.start().catch((err: unknown) => log.warn({ err }, 'settings sync: could not subscribe yet; checking the stored version periodically'))

@@ -7,46 +7,12 @@
  * client from its local deny cache.
  */
 import type { FastifyBaseLogger } from 'fastify'
-import { Cluster, type Redis } from 'ioredis'
-import type { RedisStore } from '../store/redis.js'
+import type { SettingsChannel } from '../store/settings-channel.js'
 import type { LimitsManager } from './manager.js'
 import type { RuntimeSettings } from './settings.js'
 
 /** How often the stored version is checked besides the announcements. */
 export const SYNC_POLL_MS = 5_000
-
-/**
- * Stores the settings under a new version and announces it (one slot: `{control}`). The
- * version is above the publisher's own (ARGV[3]) even when Redis lost its keys (a restart
- * without persistence): versions never repeat, so no instance takes a new change for one
- * it already has.
- */
-const PUBLISH_LUA = `
-local v = redis.call('INCR', KEYS[1])
-local floor = tonumber(ARGV[3])
-if v <= floor then
-  v = floor + 1
-  redis.call('SET', KEYS[1], v)
-end
-redis.call('SET', KEYS[2], '{"version":' .. v .. ',' .. ARGV[1] .. '}')
-redis.call('PUBLISH', ARGV[2], '{"type":"settings","version":' .. v .. '}')
-return v
-`
-
-/**
- * Stores settings under the version they already have, when Redis holds an older one or
- * none (it lost them): the instances that kept them put them back, and those that never
- * saw them catch up. Returns 1 when stored, 0 when Redis already had that version or newer.
- */
-const RESEED_LUA = `
-local stored = tonumber(redis.call('GET', KEYS[1]) or '0')
-local v = tonumber(ARGV[3])
-if stored >= v then return 0 end
-redis.call('SET', KEYS[1], v)
-redis.call('SET', KEYS[2], ARGV[1])
-redis.call('PUBLISH', ARGV[2], '{"type":"settings","version":' .. v .. '}')
-return 1
-`
 
 interface StoredSettings { version: number, settings: RuntimeSettings, actor: string, at: string }
 
@@ -62,9 +28,8 @@ export interface FleetStatus {
 type Message = { type: 'settings', version: number } | { type: 'forget' }
 
 export interface SyncOptions {
-  store: RedisStore
+  channel: SettingsChannel
   manager: LimitsManager
-  prefix: string
   log: FastifyBaseLogger
   pollMs?: number
   /** How long start() waits for its subscription (REDIS_CONNECT_TIMEOUT_MS). */
@@ -72,24 +37,10 @@ export interface SyncOptions {
 }
 
 export class SettingsSync {
-  private readonly subscriber: Redis | Cluster
-  private readonly versionKey: string
-  private readonly settingsKey: string
-  private readonly channel: string
   private timer: NodeJS.Timeout | undefined
   private loading: Promise<void> | undefined
 
-  constructor (private readonly opts: SyncOptions) {
-    this.versionKey = `${opts.prefix}{control}:version`
-    this.settingsKey = `${opts.prefix}{control}:settings`
-    this.channel = `${opts.prefix}control`
-    // A connection of its own: a subscribed connection can issue nothing else.
-    const client = opts.store.client
-    this.subscriber = client instanceof Cluster ? client.duplicate() : client.duplicate()
-    this.subscriber.on('error', () => {})
-    opts.store.client.defineCommand('rlPublishSettings', { numberOfKeys: 2, lua: PUBLISH_LUA })
-    opts.store.client.defineCommand('rlReseedSettings', { numberOfKeys: 2, lua: RESEED_LUA })
-  }
+  constructor (private readonly opts: SyncOptions) {}
 
   /** Who made the settings in force here, and when (put back with them if Redis loses them). */
   private current: { version: number, actor: string, at: string } | undefined
@@ -107,23 +58,9 @@ export class SettingsSync {
     // subscription not made yet, is caught up with by the next check.
     this.timer = setInterval(() => { this.load().catch(() => {}) }, this.opts.pollMs ?? SYNC_POLL_MS)
     this.timer.unref()
-    this.subscriber.on('message', (_channel: string, text: string) => this.onMessage(text))
-    // Built lazy and without an offline queue, like the store's: connect first. After a
-    // reconnect ioredis subscribes again by itself. Reconnected (Redis restarted, perhaps
-    // empty): check at once rather than at the next poll.
-    this.subscriber.on('ready', () => { this.load().catch(() => {}) })
-    const deadline = this.opts.connectTimeoutMs
-    let timer: NodeJS.Timeout | undefined
-    try {
-      // Bounded: start-up must not wait on a cluster still settling (the store itself is
-      // connected by then); the subscription then completes in the background.
-      await Promise.race([
-        this.subscriber.connect().then(() => this.subscriber.subscribe(this.channel)),
-        new Promise((_resolve, reject) => { timer = setTimeout(reject, deadline, new Error(`no subscription within ${deadline} ms`)) })
-      ])
-    } finally {
-      clearTimeout(timer)
-    }
+    // After a reconnect the subscription is made again by itself. Reconnected (Redis
+    // restarted, perhaps empty): check at once rather than at the next poll.
+    await this.opts.channel.subscribe(text => this.onMessage(text), () => { this.load().catch(() => {}) }, this.opts.connectTimeoutMs)
     await this.load()
   }
 
@@ -134,7 +71,7 @@ export class SettingsSync {
     } catch {
       return
     }
-    if (message.type === 'forget') this.opts.store.forget()
+    if (message.type === 'forget') this.opts.channel.forgetLocally()
     else if (message.version > this.opts.manager.version) this.load().catch(() => {})
   }
 
@@ -147,7 +84,7 @@ export class SettingsSync {
   load (): Promise<void> {
     this.loading ??= (async () => {
       try {
-        const text = await this.opts.store.client.get(this.settingsKey)
+        const text = await this.opts.channel.read()
         const manager = this.opts.manager
         const stored = text === null ? undefined : JSON.parse(text) as StoredSettings
         this.fleet = { storedVersion: stored?.version ?? null, inSync: this.fleet.inSync, checkedAt: new Date().toISOString() }
@@ -189,8 +126,7 @@ export class SettingsSync {
     const manager = this.opts.manager
     const made = this.current?.version === manager.version ? this.current : { actor: 'reseed', at: new Date().toISOString() }
     const doc = JSON.stringify({ version: manager.version, settings: manager.runtimeSettings, actor: made.actor, at: made.at })
-    const reseed = (this.opts.store.client as unknown as { rlReseedSettings: (...a: string[]) => Promise<number> }).rlReseedSettings
-    await reseed.call(this.opts.store.client, this.versionKey, this.settingsKey, doc, this.channel, String(manager.version))
+    await this.opts.channel.reseed(doc, manager.version)
     this.fleet.storedVersion = manager.version
     this.fleet.inSync = true
   }
@@ -199,8 +135,7 @@ export class SettingsSync {
   async publish (settings: RuntimeSettings, actor: string): Promise<number> {
     const at = new Date().toISOString()
     const body = JSON.stringify({ settings, actor, at }).slice(1, -1)
-    const publish = (this.opts.store.client as unknown as { rlPublishSettings: (...a: string[]) => Promise<number> }).rlPublishSettings
-    const version = await publish.call(this.opts.store.client, this.versionKey, this.settingsKey, body, this.channel, String(this.opts.manager.version))
+    const version = await this.opts.channel.publish(body, this.opts.manager.version)
     this.current = { version, actor, at }
     this.fleet = { storedVersion: version, inSync: true, checkedAt: new Date().toISOString() }
     return version
@@ -208,11 +143,11 @@ export class SettingsSync {
 
   /** Tells every instance to drop its local denials and bans (after a reset or unban). */
   async forget (): Promise<void> {
-    await this.opts.store.client.publish(this.channel, '{"type":"forget"}')
+    await this.opts.channel.announceForget()
   }
 
   async close (): Promise<void> {
     clearInterval(this.timer)
-    this.subscriber.disconnect()
+    this.opts.channel.close()
   }
 }

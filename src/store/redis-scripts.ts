@@ -207,3 +207,36 @@ redis.call('SET', KEYS[1], string.format('%.17g', now + duration), 'PX', duratio
 redis.call('DEL', KEYS[2])
 return 1
 `
+
+/**
+ * Stores the settings under a new version and announces it (one slot: `{control}`). The
+ * version is above the publisher's own (ARGV[3]) even when Redis lost its keys (a restart
+ * without persistence): versions never repeat, so no instance takes a new change for one
+ * it already has.
+ */
+export const PUBLISH_SETTINGS_LUA = `
+local v = redis.call('INCR', KEYS[1])
+local floor = tonumber(ARGV[3])
+if v <= floor then
+  v = floor + 1
+  redis.call('SET', KEYS[1], v)
+end
+redis.call('SET', KEYS[2], '{"version":' .. v .. ',' .. ARGV[1] .. '}')
+redis.call('PUBLISH', ARGV[2], '{"type":"settings","version":' .. v .. '}')
+return v
+`
+
+/**
+ * Stores settings under the version they already have, when Redis holds an older one or
+ * none (it lost them): the instances that kept them put them back, and those that never
+ * saw them catch up. Returns 1 when stored, 0 when Redis already had that version or newer.
+ */
+export const RESEED_SETTINGS_LUA = `
+local stored = tonumber(redis.call('GET', KEYS[1]) or '0')
+local v = tonumber(ARGV[3])
+if stored >= v then return 0 end
+redis.call('SET', KEYS[1], v)
+redis.call('SET', KEYS[2], ARGV[1])
+redis.call('PUBLISH', ARGV[2], '{"type":"settings","version":' .. v .. '}')
+return 1
+`
