@@ -17,7 +17,7 @@ import { SETTINGS_SCHEMA, type RuntimeSettings } from '../control/settings.js'
 import type { SettingsSync } from '../control/sync.js'
 import { countsByLabel, type Metrics } from '../observe/metrics.js'
 import type { TopOffenders } from '../observe/offenders.js'
-import type { Store } from '../store/types.js'
+import type { ClientAdmin, StoreStatus } from '../store/types.js'
 import type { UpstreamProbe } from '../proxy/probe.js'
 import { requireToken } from './auth.js'
 import { DASHBOARD_HTML } from './dashboard.js'
@@ -30,7 +30,7 @@ export interface AdminState {
 export interface AdminOptions {
   logger: FastifyBaseLogger
   config: Config
-  store: Store | undefined
+  store: (ClientAdmin & StoreStatus) | undefined
   state: AdminState
   manager: LimitsManager
   sync: SettingsSync | undefined
@@ -138,7 +138,7 @@ export function buildAdmin (opts: AdminOptions): FastifyInstance {
   }
 
   /** Runs a store operation for the admin API; a store failure is a 503, as for clients. */
-  async function withStore<T> (op: (store: Store) => T | Promise<T>): Promise<T> {
+  async function withStore<T> (op: (store: ClientAdmin) => T | Promise<T>): Promise<T> {
     if (opts.store === undefined) throw new NotFoundError('rate limiting is off (RATE_LIMIT_ENABLED=false): there are no clients')
     try {
       return await op(opts.store)

@@ -14,7 +14,7 @@ import fp from 'fastify-plugin'
 import type { HeadersMode } from '../config/index.js'
 import { BannedError, PROBLEM_CONTENT_TYPE, PROBLEM_CONTENT_TYPE_UTF8, problem, RateLimitedError, StoreUnavailableError } from '../errors.js'
 import { ALLOWLISTED, type Identify, type Identity } from '../identity/identify.js'
-import { isPromise, type Store } from '../store/types.js'
+import { isPromise, type DecidingStore } from '../store/types.js'
 import { mostRestrictive, type Decision } from '../core/decision.js'
 import { rateLimitHeaders, retryAfterSeconds } from './headers.js'
 import { refusedAsMalformed } from '../proxy/hygiene.js'
@@ -44,7 +44,7 @@ export interface LimitsHolder {
 }
 
 export interface LimiterOptions {
-  store: Store
+  store: DecidingStore
   identify: Identify
   limits: LimitsHolder
   headers: HeadersMode

@@ -6,7 +6,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Config } from '../config/index.js'
 import type { Clock } from '../core/clock.js'
-import type { Store } from '../store/types.js'
+import type { StoreStatus } from '../store/types.js'
 import { Alerts } from './alerts.js'
 import { Metrics, type MetricsSources, type Outcome } from './metrics.js'
 import { TopOffenders } from './offenders.js'
@@ -16,7 +16,7 @@ export interface ObservabilityOptions {
   config: Config
   log: FastifyBaseLogger
   clock: Clock
-  store: Store | undefined
+  store: StoreStatus | undefined
   factors: MetricsSources['factors']
 }
 

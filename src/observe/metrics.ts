@@ -5,7 +5,7 @@
  * come from small fixed sets, so cardinality stays bounded whatever the traffic.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
-import type { Store } from '../store/types.js'
+import type { StoreStatus } from '../store/types.js'
 
 export const OUTCOMES = ['allowed', 'delayed', 'limited', 'banned', 'allowlisted', 'skipped', 'dry_run_would_limit', 'store_error'] as const
 export type Outcome = typeof OUTCOMES[number]
@@ -38,7 +38,7 @@ function deferredCounter<L extends string> (opts: { name: string, help: string, 
 }
 
 export interface MetricsSources {
-  store: Store | undefined
+  store: StoreStatus | undefined
   /** The emergency factor (admin API) and the adaptive one. */
   factors: () => { emergency: number, adaptive: number }
 }

@@ -16,14 +16,13 @@ import type { StoreFailureMode } from '../config/index.js'
 import { StoreUnavailableError } from '../errors.js'
 import type { Decision } from '../core/decision.js'
 import type { Policy } from '../core/policy.js'
-import type { DecisionWatcher, RedisStore } from './redis.js'
-import type { ClientState, Store } from './types.js'
+import type { ClientState, DecisionWatcher, SharedStore, Store } from './types.js'
 
 /** Consecutive failed decisions on one node that open its circuit. */
 export const FAILURES_TO_OPEN = 3
 
 export interface FailoverOptions {
-  primary: RedisStore
+  primary: SharedStore
   /** The local limiter for mode `local`. */
   local: Store
   failureMode: StoreFailureMode
@@ -156,8 +155,8 @@ export class FailoverStore implements Store, DecisionWatcher {
   }
 
   /** The shared state (Redis): what every instance decides with. */
-  inspect (client: string, policies: readonly Policy[]): Promise<ClientState> {
-    return this.opts.primary.inspect(client, policies)
+  async inspect (client: string, policies: readonly Policy[]): Promise<ClientState> {
+    return await this.opts.primary.inspect(client, policies)
   }
 
   /** In Redis and in the local fallback alike, so an outage does not bring it back. */

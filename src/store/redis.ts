@@ -27,7 +27,7 @@ import type { Policy } from '../core/policy.js'
 import { StoreConnectError } from '../errors.js'
 import { ALGORITHM_CODE, BAN_LUA, CONSUME_LUA, CONSUME_SHA, INSPECT_LUA } from './redis-scripts.js'
 import { decide, type State } from '../algorithms/index.js'
-import type { BanSettings, ClientState, Store } from './types.js'
+import type { BanSettings, ClientState, DecisionWatcher, SharedStore } from './types.js'
 
 /** Clients remembered by the deny cache at most. */
 export const DENY_CACHE_MAX = 100_000
@@ -36,17 +36,6 @@ export const RECONNECT_STEP_MS = 100
 export const RECONNECT_MAX_MS = 2_000
 
 type Client = Redis | Cluster
-
-/**
- * Told of each decision's fate by the store itself, so that nothing is chained on a
- * decision's promise (failover.ts).
- */
-export interface DecisionWatcher {
-  /** Redis answered a decision for this client. */
-  answered (client: string, policies: readonly Policy[], subjects: readonly string[] | undefined): void
-  /** Redis failed it: the decisions to answer instead (or throws to refuse the request). */
-  failed (err: unknown, client: string, policies: readonly Policy[], cost: number, subjects: readonly string[] | undefined): Decision[] | Promise<Decision[]>
-}
 
 /**
  * One decision's EVALSHA. Its reply becomes the decisions inside ioredis's own settling of
@@ -183,7 +172,7 @@ function subjectOf (c: string, subjects: readonly string[] | undefined, i: numbe
   return subjects === undefined ? c : escapeTag(subjects[i]!)
 }
 
-export class RedisStore implements Store {
+export class RedisStore implements SharedStore {
   readonly kind = 'redis'
   readonly client: Client
   /** Told of each decision's fate (the failover store), if anyone is. */

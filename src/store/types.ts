@@ -38,9 +38,8 @@ export interface ClientState {
   readonly refusals: number
 }
 
-export interface Store {
-  /** `memory` or `redis`: shown in /readyz and metrics. */
-  readonly kind: string
+/** Deciding: what the limiter uses, on every request. */
+export interface DecidingStore {
   /**
    * Decide one request against several limits at once.
    *
@@ -58,14 +57,28 @@ export interface Store {
    *          directly so the hot path pays no promise; remote stores return a promise.
    */
   consume (client: string, policies: readonly Policy[], cost: number, subjects?: readonly string[]): Decision[] | Promise<Decision[]>
-  /** A client's standing under these limits (admin API; never changes anything). */
+}
+
+/** Administering clients: what the admin API uses. */
+export interface ClientAdmin {
+  /** A client's standing under these limits (never changes anything). */
   inspect (client: string, policies: readonly Policy[]): ClientState | Promise<ClientState>
   /** Gives the client its full quota back under these limits, and clears its refusal count. */
   reset (client: string, policies: readonly Policy[]): void | Promise<void>
   /** Refuses the client outright (403) for `ms`. */
   ban (client: string, ms: number): void | Promise<void>
   unban (client: string): void | Promise<void>
-  /** Keys currently tracked (for metrics, tests and memory checks). */
+}
+
+/** Status: what /readyz, metrics and shutdown use. */
+export interface StoreStatus {
+  /** `memory` or `redis`: shown in /readyz and metrics. */
+  readonly kind: string
+  /**
+   * Entries this process holds in memory: the memory store's clients, bans and refusal
+   * counts; the Redis store's local denials and bans; the failover store's local fallback
+   * (gateway_tracked_clients, /readyz, memory checks).
+   */
   size (): number
   /** Whether the store can take decisions now (for /readyz). */
   ready (): boolean
@@ -73,4 +86,33 @@ export interface Store {
   mode (): string
   /** Release timers and connections. */
   close (): Promise<void>
+}
+
+export interface Store extends DecidingStore, ClientAdmin, StoreStatus {}
+
+/**
+ * Told of each decision's fate by a remote store itself, so that nothing is chained on a
+ * decision's promise (the failover store).
+ */
+export interface DecisionWatcher {
+  /** The remote store answered a decision for this client. */
+  answered (client: string, policies: readonly Policy[], subjects: readonly string[] | undefined): void
+  /** It failed: the decisions to answer instead (or throws to refuse the request). */
+  failed (err: unknown, client: string, policies: readonly Policy[], cost: number, subjects: readonly string[] | undefined): Decision[] | Promise<Decision[]>
+}
+
+/** What the failover store needs of the shared (Redis) store behind it. */
+export interface SharedStore extends Store {
+  /** Told of each decision's fate. */
+  watcher: DecisionWatcher | undefined
+  /** A decision already known locally to be refused (the deny cache), if any. */
+  deniedLocally (client: string, policies: readonly Policy[], cost: number, subjects?: readonly string[]): Decision[] | undefined
+  /** The node that owns a decision's keys ('' with one node). */
+  shardFor (client: string, policies: readonly Policy[], subjects?: readonly string[]): string
+  /** The node that owns a key ('' with one node). */
+  shardOf (key: string): string
+  /** The key a decision is routed by. */
+  firstKey (client: string, policies: readonly Policy[], subjects?: readonly string[]): string
+  /** Resolves when the node that owns `key` answers again. */
+  probe (key: string): Promise<void>
 }
