@@ -40,14 +40,16 @@ export class AdaptiveLimits {
   constructor (private readonly settings: AdaptiveSettings, private readonly onFactor: (factor: number) => void, private readonly log: FastifyBaseLogger) {
     // A timer that fires late by X ms means the loop was busy for X ms. (perf_hooks'
     // monitorEventLoopDelay was tried: it did not register a 200 ms block.)
-    this.lagTimer = setInterval(() => {
-      const now = performance.now()
-      this.lagMs = Math.max(this.lagMs, now - this.lastSample - LAG_SAMPLE_MS)
-      this.lastSample = now
-    }, LAG_SAMPLE_MS)
+    this.lagTimer = setInterval(() => this.sampleLag(), LAG_SAMPLE_MS)
     this.lagTimer.unref()
     this.timer = setInterval(() => this.tick(), settings.intervalMs)
     this.timer.unref()
+  }
+
+  /** The lag sampler's timer fired at `now` (performance.now()); it was due LAG_SAMPLE_MS after the last. */
+  sampleLag (now = performance.now()): void {
+    this.lagMs = Math.max(this.lagMs, now - this.lastSample - LAG_SAMPLE_MS)
+    this.lastSample = now
   }
 
   /** One proxied request: how long the upstream took, and whether it failed (5xx, 502, 504). */

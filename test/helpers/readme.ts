@@ -1,5 +1,5 @@
 /**
- * The README's shell examples, parsed for test/readme.test.ts: every ```sh block, each
+ * The README's shell examples, parsed for test/process/readme.test.ts: every ```sh block, each
  * logical command in it (continuation lines joined), and what a command promises to print
  * (its `# → ...` comment).
  *

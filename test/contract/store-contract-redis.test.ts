@@ -1,0 +1,66 @@
+import t from 'tap'
+import { pino } from 'pino'
+import { ManualClock, systemClock } from '../../src/core/clock.js'
+import { FailoverStore } from '../../src/store/failover.js'
+import { MemoryStore } from '../../src/store/memory.js'
+import { policy } from '../helpers/store-contract.js'
+import { RedisStore } from '../../src/store/redis.js'
+import { loadConfig } from '../../src/config/index.js'
+import { runContract } from '../helpers/run-contract.js'
+import { startRedis } from '../helpers/redis.js'
+
+t.test('store contract: redis store (the Lua mirror of the algorithms)', async t => {
+  const redis = await startRedis(t)
+  const settings = loadConfig({ UPSTREAM_URL: 'http://127.0.0.1:1', STORE: 'redis', REDIS_URL: redis.url, REDIS_TIMEOUT_MS: '1000' }).redis
+  let n = 0
+  await runContract(t, async bans => {
+    const clock = new ManualClock(0)
+    // Each case gets its own prefix so cases cannot see each other's keys.
+    const store = new RedisStore({ settings: { ...settings, keyPrefix: `contract${n++}:` }, decisionClock: clock, clock, bans })
+    await store.connect()
+    return { store, setNow: (ms: number) => clock.set(ms), close: () => store.close() }
+  })
+})
+
+t.test('store contract: the failover store over Redis (what the gateway runs with STORE=redis)', async t => {
+  const redis = await startRedis(t)
+  const settings = loadConfig({ UPSTREAM_URL: 'http://127.0.0.1:1', STORE: 'redis', REDIS_URL: redis.url, REDIS_TIMEOUT_MS: '1000' }).redis
+  let n = 0
+  await runContract(t, async bans => {
+    const clock = new ManualClock(0)
+    const primary = new RedisStore({ settings: { ...settings, keyPrefix: `failover${n++}:` }, decisionClock: clock, clock, bans })
+    await primary.connect()
+    const local = new MemoryStore({ maxKeys: 1000, clock, purgeIntervalMs: 0, bans })
+    const store = new FailoverStore({ primary, local, failureMode: 'local', probeIntervalMs: 1000, log: pino({ level: 'silent' }) })
+    return { store, setNow: (ms: number) => clock.set(ms), close: () => store.close() }
+  })
+})
+
+t.test('the production path: decisions on Redis TIME agree with the memory store on the system clock', async t => {
+  const redis = await startRedis(t)
+  const settings = loadConfig({ UPSTREAM_URL: 'http://127.0.0.1:1', STORE: 'redis', REDIS_URL: redis.url, REDIS_TIMEOUT_MS: '1000' }).redis
+  const store = new RedisStore({ settings: { ...settings, keyPrefix: 'time:' } })
+  await store.connect()
+  t.teardown(() => store.close())
+  const memory = new MemoryStore({ maxKeys: 100, clock: systemClock, purgeIntervalMs: 0 })
+  t.teardown(() => memory.close())
+  for (const p of [policy('1/m', 3, 'bucket'), policy('3/m', 3, 'fixed', 'fixed-window'), policy('3/m', 3, 'sliding', 'sliding-window')]) {
+    const onRedis: string[] = []
+    const inMemory: string[] = []
+    for (let i = 0; i < 4; i++) {
+      const [r] = await store.consume('client', [p], 1)
+      const [m] = memory.consume('client', [p], 1)
+      onRedis.push(`${r!.allowed}/${r!.remaining}`)
+      inMemory.push(`${m!.allowed}/${m!.remaining}`)
+      if (!r!.allowed) {
+        // A minute's quota: the wait is under a minute (a window may end sooner), never 0.
+        t.ok(r!.retryAfterMs > 0 && r!.retryAfterMs <= 60_000, `${p.name}: retry after ${r!.retryAfterMs} ms, in (0, 60000]`)
+        t.ok(r!.resetMs > 0 && r!.resetMs <= 180_000, `${p.name}: the quota back in full within 3 min (${r!.resetMs} ms)`)
+      }
+    }
+    t.same(onRedis, ['true/2', 'true/1', 'true/0', 'false/0'], `${p.name}: three admitted, the fourth refused`)
+    t.same(onRedis, inMemory, `${p.name}: as the memory store decides`)
+    const ttl = await store.client.pttl(`time:{client}:${p.name}`)
+    t.ok(ttl > 0 && ttl <= 180_000, `${p.name}: the key expires once its quota is back (${ttl} ms)`)
+  }
+})

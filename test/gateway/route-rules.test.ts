@@ -1,0 +1,93 @@
+import t from 'tap'
+import { fileURLToPath } from 'node:url'
+import type { FastifyRequest } from 'fastify'
+import { loadConfig } from '../../src/config/index.js'
+import { createIdentify } from '../../src/identity/identify.js'
+import { createLimits, SKIP } from '../../src/limiter/limits.js'
+import { startUpstream } from '../helpers/upstream.js'
+import { startGateway } from '../helpers/gateway.js'
+import { send, statuses } from '../helpers/http.js'
+
+const EXAMPLE = fileURLToPath(new URL('../../../examples/rules.json', import.meta.url))
+
+t.test('rule matching: method and path prefix, first match wins, normalised paths', async t => {
+  const config = loadConfig({
+    UPSTREAM_URL: 'http://127.0.0.1:1', RATE_LIMIT_RULES_FILE: EXAMPLE,
+    RATE_LIMIT_TIERS: 'pro=100/s:200', API_KEYS: 'k-pro:pro', GLOBAL_RATE_LIMIT_RATE: '1000/s'
+  })
+  const select = createLimits(config, config.rules)
+  const identify = createIdentify(config)
+  const req = (method: string, url: string, headers: Record<string, string> = {}) =>
+    ({ method, url, headers, ip: '192.0.2.1' }) as unknown as FastifyRequest
+
+  // [method, url, headers, policies that apply (or 'skip'), cost]
+  const CASES: Array<[string, string, Record<string, string>, string[] | 'skip', number]> = [
+    ['GET', '/', {}, ['global', 'default'], 1],
+    ['GET', '/healthz', {}, 'skip', 0],
+    ['GET', '/healthz/deep', {}, 'skip', 0],
+    ['POST', '/login', {}, ['global', 'default', 'login'], 1],
+    ['GET', '/login', {}, ['global', 'default'], 1],
+    ['POST', '/LOGIN/', {}, ['global', 'default', 'login'], 1],
+    ['POST', '/x/../login', {}, ['global', 'default', 'login'], 1],
+    ['POST', '/%6cogin', {}, ['global', 'default', 'login'], 1],
+    ['POST', '/search?q=a', {}, ['global', 'default'], 5],
+    ['GET', '/search', { 'x-api-key': 'k-pro' }, ['global', 'pro'], 5],
+    ['DELETE', '/search', {}, ['global', 'default'], 1],
+    ['HEAD', '/search', {}, ['global', 'default'], 5],
+    ['GET', '/export/a.csv', {}, ['global', 'default', 'export-burst', 'export-daily'], 1],
+    ['GET', '/export', {}, ['global', 'default'], 1],
+    ['PUT', '/upload/big', { 'x-api-key': 'k-pro' }, ['global', 'upload'], 1],
+    ['GET', '/upload', {}, ['global', 'default'], 1],
+    ['GET', '/api/v2/reports/7', {}, ['global', 'default', 'reports-v2'], 1]
+  ]
+  for (const [method, url, headers, want, cost] of CASES) {
+    const r = req(method, url, headers)
+    const s = select(r, identify(r))
+    if (want === 'skip') {
+      t.equal(s, SKIP, `${method} ${url}: not limited`)
+      continue
+    }
+    t.same(s.policies.map(p => p.name), want, `${method} ${url}: ${want.join(' + ')}`)
+    t.equal(s.cost, cost, `${method} ${url}: costs ${cost}`)
+  }
+
+  const a = req('GET', '/export/x', { 'x-user-id': 'u-1' })
+  const s = select(a, identify(a))
+  t.same(s.subjects, ['ip:192.0.2.1', 'ip:192.0.2.1', 'h:x-user-id:u-1', 'h:x-user-id:u-1'], 'the export limits are the user\'s, the others the client\'s')
+  t.ok(s.policies.find(p => p.name === 'reports-v2') === undefined)
+  const dry = select(req('GET', '/api/v2/reports'), identify(req('GET', '/api/v2/reports')))
+  t.same(dry.policies.map(p => p.dryRun), [false, false, true], 'only the rule\'s own limit is a dry run')
+  t.equal(select(req('GET', '/'), identify(req('GET', '/'))), select(req('GET', '/x'), identify(req('GET', '/x'))), 'requests matching no rule share one selection (nothing allocated)')
+})
+
+t.test('through the gateway: cost, skip, exclusive, per-rule identity and per-rule dry run', async t => {
+  const upstream = await startUpstream(t)
+  const gw = await startGateway(t, { UPSTREAM_URL: upstream.url, RATE_LIMIT_RULES_FILE: EXAMPLE, RATE_LIMIT_RATE: '1/h', RATE_LIMIT_BURST: '12' })
+  const url = gw.url
+  // The upstream answers 404 for most of these paths: what matters is that it answered.
+  const passed = async (path: string, n: number, opts: Parameters<typeof statuses>[2]) =>
+    (await statuses(`${url}${path}`, n, opts)).map(s => (s === 429 ? 429 : 'passed'))
+
+  t.same(await passed('/search', 3, { from: '127.0.0.2' }), ['passed', 'passed', 429], 'a search costs 5 of the burst of 12')
+  const after = await send(`${url}/other`, { from: '127.0.0.2' })
+  t.equal(after.headers['x-ratelimit-remaining'], '1', 'and it came out of the client\'s default limit: 12 - 2×5 - 1')
+  t.same(await passed('/healthz', 20, { from: '127.0.0.2' }), Array(20).fill('passed'), 'a skip rule is never limited')
+  t.equal(upstream.hits.get('/healthz'), 20)
+
+  t.same(await passed('/upload', 1, { method: 'PUT', from: '127.0.0.3' }), ['passed'])
+  t.equal((await send(`${url}/`, { from: '127.0.0.3' })).headers['x-ratelimit-remaining'], '11', 'an exclusive rule takes nothing from the default limit')
+
+  // The export limits belong to the user, whichever address the user comes from.
+  const asUser = (from: string) => ({ from, headers: { 'x-user-id': 'u-7' } })
+  t.not((await send(`${url}/export/1`, asUser('127.0.0.4'))).status, 429)
+  t.not((await send(`${url}/export/2`, asUser('127.0.0.5'))).status, 429)
+  const third = await send(`${url}/export/3`, asUser('127.0.0.6'))
+  t.equal(third.status, 429, 'the third export of user u-7 within its burst of 2 is refused, from a third address')
+  t.match(JSON.parse(third.body), { policy: 'export-burst' })
+  t.equal(third.headers['ratelimit-policy'], '"default";q=12;w=43200, "export-burst";q=2;w=2, "export-daily";q=100;w=86400', 'RateLimit-Policy lists every limit that applied')
+  t.not((await send(`${url}/export/4`, { from: '127.0.0.6', headers: { 'x-user-id': 'u-8' } })).status, 429, 'another user from the same address is not')
+
+  t.same(await passed('/api/v2/reports', 11, { from: '127.0.0.7' }), Array(11).fill('passed'), 'a dry-run rule refuses nothing (10/m, 11 sent)')
+  const last = await send(`${url}/api/v2/reports`, { from: '127.0.0.7' })
+  t.match(last.headers.ratelimit, /"reports-v2";r=0/, 'but its headers say it would have')
+})
