@@ -3,6 +3,7 @@
  * code, a message template and an HTTP status; tests assert on codes, never on text.
  */
 import createError from '@fastify/error'
+import type { FastifyReply } from 'fastify'
 
 /** A start-up configuration problem; the message names the variable and what it accepts. */
 export const ConfigError = createError('GW_CONFIG_INVALID', '%s', 500)
@@ -79,6 +80,16 @@ const STATUS_TITLES: Record<number, string> = {
 /** Title for a status, as RFC 9457 wants for type "about:blank". */
 export function statusTitle (status: number): string {
   return STATUS_TITLES[status] ?? (status >= 500 ? 'Internal Server Error' : 'Bad Request')
+}
+
+/** A problem body as JSON text, for answers rendered once (at start-up) or now. */
+export function renderProblem (status: number, detail?: string, code?: string): string {
+  return JSON.stringify(problem(status, detail, code))
+}
+
+/** Every problem+json answer that goes through a fastify reply: status, content type, body. */
+export function sendProblem (reply: FastifyReply, status: number, body: string): FastifyReply {
+  return reply.code(status).header('content-type', PROBLEM_CONTENT_TYPE).send(body)
 }
 
 /** RFC 9457 problem details for a status and an optional detail and code (the limiter's 429/403 add their own fields: plugin.ts). */

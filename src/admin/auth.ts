@@ -5,10 +5,10 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { PROBLEM_CONTENT_TYPE, problem, UnauthorizedError } from '../errors.js'
+import { renderProblem, sendProblem, UnauthorizedError } from '../errors.js'
 
 const UNAUTHORIZED = new UnauthorizedError()
-const UNAUTHORIZED_BODY = JSON.stringify(problem(401, UNAUTHORIZED.message, UNAUTHORIZED.code))
+const UNAUTHORIZED_BODY = renderProblem(401, UNAUTHORIZED.message, UNAUTHORIZED.code)
 
 function digest (text: string): Buffer {
   return createHash('sha256').update(text).digest()
@@ -21,7 +21,7 @@ export function requireToken (token: string) {
     const header = request.headers.authorization
     const given = typeof header === 'string' && header.startsWith('Bearer ') ? header.slice(7) : ''
     if (!timingSafeEqual(digest(given), expected)) {
-      await reply.code(401).header('www-authenticate', 'Bearer realm="gateway-admin"').header('content-type', PROBLEM_CONTENT_TYPE).send(UNAUTHORIZED_BODY)
+      await sendProblem(reply.header('www-authenticate', 'Bearer realm="gateway-admin"'), 401, UNAUTHORIZED_BODY)
     }
   }
 }

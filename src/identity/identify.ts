@@ -38,6 +38,23 @@ export function apiKeyId (apiKey: string): string {
   return 'key:' + createHash('sha256').update(apiKey).digest('base64url').slice(0, 22)
 }
 
+/** A client identified by its address (IPv6 by its RATE_LIMIT_IPV6_SUBNET prefix). */
+export function ipIdentity (address: string, ipv6Subnet: number): Identity {
+  return { key: 'ip:' + ipKey(address, ipv6Subnet), source: 'ip', tier: undefined }
+}
+
+/**
+ * The source an identity key comes from, by its prefix (`ip:`, `key:`, `h:<header>:`,
+ * `global`); undefined for a string that is no identity key.
+ */
+export function sourceOfKey (key: string): IdentitySource | undefined {
+  if (key.startsWith('ip:')) return 'ip'
+  if (key.startsWith('key:')) return 'api-key'
+  if (key.startsWith('h:')) return 'header'
+  if (key === 'global') return 'global'
+  return undefined
+}
+
 function headerValue (request: FastifyRequest, name: string): string | undefined {
   const v = request.headers[name]
   // A repeated header is ambiguous: ignore it rather than pick one.
@@ -58,7 +75,7 @@ export function createIdentify (config: Pick<Config, 'keyBy' | 'apiKeyHeader' | 
   const sources: readonly KeySource[] = config.keyBy
   const allowedKeys = config.allowlist.keys
   const inAllowedNetwork = config.allowlist.networks.length > 0 ? proxyAddr.compile([...config.allowlist.networks]) : undefined
-  const byIp = (ip: string): Identity => ({ key: 'ip:' + ipKey(ip, ipv6Subnet), source: 'ip', tier: undefined })
+  const byIp = (ip: string): Identity => ipIdentity(ip, ipv6Subnet)
 
   // No allowlist and the IP first: sources listed after `ip` are never reached.
   if (allowedKeys.size === 0 && inAllowedNetwork === undefined) {

@@ -12,7 +12,7 @@
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import fp from 'fastify-plugin'
 import type { HeadersMode } from '../config/index.js'
-import { BannedError, PROBLEM_CONTENT_TYPE, PROBLEM_CONTENT_TYPE_UTF8, problem, RateLimitedError, StoreUnavailableError } from '../errors.js'
+import { BannedError, PROBLEM_CONTENT_TYPE_UTF8, problem, RateLimitedError, renderProblem, sendProblem, StoreUnavailableError } from '../errors.js'
 import { ALLOWLISTED, type Identify, type Identity } from '../identity/identify.js'
 import { isPromise, type DecidingStore } from '../store/types.js'
 import { mostRestrictive, type Decision } from '../core/decision.js'
@@ -54,7 +54,7 @@ export interface LimiterOptions {
 const RATE_LIMITED_CODE = new RateLimitedError().code
 const BANNED = new BannedError()
 const STORE_ERROR = new StoreUnavailableError()
-const STORE_ERROR_BODY = JSON.stringify(problem(STORE_ERROR.statusCode!, STORE_ERROR.message, STORE_ERROR.code))
+const STORE_ERROR_BODY = renderProblem(STORE_ERROR.statusCode!, STORE_ERROR.message, STORE_ERROR.code)
 /** `{"type":"about:blank","title":"Too Many Requests","status":429,"detail":"Rate limit "` and its 403 twin, rendered once. */
 const LIMITED_START = JSON.stringify(problem(429, 'Rate limit ')).slice(0, -2)
 const BANNED_START = JSON.stringify(problem(403, BANNED.message)).slice(0, -2)
@@ -135,7 +135,7 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
   function storeFailed (reply: FastifyReply, err: unknown): void {
     observer.outcome('store_error')
     storeErrorLog(err)
-    reply.code(503).header('content-type', PROBLEM_CONTENT_TYPE).send(STORE_ERROR_BODY)
+    sendProblem(reply, 503, STORE_ERROR_BODY)
   }
 
   app.addHook('onRequest', function rateLimit (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {

@@ -23,7 +23,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
 import { errors, Pool, type Dispatcher } from 'undici'
-import { InvalidUpstreamStatusError, PROBLEM_CONTENT_TYPE_UTF8, problem, UpstreamTimeoutError, UpstreamUnavailableError } from '../errors.js'
+import { InvalidUpstreamStatusError, PROBLEM_CONTENT_TYPE_UTF8, renderProblem, UpstreamTimeoutError, UpstreamUnavailableError } from '../errors.js'
 import { createThrottledLog } from '../log.js'
 import { RATE_LIMIT_HEADER_NAMES } from '../core/headers.js'
 
@@ -51,8 +51,8 @@ export const MAX_CONNECT_TIMEOUT_MS = 10_000
 
 const TIMEOUT = new UpstreamTimeoutError()
 const UNAVAILABLE = new UpstreamUnavailableError()
-const TIMEOUT_BODY = JSON.stringify(problem(504, TIMEOUT.message, TIMEOUT.code))
-const UNAVAILABLE_BODY = JSON.stringify(problem(502, UNAVAILABLE.message, UNAVAILABLE.code))
+const TIMEOUT_BODY = renderProblem(504, TIMEOUT.message, TIMEOUT.code)
+const UNAVAILABLE_BODY = renderProblem(502, UNAVAILABLE.message, UNAVAILABLE.code)
 const TIMEOUT_HEADERS = ['content-type', PROBLEM_CONTENT_TYPE_UTF8, 'content-length', String(Buffer.byteLength(TIMEOUT_BODY))]
 const UNAVAILABLE_HEADERS = ['content-type', PROBLEM_CONTENT_TYPE_UTF8, 'content-length', String(Buffer.byteLength(UNAVAILABLE_BODY))]
 

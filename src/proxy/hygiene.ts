@@ -7,10 +7,10 @@
  * it decodes them.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { BadRequestError, PROBLEM_CONTENT_TYPE, problem } from '../errors.js'
+import { BadRequestError, renderProblem, sendProblem } from '../errors.js'
 import { climbsOut } from '../core/path.js'
 
-const badBody = (detail: string): string => { const e = new BadRequestError(detail); return JSON.stringify(problem(400, e.message, e.code)) }
+const badBody = (detail: string): string => { const e = new BadRequestError(detail); return renderProblem(400, e.message, e.code) }
 const TWO_HOSTS_BODY = badBody('more than one Host header')
 const CLIMBS_OUT_BODY = badBody('the path climbs out of its root (a ".." segment, possibly encoded)')
 
@@ -24,7 +24,7 @@ export function refusedAsMalformed (request: FastifyRequest, reply: FastifyReply
   for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === 4 && raw[i]!.toLowerCase() === 'host') hosts++
   const body = hosts > 1 ? TWO_HOSTS_BODY : (climbsOut(request.url) ? CLIMBS_OUT_BODY : undefined)
   if (body === undefined) return false
-  reply.code(400).header('content-type', PROBLEM_CONTENT_TYPE).header('connection', 'close').send(body)
+  sendProblem(reply.header('connection', 'close'), 400, body)
   return true
 }
 

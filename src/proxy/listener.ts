@@ -6,7 +6,7 @@
 import type { Duplex } from 'node:stream'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import type { Config } from '../config/index.js'
-import { BadRequestError, HeadersTooLargeError, InternalError, PROBLEM_CONTENT_TYPE, PROBLEM_CONTENT_TYPE_UTF8, problem, RequestTimeoutError, RouteNotFoundError, statusTitle } from '../errors.js'
+import { BadRequestError, HeadersTooLargeError, InternalError, PROBLEM_CONTENT_TYPE_UTF8, renderProblem, RequestTimeoutError, RouteNotFoundError, sendProblem, statusTitle } from '../errors.js'
 
 /** How often Node checks client connections against the header and request timeouts. */
 export const CONNECTIONS_CHECK_MS = 1_000
@@ -29,7 +29,7 @@ export function keepAliveTimeouts (idleMs: number, bufferSettable: boolean): { k
 
 /** A raw response for a request Node's parser refused or cut: no route, no reply object. */
 function rawProblem (status: number, error: { message: string, code: string }): string {
-  const body = JSON.stringify(problem(status, error.message, error.code))
+  const body = renderProblem(status, error.message, error.code)
   return `HTTP/1.1 ${status} ${statusTitle(status)}\r\nContent-Type: ${PROBLEM_CONTENT_TYPE_UTF8}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`
 }
 const REQUEST_TIMEOUT_RESPONSE = rawProblem(408, new RequestTimeoutError())
@@ -89,14 +89,13 @@ export function createGatewayListener (config: Config, log: FastifyBaseLogger, i
   gateway.setErrorHandler((err: Error & { statusCode?: number, code?: string }, request, reply) => {
     const status = err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500
     if (status === 500) request.log.error({ err }, 'request failed')
-    reply.code(status).header('content-type', PROBLEM_CONTENT_TYPE)
-      .send(JSON.stringify(status === 500 ? problem(500, INTERNAL.message, INTERNAL.code) : problem(status, err.message, err.code)))
+    sendProblem(reply, status, status === 500 ? renderProblem(500, INTERNAL.message, INTERNAL.code) : renderProblem(status, err.message, err.code))
   })
 
   // Methods the gateway never proxies (TRACE, CONNECT, ...): after the limiter has decided.
-  const notProxied = JSON.stringify(problem(404, new RouteNotFoundError('the gateway does not forward this method').message, 'GW_NOT_FOUND'))
+  const notProxied = renderProblem(404, new RouteNotFoundError('the gateway does not forward this method').message, 'GW_NOT_FOUND')
   gateway.setNotFoundHandler(function notFound (_request, reply) {
-    reply.code(404).header('content-type', PROBLEM_CONTENT_TYPE).send(notProxied)
+    sendProblem(reply, 404, notProxied)
   })
   return gateway
 }

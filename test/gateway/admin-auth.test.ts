@@ -56,3 +56,13 @@ t.test('the admin listener beyond loopback needs a token; a short token is refus
   t.throws(() => loadConfig({ ...base, ADMIN_TOKEN: 'short' }), { message: /ADMIN_TOKEN must NOT have fewer than 16 characters/ })
   t.throws(() => loadConfig({ ...base, ADMIN_TOKEN: 'has a space in it 123' }), { message: /ADMIN_TOKEN must match pattern/ })
 })
+
+t.test('?client= takes identity keys only: anything else is a 400 naming the forms', async t => {
+  const upstream = await startUpstream(t)
+  const gw = await startGateway(t, { UPSTREAM_URL: upstream.url, ADMIN_TOKEN: TOKEN })
+  const bad = await send(`${gw.adminUrl}/admin/clients?client=203.0.113.7`, bearer(TOKEN))
+  t.equal(bad.status, 400)
+  t.match(JSON.parse(bad.body), { code: 'GW_ADMIN_INVALID', detail: /not an identity key \(ip:…, key:…, h:<header>:… or global\)/ })
+  const good = await send(`${gw.adminUrl}/admin/clients?client=ip:203.0.113.7`, bearer(TOKEN))
+  t.equal(good.status, 200)
+})

@@ -10,7 +10,7 @@ import { startGateway } from '../helpers/gateway.js'
 import { send, statuses } from '../helpers/http.js'
 import { startRedis } from '../helpers/redis.js'
 import { mayKey } from '../../src/limiter/limits.js'
-import { sourceOfKey } from '../../src/admin/index.js'
+import { sourceOfKey } from '../../src/identity/identify.js'
 
 const TOKEN = 'test-admin-token-0123456789'
 const RULES = fileURLToPath(new URL('../../../examples/rules.json', import.meta.url))
@@ -71,5 +71,5 @@ t.test('which rule limits an identity can be keyed by', async t => {
     ['header,global: the header', [{ kind: 'header', name: 'x-user-id' }, { kind: 'global' }], user, true]
   ]
   for (const [name, sources, identity, expected] of CASES) t.equal(mayKey(sources, identity), expected, name)
-  t.same(['ip:1.2.3.4', 'key:x', 'h:a:b', 'global'].map(sourceOfKey), ['ip', 'api-key', 'header', 'global'], 'a client= key names its source')
+  t.same(['ip:1.2.3.4', 'key:x', 'h:a:b', 'global', '1.2.3.4'].map(sourceOfKey), ['ip', 'api-key', 'header', 'global', undefined], 'a client= key names its source; anything else is no identity key')
 })

@@ -1,0 +1,157 @@
+/**
+ * The admin API behind ADMIN_TOKEN: Prometheus metrics, the config API (read and change
+ * the limits at run time, fleet-wide with Redis: control/changes.ts), per-client inspect,
+ * reset and ban, top offenders, and the stats the dashboard page draws.
+ */
+import { isIP } from 'node:net'
+import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify'
+import { parseDuration } from '../config/parse.js'
+import { InvalidChangeError, NotFoundError, StoreUnavailableError } from '../errors.js'
+import { apiKeyId, ipIdentity, sourceOfKey, type Identity } from '../identity/identify.js'
+import { changeSettings, describeSettings, type SettingsControl } from '../control/changes.js'
+import { SETTINGS_SCHEMA, type RuntimeSettings } from '../control/settings.js'
+import { countsByLabel } from '../observe/metrics.js'
+import type { ClientAdmin } from '../store/types.js'
+import { requireToken } from './auth.js'
+import type { AdminOptions } from './options.js'
+
+/** Default ban of the admin API when the request names no duration. */
+export const DEFAULT_ADMIN_BAN_MS = 15 * 60_000
+const ACTOR_RE = /^[\w.@:-]{1,64}$/
+
+interface ClientQuery { client?: string, ip?: string, apiKey?: string }
+const CLIENT_QUERY = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { client: { type: 'string', minLength: 1, maxLength: 600 }, ip: { type: 'string', maxLength: 64 }, apiKey: { type: 'string', maxLength: 512 } }
+} as const
+
+/** The API's routes, to register on the admin listener. */
+export function adminApi (opts: AdminOptions, log: FastifyBaseLogger, token: string): (api: FastifyInstance) => Promise<void> {
+  const { config, manager, metrics, offenders, sync } = opts
+  return async function adminRoutes (api) {
+    const control: SettingsControl = { config, manager, sync, counted: () => metrics.settingsChanges.inc(), log }
+    const keyTiers = new Map<string, string | undefined>()
+    for (const [apiKey, tier] of config.apiKeys) keyTiers.set(apiKeyId(apiKey), tier)
+
+    /** The client a request names: `client` (an identity key), `ip` or `apiKey`. */
+    function clientOf (query: ClientQuery): Identity {
+      if (query.client !== undefined) {
+        const source = sourceOfKey(query.client)
+        if (source === undefined) throw new InvalidChangeError(`client: "${query.client.slice(0, 100)}" is not an identity key (ip:…, key:…, h:<header>:… or global)`)
+        return { key: query.client, source, tier: keyTiers.get(query.client) }
+      }
+      if (query.ip !== undefined) {
+        if (isIP(query.ip) === 0) throw new InvalidChangeError(`ip: "${query.ip}" is not an IP address`)
+        return ipIdentity(query.ip, config.ipv6Subnet)
+      }
+      if (query.apiKey !== undefined) {
+        if (!config.apiKeys.has(query.apiKey)) throw new NotFoundError('apiKey: not a registered API key')
+        return { key: apiKeyId(query.apiKey), source: 'api-key', tier: config.apiKeys.get(query.apiKey) }
+      }
+      throw new InvalidChangeError('name the client: ?client=<identity key>, ?ip=<address> or ?apiKey=<key>')
+    }
+
+    /** Runs a store operation for the admin API; a store failure is a 503, as for clients. */
+    async function withStore<T> (op: (store: ClientAdmin) => T | Promise<T>): Promise<T> {
+      if (opts.store === undefined) throw new NotFoundError('rate limiting is off (RATE_LIMIT_ENABLED=false): there are no clients')
+      try {
+        return await op(opts.store)
+      } catch (err) {
+        log.warn({ err }, 'admin: the store failed')
+        throw new StoreUnavailableError()
+      }
+    }
+
+    /** Who made a change, for the log: the caller's address and its X-Admin-Actor, if any. */
+    function actorOf (request: FastifyRequest): string {
+      const named = request.headers['x-admin-actor']
+      return typeof named === 'string' && ACTOR_RE.test(named) ? `${named}@${request.ip}` : request.ip
+    }
+
+    api.addHook('onRequest', requireToken(token))
+
+    api.get('/metrics', async (_request, reply) => {
+      reply.header('content-type', metrics.registry.contentType)
+      return await metrics.registry.metrics()
+    })
+
+    api.get('/admin/config', async () => describeSettings(control))
+
+    const settingsBody = { type: 'object', additionalProperties: false, properties: SETTINGS_SCHEMA }
+    api.put<{ Body: RuntimeSettings }>('/admin/config', { schema: { body: settingsBody } }, async request => await changeSettings(control, request.body, actorOf(request)))
+
+    // A merge: the fields given replace those in force; a field set to null is dropped.
+    // (null as a second type, not an anyOf branch: ajv would coerce a refused 0 to null.)
+    const patchProps = Object.fromEntries(Object.entries(SETTINGS_SCHEMA).map(([k, v]) => [k, { ...v, type: [v.type, 'null'] }]))
+    api.patch<{ Body: Record<string, unknown> }>('/admin/config', { schema: { body: { type: 'object', additionalProperties: false, minProperties: 1, properties: patchProps } } }, async request => {
+      const merged: Record<string, unknown> = { ...manager.runtimeSettings }
+      for (const [k, v] of Object.entries(request.body)) {
+        if (v === null) delete merged[k]
+        else merged[k] = v
+      }
+      return await changeSettings(control, merged as RuntimeSettings, actorOf(request))
+    })
+
+    api.delete('/admin/config', async request => await changeSettings(control, {}, actorOf(request)))
+
+    api.get<{ Querystring: ClientQuery }>('/admin/clients', { schema: { querystring: CLIENT_QUERY } }, async request => {
+      const client = clientOf(request.query)
+      const state = await withStore(store => store.inspect(client.key, manager.holder.current.policiesOf(client)))
+      return { client: client.key, tier: client.tier ?? null, ...state }
+    })
+
+    api.delete<{ Querystring: ClientQuery }>('/admin/clients/quota', { schema: { querystring: CLIENT_QUERY } }, async (request, reply) => {
+      const client = clientOf(request.query)
+      await withStore(async store => {
+        // Not the global limit: it is everyone's, not this client's to get back.
+        await store.reset(client.key, manager.holder.current.policiesOf(client).filter(p => !p.shared))
+        await sync?.forget()
+      })
+      log.info({ actor: actorOf(request), client: client.key }, 'client quota reset')
+      reply.code(204)
+    })
+
+    api.put<{ Querystring: ClientQuery, Body: { duration?: string } }>('/admin/clients/ban', {
+      schema: { querystring: CLIENT_QUERY, body: { type: 'object', additionalProperties: false, properties: { duration: { type: 'string' } } } }
+    }, async (request, reply) => {
+      const client = clientOf(request.query)
+      let ms = DEFAULT_ADMIN_BAN_MS
+      if (request.body?.duration !== undefined) {
+        try {
+          ms = parseDuration(request.body.duration)
+        } catch (err) {
+          throw new InvalidChangeError(`duration: ${(err as Error).message}`)
+        }
+      }
+      await withStore(store => store.ban(client.key, ms))
+      log.info({ actor: actorOf(request), client: client.key, durationMs: ms }, 'client banned')
+      reply.code(204)
+    })
+
+    api.delete<{ Querystring: ClientQuery }>('/admin/clients/ban', { schema: { querystring: CLIENT_QUERY } }, async (request, reply) => {
+      const client = clientOf(request.query)
+      await withStore(async store => {
+        await store.unban(client.key)
+        await sync?.forget()
+      })
+      log.info({ actor: actorOf(request), client: client.key }, 'client unbanned')
+      reply.code(204)
+    })
+
+    const offendersQuery = { type: 'object', additionalProperties: false, properties: { limit: { type: 'integer', minimum: 1, maximum: 500, default: 20 }, minutes: { type: 'integer', minimum: 1, maximum: 5, default: 5 } } }
+    api.get<{ Querystring: { limit: number, minutes: number } }>('/admin/offenders', { schema: { querystring: offendersQuery } }, async request => ({
+      minutes: request.query.minutes,
+      offenders: offenders.top(request.query.limit, request.query.minutes)
+    }))
+
+    api.get('/admin/stats', async () => ({
+      at: new Date().toISOString(),
+      requests: await countsByLabel(metrics.requestsTotal, 'outcome'),
+      upstream: await countsByLabel(metrics.upstreamResponses, 'class'),
+      store: opts.store ? { kind: opts.store.kind, mode: opts.store.mode(), ready: opts.store.ready(), trackedKeys: opts.store.size() } : null,
+      offenders: offenders.top(10),
+      config: describeSettings(control)
+    }))
+  }
+}
