@@ -8,11 +8,11 @@
  * State: [window start, count]. Pure; mirrored in the Redis Lua script.
  */
 import type { Policy } from '../core/policy.js'
-import type { Outcome } from './types.js'
+import type { Verdict } from './types.js'
 
-export function fixedWindow (state: readonly number[] | undefined, policy: Policy, now: number, cost: number): Outcome {
+export function fixedWindow (state: readonly number[] | undefined, policy: Policy, now: number, cost: number): Verdict {
   const size = policy.windowMs
-  const limit = policy.burst
+  const limit = policy.quota
   const start = Math.floor(now / size) * size
   const count = state !== undefined && state[0] === start ? state[1]! : 0
   const resetMs = start + size - now

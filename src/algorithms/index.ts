@@ -3,9 +3,9 @@ import type { Policy } from '../core/policy.js'
 import { fixedWindow } from './fixed-window.js'
 import { slidingWindow } from './sliding-window.js'
 import { tokenBucket } from './token-bucket.js'
-import type { Outcome, State } from './types.js'
+import type { Verdict, State } from './types.js'
 
-export type { Outcome, State } from './types.js'
+export type { Verdict, State } from './types.js'
 
 
 /**
@@ -13,7 +13,7 @@ export type { Outcome, State } from './types.js'
  * (left under the same policy name with another algorithm, before a rules reload) reads
  * as no state: the client starts afresh under the new algorithm.
  */
-export function decide (policy: Policy, state: State | undefined, now: number, cost: number): Outcome {
+export function decide (policy: Policy, state: State | undefined, now: number, cost: number): Verdict {
   if (policy.algorithm === 'token-bucket' || policy.algorithm === 'leaky-bucket') {
     return tokenBucket(typeof state === 'number' ? state : undefined, policy, now, cost)
   }

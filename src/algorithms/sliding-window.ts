@@ -12,14 +12,14 @@
  * State: [current window start, previous count, current count]. Pure; mirrored in Lua.
  */
 import type { Policy } from '../core/policy.js'
-import type { Outcome } from './types.js'
+import type { Verdict } from './types.js'
 
 /** Slack on counts: a weighted count is a fraction and must not refuse by rounding. */
 export const COUNT_EPSILON = 1e-9
 
-export function slidingWindow (state: readonly number[] | undefined, policy: Policy, now: number, cost: number): Outcome {
+export function slidingWindow (state: readonly number[] | undefined, policy: Policy, now: number, cost: number): Verdict {
   const size = policy.windowMs
-  const limit = policy.burst
+  const limit = policy.quota
   const start = Math.floor(now / size) * size
   let previous = 0
   let current = 0

@@ -15,7 +15,7 @@
  * these lines; the shared store-contract table keeps them from drifting.
  */
 import type { Policy } from '../core/policy.js'
-import type { Outcome } from './types.js'
+import type { Verdict } from './types.js'
 
 /**
  * Floating-point slack, in milliseconds. Times are epoch milliseconds (~1.7e12), where a
@@ -29,9 +29,9 @@ export const EPSILON_MS = 0.001
  * @param now  milliseconds since the epoch
  * @param cost tokens this request takes (≥ 1, ≤ burst)
  */
-export function tokenBucket (tat: number | undefined, policy: Policy, now: number, cost: number): Outcome {
+export function tokenBucket (tat: number | undefined, policy: Policy, now: number, cost: number): Verdict {
   const interval = policy.intervalMs
-  const capacityMs = policy.burst * interval
+  const capacityMs = policy.quota * interval
   // How far ahead a TAT may legitimately be: a full bucket, plus the queue of delayed
   // requests a leaky bucket holds.
   const limitMs = capacityMs + policy.maxDelayMs

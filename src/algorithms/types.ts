@@ -6,8 +6,8 @@ import type { Decision } from '../core/decision.js'
  */
 export type State = number | readonly number[]
 
-/** A decision plus what the store does with its state. */
-export interface Outcome extends Decision {
+/** An algorithm's verdict on one request: the decision, and what the store does with its state. */
+export interface Verdict extends Decision {
   /**
    * The state to store when the request is admitted. When refused it is the input state
    * (a refusal writes nothing), except when `repair` is set.

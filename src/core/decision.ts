@@ -20,7 +20,7 @@ export interface Decision {
 export const BAN_POLICY: Policy = Object.freeze({
   name: 'ban',
   algorithm: 'fixed-window',
-  burst: 0,
+  quota: 0,
   intervalMs: 0,
   windowMs: 0,
   maxDelayMs: 0,

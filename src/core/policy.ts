@@ -26,10 +26,11 @@ export interface Policy {
   readonly name: string
   readonly algorithm: AlgorithmName
   /**
-   * The quota: bucket capacity (token and leaky bucket: requests that may arrive at once),
-   * or requests per window (fixed and sliding window: the rate's count).
+   * The quota: bucket capacity (token and leaky bucket: requests that may arrive at once,
+   * the configured burst), or requests per window (fixed and sliding window: the rate's
+   * count). X-RateLimit-Limit and RateLimit-Policy's q show it.
    */
-  readonly burst: number
+  readonly quota: number
   /** Buckets: milliseconds to earn back one request (the rate's period / count). */
   readonly intervalMs: number
   /** The window the quota q=burst belongs to: a window's length, or a full bucket's refill. */
@@ -87,14 +88,14 @@ export function makePolicy (name: string, spec: PolicySpec, shared = false): Pol
   const { rate, algorithm } = spec
   const window = isWindow(algorithm)
   // A window's quota is the rate's count per its period; BURST is a bucket's capacity.
-  const burst = window ? rate.count : spec.burst
+  const quota = window ? rate.count : spec.burst
   const intervalMs = rate.periodMs / rate.count
-  const windowMs = window ? rate.periodMs : burst * intervalMs
-  const { q, w } = quotaWindow(burst, intervalMs, windowMs)
+  const windowMs = window ? rate.periodMs : quota * intervalMs
+  const { q, w } = quotaWindow(quota, intervalMs, windowMs)
   return Object.freeze({
     name,
     algorithm,
-    burst,
+    quota,
     intervalMs,
     windowMs,
     maxDelayMs: algorithm === 'leaky-bucket' ? spec.maxDelayMs : 0,

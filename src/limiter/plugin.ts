@@ -20,7 +20,7 @@ import { rateLimitHeaders, retryAfterSeconds } from './headers.js'
 import { refusedAsMalformed } from '../proxy/hygiene.js'
 import { SKIP, type SelectLimits } from './limits.js'
 import { createThrottledLog } from '../log.js'
-import type { Outcome } from '../observe/metrics.js'
+import type { RequestOutcome } from '../observe/metrics.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -31,7 +31,7 @@ declare module 'fastify' {
 
 /** What the limiter reports, for metrics, logs, top offenders and alerts. */
 export interface LimiterObserver {
-  outcome (outcome: Outcome): void
+  outcome (outcome: RequestOutcome): void
   /** Seconds the decision took (identify, match, store). */
   decided (seconds: number): void
   /** A refusal (or, in dry run, a would-be refusal) of `client` by `policy`. */
@@ -64,7 +64,7 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
   const storeErrorLog = createThrottledLog(app.log, 'warn', 'rate-limit store failed; answering 503')
   app.decorateRequest('gwHeaders', null)
 
-  function release (outcome: Outcome, done: HookHandlerDoneFunction): void {
+  function release (outcome: RequestOutcome, done: HookHandlerDoneFunction): void {
     observer.outcome(outcome)
     done()
   }
@@ -89,7 +89,8 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
     res.end(body)
   }
 
-  function decide (reply: FastifyReply, identity: Identity, decisions: Decision[], started: number, done: HookHandlerDoneFunction): void {
+  /** Acts on the store's decisions: refuses (429/403), holds (leaky bucket) or lets through. */
+  function answer (reply: FastifyReply, identity: Identity, decisions: Decision[], started: number, done: HookHandlerDoneFunction): void {
     observer.decided((performance.now() - started) / 1000)
     if (decisions[0]!.banned === true) {
       refuse(reply, identity, 'banned', decisions[0]!, undefined)
@@ -159,9 +160,9 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
       return
     }
     if (isPromise(result)) {
-      result.then(d => decide(reply, identity, d, started, done), err => storeFailed(reply, err))
+      result.then(d => answer(reply, identity, d, started, done), err => storeFailed(reply, err))
     } else {
-      decide(reply, identity, result, started, done)
+      answer(reply, identity, result, started, done)
     }
   })
 }, { name: 'gateway-limiter', fastify: '5.x' })

@@ -8,7 +8,7 @@ import type { Config } from '../config/index.js'
 import type { Clock } from '../core/clock.js'
 import type { StoreStatus } from '../store/types.js'
 import { Alerts } from './alerts.js'
-import { Metrics, type MetricsSources, type Outcome } from './metrics.js'
+import { Metrics, type MetricsSources, type RequestOutcome } from './metrics.js'
 import { TopOffenders } from './offenders.js'
 import { ViolationLog } from './violations.js'
 
@@ -35,7 +35,7 @@ export class Observability {
 
   /** What the limiter reports: each request's outcome, decision time and refusals. */
   readonly limiter = {
-    outcome: (outcome: Outcome): void => { this.metrics.requests[outcome].inc() },
+    outcome: (outcome: RequestOutcome): void => { this.metrics.requests[outcome].inc() },
     decided: (seconds: number): void => { this.metrics.decisionSeconds.observe(seconds) },
     refused: (client: string, policy: string, dryRun: boolean): void => {
       this.violations.record(client, policy, dryRun)

@@ -8,7 +8,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import type { StoreStatus } from '../store/types.js'
 
 export const OUTCOMES = ['allowed', 'delayed', 'limited', 'banned', 'allowlisted', 'skipped', 'dry_run_would_limit', 'store_error'] as const
-export type Outcome = typeof OUTCOMES[number]
+export type RequestOutcome = typeof OUTCOMES[number]
 export const STORE_MODES = ['memory', 'redis', 'local-fallback', 'fail-open', 'fail-closed'] as const
 const CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const
 
@@ -46,7 +46,7 @@ export interface MetricsSources {
 export class Metrics {
   readonly registry = new Registry()
   /** Per outcome: counting a request is one increment of a number (deferredCounter). */
-  readonly requests: Record<Outcome, { inc: () => void }>
+  readonly requests: Record<RequestOutcome, { inc: () => void }>
   readonly requestsTotal: Counter
   readonly upstreamResponses: Counter
   readonly decisionSeconds: Histogram

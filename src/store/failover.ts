@@ -86,7 +86,7 @@ export class FailoverStore implements Store, DecisionWatcher {
         return this.opts.local.consume(client, policies, cost, subjects)
       case 'open':
         // Nothing is known: report full buckets rather than invent a count.
-        return policies.map(policy => ({ policy, allowed: true, remaining: policy.burst, resetMs: 0, retryAfterMs: 0, delayMs: 0 }))
+        return policies.map(policy => ({ policy, allowed: true, remaining: policy.quota, resetMs: 0, retryAfterMs: 0, delayMs: 0 }))
       case 'closed':
         throw new StoreUnavailableError()
     }

@@ -9,7 +9,7 @@
 import type { Clock } from '../core/clock.js'
 import { bannedDecision, type Decision } from '../core/decision.js'
 import type { Policy } from '../core/policy.js'
-import { decide, type Outcome, type State } from '../algorithms/index.js'
+import { decide, type Verdict, type State } from '../algorithms/index.js'
 import { Slab } from './slab.js'
 import { localKey, type BanSettings, type ClientState, type Store } from './types.js'
 
@@ -17,7 +17,7 @@ import { localKey, type BanSettings, type ClientState, type Store } from './type
 export const DEFAULT_PURGE_INTERVAL_MS = 30_000
 
 /** An entry lives until its quota is full again. */
-function expiryOf (d: Outcome, now: number): number {
+function expiryOf (d: Verdict, now: number): number {
   return now + Math.max(1, Math.ceil(d.resetMs))
 }
 
@@ -79,7 +79,7 @@ export class MemoryStore implements Store {
       return [d]
     }
     const keys: string[] = new Array(n)
-    const out: Outcome[] = new Array(n)
+    const out: Verdict[] = new Array(n)
     let admitted = true
     for (let i = 0; i < n; i++) {
       const policy = policies[i]!

@@ -9,7 +9,7 @@
  *                   send their manual clock's time, and keys then live at least 60 s)
  * ARGV[2]           cost: what the request takes from every limit
  * ARGV[3..5]        bans: refusals that ban (0: none counted), their window ms, the ban's ms
- * ARGV[6+6(i-1)..]  policy i: algorithm (t, l, f, s), intervalMs, burst, windowMs,
+ * ARGV[6+6(i-1)..]  policy i: algorithm (t, l, f, s), intervalMs, quota, windowMs,
  *                   maxDelayMs, dry run (1/0)
  *
  * Returns {1, µs} for a banned client, else {0} followed by, per policy: allowed (1/0),
@@ -58,7 +58,7 @@ for i = 1, n do
   local b = 5 + ${ARGS_PER_POLICY} * (i - 1)
   local algo = ARGV[b + 1]
   local interval = tonumber(ARGV[b + 2])
-  local burst = tonumber(ARGV[b + 3])
+  local quota = tonumber(ARGV[b + 3])
   local size = tonumber(ARGV[b + 4])
   local maxDelay = tonumber(ARGV[b + 5])
   local raw = redis.call('GET', KEYS[i])
@@ -66,7 +66,7 @@ for i = 1, n do
   repairs[i] = false
   if algo == 't' or algo == 'l' then
     local tat = tonumber(raw)
-    local capacity = burst * interval
+    local capacity = quota * interval
     local limit = capacity + maxDelay
     local base = now
     if tat ~= nil and tat >= now then
@@ -106,12 +106,12 @@ for i = 1, n do
       if s and tonumber(s) == start then count = tonumber(c) end
     end
     reset = start + size - now
-    if count + cost > burst then
-      remaining = math.max(0, burst - count)
+    if count + cost > quota then
+      remaining = math.max(0, quota - count)
       retry = reset
     else
       ok = 1
-      remaining = burst - count - cost
+      remaining = quota - count - cost
       states[i] = fmt(start) .. ' ' .. fmt(count + cost)
       ttls[i] = math.max(ttlFloor, math.ceil(reset))
     end
@@ -131,19 +131,19 @@ for i = 1, n do
       end
     end
     local used = prev * (1 - (now - start) / size) + curr
-    if used + cost > burst + COUNT_EPSILON then
+    if used + cost > quota + COUNT_EPSILON then
       local retryAt
-      if curr + cost <= burst then
-        retryAt = start + size * (1 - (burst - curr - cost) / prev)
+      if curr + cost <= quota then
+        retryAt = start + size * (1 - (quota - curr - cost) / prev)
       else
-        retryAt = start + size + size * math.max(0, 1 - (burst - cost) / curr)
+        retryAt = start + size + size * math.max(0, 1 - (quota - cost) / curr)
       end
-      remaining = math.max(0, math.floor(burst - used + COUNT_EPSILON))
+      remaining = math.max(0, math.floor(quota - used + COUNT_EPSILON))
       if curr > 0 then reset = start + 2 * size - now else reset = start + size - now end
       retry = retryAt - now
     else
       ok = 1
-      remaining = math.max(0, math.floor(burst - used - cost + COUNT_EPSILON))
+      remaining = math.max(0, math.floor(quota - used - cost + COUNT_EPSILON))
       reset = start + 2 * size - now
       states[i] = fmt(start) .. ' ' .. fmt(prev) .. ' ' .. fmt(curr + cost)
       ttls[i] = math.max(ttlFloor, math.ceil(reset))

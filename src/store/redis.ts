@@ -65,7 +65,7 @@ class DecisionCommand extends Command {
   }
 
   override transformReply (reply: Buffer | Buffer[]): never {
-    return (this.fallback ?? this.store.decide(this, reply as unknown as number[])) as never
+    return (this.fallback ?? this.store.decisionsOf(this, reply as unknown as number[])) as never
   }
 }
 
@@ -267,7 +267,7 @@ export class RedisStore implements SharedStore {
   private argsOf (keys: string[], policies: readonly Policy[], cost: number): string[] {
     let perPolicy = this.policyArgs.get(policies)
     if (perPolicy === undefined) {
-      perPolicy = policies.flatMap(p => [ALGORITHM_CODE[p.algorithm], String(p.intervalMs), String(p.burst), String(p.windowMs), String(p.maxDelayMs), p.dryRun ? '1' : '0'])
+      perPolicy = policies.flatMap(p => [ALGORITHM_CODE[p.algorithm], String(p.intervalMs), String(p.quota), String(p.windowMs), String(p.maxDelayMs), p.dryRun ? '1' : '0'])
       this.policyArgs.set(policies, perPolicy)
     }
     const n = keys.length
@@ -336,7 +336,7 @@ export class RedisStore implements SharedStore {
   }
 
   /** Redis's reply to a decision (CONSUME_LUA's integers) as the limiter's decisions. */
-  decide (command: DecisionCommand, reply: number[]): Decision[] {
+  decisionsOf (command: DecisionCommand, reply: number[]): Decision[] {
     const { client, policies } = command
     this.watcher?.answered(client, policies, command.subjects)
     if (reply[0] === 1) {
