@@ -4,6 +4,7 @@
  */
 import { readFileSync } from 'node:fs'
 import envSchema from 'env-schema'
+import type { FromSchema } from 'json-schema-to-ts'
 import { ConfigError } from '../errors.js'
 import { ALGORITHMS, type AlgorithmName, type BanSettings, type LimitSpec } from '../core/policy.js'
 import { parseRate, type RateSpec } from '../core/rate.js'
@@ -155,101 +156,83 @@ export interface Config {
 }
 
 /** The environment schema. `description` doubles as the "what it accepts" of an error. */
-function schema () {
-  return {
-    type: 'object',
-    required: ['UPSTREAM_URL'],
-    properties: {
-      PORT: { type: 'integer', minimum: 0, maximum: 65535, default: DEFAULT_PORT, description: 'a TCP port 0-65535' },
-      HOST: { type: 'string', minLength: 1, default: '0.0.0.0', description: 'an address to listen on' },
-      UPSTREAM_URL: { type: 'string', description: 'an http:// or https:// URL' },
-      UPSTREAM_TIMEOUT_MS: { type: 'integer', minimum: 1, maximum: 3_600_000, default: DEFAULT_UPSTREAM_TIMEOUT_MS, description: 'milliseconds, 1-3600000' },
-      UPSTREAM_CONNECTIONS: { type: 'integer', minimum: 1, maximum: 65_536, default: DEFAULT_UPSTREAM_CONNECTIONS, description: 'a connection count, 1-65536' },
-      REQUEST_HEADERS_TIMEOUT_MS: { type: 'integer', minimum: 100, maximum: 600_000, default: DEFAULT_HEADERS_TIMEOUT_MS, description: 'milliseconds, 100-600000' },
-      REQUEST_TIMEOUT_MS: { type: 'integer', minimum: 100, maximum: 86_400_000, default: DEFAULT_REQUEST_TIMEOUT_MS, description: 'milliseconds, 100-86400000' },
-      CLIENT_IDLE_TIMEOUT_MS: { type: 'integer', minimum: 100, maximum: 3_600_000, default: DEFAULT_CLIENT_IDLE_TIMEOUT_MS, description: 'milliseconds, 100-3600000' },
-      RATE_LIMIT_ENABLED: { type: 'boolean', default: true, description: 'true or false' },
-      RATE_LIMIT_ALGORITHM: { type: 'string', enum: [...ALGORITHMS], default: 'token-bucket', description: ALGORITHMS.join(', ') },
-      RATE_LIMIT_MAX_DELAY_MS: { type: 'integer', minimum: 0, maximum: 60_000, default: DEFAULT_MAX_DELAY_MS, description: 'milliseconds, 0-60000' },
-      RATE_LIMIT_RULES_FILE: { type: 'string', default: '', description: 'a readable JSON rules file' },
-      RATE_LIMIT_RULES_POLL_MS: { type: 'integer', minimum: 0, maximum: 3_600_000, default: DEFAULT_RULES_POLL_MS, description: 'milliseconds, 0-3600000 (0: reload on SIGHUP only)' },
-      RATE_LIMIT_BAN_AFTER: { type: 'integer', minimum: 0, maximum: 1_000_000, default: 0, description: 'a number of refusals, 0-1000000 (0: no bans)' },
-      RATE_LIMIT_BAN_WINDOW: { type: 'string', default: '1m', description: 'a duration such as 30s, 1m, 1h' },
-      RATE_LIMIT_BAN_DURATION: { type: 'string', default: '15m', description: 'a duration such as 30s, 15m, 1h' },
-      RATE_LIMIT_RATE: { type: 'string', default: '10/s', description: 'N/s, N/m, N/h or N/d' },
-      RATE_LIMIT_BURST: { type: 'integer', minimum: 1, maximum: 1_000_000_000, default: 20, description: 'a whole number ≥ 1' },
-      RATE_LIMIT_KEY_BY: { type: 'string', default: 'api-key,ip', description: 'ip, api-key, header:<name>, global, comma-separated' },
-      API_KEY_HEADER: { type: 'string', default: 'x-api-key', description: 'a header name' },
-      API_KEYS: { type: 'string', default: '', description: 'key[:tier] items, comma-separated' },
-      API_KEYS_FILE: { type: 'string', default: '', description: 'a readable file of key[:tier] lines' },
-      GLOBAL_RATE_LIMIT_RATE: { type: 'string', default: '', description: 'N/s, N/m, N/h or N/d, or empty for off' },
-      GLOBAL_RATE_LIMIT_BURST: { type: 'integer', minimum: 1, maximum: 1_000_000_000, description: 'a whole number ≥ 1' },
-      TRUST_PROXY: { type: 'string', default: '', description: 'IP addresses or CIDRs, comma-separated' },
-      RATE_LIMIT_TIERS: { type: 'string', default: '', description: 'name=RATE:BURST items, comma-separated' },
-      ALLOWLIST: { type: 'string', default: '', description: 'IPs, CIDRs and key:<api-key> items, comma-separated' },
-      RATE_LIMIT_DRY_RUN: { type: 'boolean', default: false, description: 'true or false' },
-      IPV6_SUBNET: { type: 'integer', minimum: 1, maximum: 128, default: 64, description: 'a prefix length 1-128' },
-      RATE_LIMIT_HEADERS: { type: 'string', enum: ['both', 'draft', 'legacy', 'none'], default: 'both', description: 'both, draft, legacy or none' },
-      STORE: { type: 'string', enum: ['memory', 'redis'], default: 'memory', description: 'memory or redis' },
-      STORE_FAILURE_MODE: { type: 'string', enum: ['local', 'open', 'closed'], default: 'local', description: 'local, open or closed' },
-      REDIS_URL: { type: 'string', default: DEFAULT_REDIS_URL, description: 'a redis:// or rediss:// URL' },
-      REDIS_CLUSTER_NODES: { type: 'string', default: '', description: 'host:port items, comma-separated' },
-      REDIS_SENTINELS: { type: 'string', default: '', description: 'host:port items, comma-separated' },
-      REDIS_SENTINEL_NAME: { type: 'string', default: '', description: 'the monitored primary\'s name' },
-      REDIS_KEY_PREFIX: { type: 'string', default: DEFAULT_REDIS_KEY_PREFIX, pattern: '^[^{}\\s]*$', description: 'a key prefix without braces or spaces' },
-      REDIS_TIMEOUT_MS: { type: 'integer', minimum: 1, maximum: 60_000, default: DEFAULT_REDIS_TIMEOUT_MS, description: 'milliseconds, 1-60000' },
-      REDIS_CONNECT_TIMEOUT_MS: { type: 'integer', minimum: 100, maximum: 600_000, default: DEFAULT_REDIS_CONNECT_TIMEOUT_MS, description: 'milliseconds, 100-600000' },
-      REDIS_PROBE_INTERVAL_MS: { type: 'integer', minimum: 10, maximum: 600_000, default: DEFAULT_REDIS_PROBE_INTERVAL_MS, description: 'milliseconds, 10-600000' },
-      MEMORY_STORE_MAX_KEYS: { type: 'integer', minimum: 1, maximum: 100_000_000, default: DEFAULT_MEMORY_STORE_MAX_KEYS, description: 'a whole number ≥ 1' },
-      ADMIN_PORT: { type: 'integer', minimum: 0, maximum: 65535, default: DEFAULT_ADMIN_PORT, description: 'a TCP port 0-65535' },
-      ADMIN_HOST: { type: 'string', minLength: 1, default: '127.0.0.1', description: 'an address to listen on' },
-      ADMIN_TOKEN: { type: 'string', minLength: 16, maxLength: 512, pattern: '^[\\x21-\\x7e]+$', description: 'a secret of 16-512 printable characters without spaces' },
-      VIOLATION_LOG_INTERVAL_MS: { type: 'integer', minimum: 100, maximum: 3_600_000, default: DEFAULT_VIOLATION_LOG_INTERVAL_MS, description: 'milliseconds, 100-3600000' },
-      ALERT_WEBHOOK_URL: { type: 'string', default: '', description: 'an http:// or https:// URL, or empty for no alerts' },
-      ALERT_THRESHOLD: { type: 'integer', minimum: 1, maximum: 100_000_000, default: 100, description: 'a number of refusals ≥ 1' },
-      ALERT_WINDOW: { type: 'string', default: '1m', description: 'a duration such as 30s, 1m, 1h' },
-      ALERT_COOLDOWN: { type: 'string', default: '15m', description: 'a duration such as 5m, 15m, 1h' },
-      ADAPTIVE_LIMITS: { type: 'boolean', default: false, description: 'true or false' },
-      ADAPTIVE_LATENCY_MS: { type: 'integer', minimum: 1, maximum: 600_000, default: 1000, description: 'milliseconds, 1-600000' },
-      ADAPTIVE_ERROR_RATE: { type: 'number', minimum: 0, maximum: 1, default: 0.1, description: 'a share from 0 to 1' },
-      ADAPTIVE_EVENT_LOOP_DELAY_MS: { type: 'integer', minimum: 1, maximum: 60_000, default: 200, description: 'milliseconds, 1-60000' },
-      ADAPTIVE_MIN_FACTOR: { type: 'number', exclusiveMinimum: 0, maximum: 1, default: 0.25, description: 'a factor above 0, at most 1' },
-      ADAPTIVE_INTERVAL_MS: { type: 'integer', minimum: 100, maximum: 600_000, default: 2000, description: 'milliseconds, 100-600000' },
-      LOG_LEVEL: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', description: 'fatal, error, warn, info, debug, trace or silent' },
-      SHUTDOWN_TIMEOUT_MS: { type: 'integer', minimum: 0, maximum: 3_600_000, default: DEFAULT_SHUTDOWN_TIMEOUT_MS, description: 'milliseconds, 0-3600000' }
-    }
-  } as const
-}
+const ENV_SCHEMA = {
+  type: 'object',
+  required: ['UPSTREAM_URL'],
+  properties: {
+    PORT: { type: 'integer', minimum: 0, maximum: 65535, default: DEFAULT_PORT, description: 'a TCP port 0-65535' },
+    HOST: { type: 'string', minLength: 1, default: '0.0.0.0', description: 'an address to listen on' },
+    UPSTREAM_URL: { type: 'string', description: 'an http:// or https:// URL' },
+    UPSTREAM_TIMEOUT_MS: { type: 'integer', minimum: 1, maximum: 3_600_000, default: DEFAULT_UPSTREAM_TIMEOUT_MS, description: 'milliseconds, 1-3600000' },
+    UPSTREAM_CONNECTIONS: { type: 'integer', minimum: 1, maximum: 65_536, default: DEFAULT_UPSTREAM_CONNECTIONS, description: 'a connection count, 1-65536' },
+    REQUEST_HEADERS_TIMEOUT_MS: { type: 'integer', minimum: 100, maximum: 600_000, default: DEFAULT_HEADERS_TIMEOUT_MS, description: 'milliseconds, 100-600000' },
+    REQUEST_TIMEOUT_MS: { type: 'integer', minimum: 100, maximum: 86_400_000, default: DEFAULT_REQUEST_TIMEOUT_MS, description: 'milliseconds, 100-86400000' },
+    CLIENT_IDLE_TIMEOUT_MS: { type: 'integer', minimum: 100, maximum: 3_600_000, default: DEFAULT_CLIENT_IDLE_TIMEOUT_MS, description: 'milliseconds, 100-3600000' },
+    RATE_LIMIT_ENABLED: { type: 'boolean', default: true, description: 'true or false' },
+    RATE_LIMIT_ALGORITHM: { type: 'string', enum: [...ALGORITHMS], default: 'token-bucket', description: ALGORITHMS.join(', ') },
+    RATE_LIMIT_MAX_DELAY_MS: { type: 'integer', minimum: 0, maximum: 60_000, default: DEFAULT_MAX_DELAY_MS, description: 'milliseconds, 0-60000' },
+    RATE_LIMIT_RULES_FILE: { type: 'string', default: '', description: 'a readable JSON rules file' },
+    RATE_LIMIT_RULES_POLL_MS: { type: 'integer', minimum: 0, maximum: 3_600_000, default: DEFAULT_RULES_POLL_MS, description: 'milliseconds, 0-3600000 (0: reload on SIGHUP only)' },
+    RATE_LIMIT_BAN_AFTER: { type: 'integer', minimum: 0, maximum: 1_000_000, default: 0, description: 'a number of refusals, 0-1000000 (0: no bans)' },
+    RATE_LIMIT_BAN_WINDOW: { type: 'string', default: '1m', description: 'a duration such as 30s, 1m, 1h' },
+    RATE_LIMIT_BAN_DURATION: { type: 'string', default: '15m', description: 'a duration such as 30s, 15m, 1h' },
+    RATE_LIMIT_RATE: { type: 'string', default: '10/s', description: 'N/s, N/m, N/h or N/d' },
+    RATE_LIMIT_BURST: { type: 'integer', minimum: 1, maximum: 1_000_000_000, default: 20, description: 'a whole number ≥ 1' },
+    RATE_LIMIT_KEY_BY: { type: 'string', default: 'api-key,ip', description: 'ip, api-key, header:<name>, global, comma-separated' },
+    API_KEY_HEADER: { type: 'string', default: 'x-api-key', description: 'a header name' },
+    API_KEYS: { type: 'string', default: '', description: 'key[:tier] items, comma-separated' },
+    API_KEYS_FILE: { type: 'string', default: '', description: 'a readable file of key[:tier] lines' },
+    GLOBAL_RATE_LIMIT_RATE: { type: 'string', default: '', description: 'N/s, N/m, N/h or N/d, or empty for off' },
+    GLOBAL_RATE_LIMIT_BURST: { type: 'integer', minimum: 1, maximum: 1_000_000_000, description: 'a whole number ≥ 1' },
+    TRUST_PROXY: { type: 'string', default: '', description: 'IP addresses or CIDRs, comma-separated' },
+    RATE_LIMIT_TIERS: { type: 'string', default: '', description: 'name=RATE:BURST items, comma-separated' },
+    ALLOWLIST: { type: 'string', default: '', description: 'IPs, CIDRs and key:<api-key> items, comma-separated' },
+    RATE_LIMIT_DRY_RUN: { type: 'boolean', default: false, description: 'true or false' },
+    IPV6_SUBNET: { type: 'integer', minimum: 1, maximum: 128, default: 64, description: 'a prefix length 1-128' },
+    RATE_LIMIT_HEADERS: { type: 'string', enum: ['both', 'draft', 'legacy', 'none'], default: 'both', description: 'both, draft, legacy or none' },
+    STORE: { type: 'string', enum: ['memory', 'redis'], default: 'memory', description: 'memory or redis' },
+    STORE_FAILURE_MODE: { type: 'string', enum: ['local', 'open', 'closed'], default: 'local', description: 'local, open or closed' },
+    REDIS_URL: { type: 'string', default: DEFAULT_REDIS_URL, description: 'a redis:// or rediss:// URL' },
+    REDIS_CLUSTER_NODES: { type: 'string', default: '', description: 'host:port items, comma-separated' },
+    REDIS_SENTINELS: { type: 'string', default: '', description: 'host:port items, comma-separated' },
+    REDIS_SENTINEL_NAME: { type: 'string', default: '', description: 'the monitored primary\'s name' },
+    REDIS_KEY_PREFIX: { type: 'string', default: DEFAULT_REDIS_KEY_PREFIX, pattern: '^[^{}\\s]*$', description: 'a key prefix without braces or spaces' },
+    REDIS_TIMEOUT_MS: { type: 'integer', minimum: 1, maximum: 60_000, default: DEFAULT_REDIS_TIMEOUT_MS, description: 'milliseconds, 1-60000' },
+    REDIS_CONNECT_TIMEOUT_MS: { type: 'integer', minimum: 100, maximum: 600_000, default: DEFAULT_REDIS_CONNECT_TIMEOUT_MS, description: 'milliseconds, 100-600000' },
+    REDIS_PROBE_INTERVAL_MS: { type: 'integer', minimum: 10, maximum: 600_000, default: DEFAULT_REDIS_PROBE_INTERVAL_MS, description: 'milliseconds, 10-600000' },
+    MEMORY_STORE_MAX_KEYS: { type: 'integer', minimum: 1, maximum: 100_000_000, default: DEFAULT_MEMORY_STORE_MAX_KEYS, description: 'a whole number ≥ 1' },
+    ADMIN_PORT: { type: 'integer', minimum: 0, maximum: 65535, default: DEFAULT_ADMIN_PORT, description: 'a TCP port 0-65535' },
+    ADMIN_HOST: { type: 'string', minLength: 1, default: '127.0.0.1', description: 'an address to listen on' },
+    ADMIN_TOKEN: { type: 'string', minLength: 16, maxLength: 512, pattern: '^[\\x21-\\x7e]+$', description: 'a secret of 16-512 printable characters without spaces' },
+    VIOLATION_LOG_INTERVAL_MS: { type: 'integer', minimum: 100, maximum: 3_600_000, default: DEFAULT_VIOLATION_LOG_INTERVAL_MS, description: 'milliseconds, 100-3600000' },
+    ALERT_WEBHOOK_URL: { type: 'string', default: '', description: 'an http:// or https:// URL, or empty for no alerts' },
+    ALERT_THRESHOLD: { type: 'integer', minimum: 1, maximum: 100_000_000, default: 100, description: 'a number of refusals ≥ 1' },
+    ALERT_WINDOW: { type: 'string', default: '1m', description: 'a duration such as 30s, 1m, 1h' },
+    ALERT_COOLDOWN: { type: 'string', default: '15m', description: 'a duration such as 5m, 15m, 1h' },
+    ADAPTIVE_LIMITS: { type: 'boolean', default: false, description: 'true or false' },
+    ADAPTIVE_LATENCY_MS: { type: 'integer', minimum: 1, maximum: 600_000, default: 1000, description: 'milliseconds, 1-600000' },
+    ADAPTIVE_ERROR_RATE: { type: 'number', minimum: 0, maximum: 1, default: 0.1, description: 'a share from 0 to 1' },
+    ADAPTIVE_EVENT_LOOP_DELAY_MS: { type: 'integer', minimum: 1, maximum: 60_000, default: 200, description: 'milliseconds, 1-60000' },
+    ADAPTIVE_MIN_FACTOR: { type: 'number', exclusiveMinimum: 0, maximum: 1, default: 0.25, description: 'a factor above 0, at most 1' },
+    ADAPTIVE_INTERVAL_MS: { type: 'integer', minimum: 100, maximum: 600_000, default: 2000, description: 'milliseconds, 100-600000' },
+    LOG_LEVEL: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', description: 'fatal, error, warn, info, debug, trace or silent' },
+    SHUTDOWN_TIMEOUT_MS: { type: 'integer', minimum: 0, maximum: 3_600_000, default: DEFAULT_SHUTDOWN_TIMEOUT_MS, description: 'milliseconds, 0-3600000' }
+  }
+} as const
 
 /** Every environment variable the gateway reads (documentation checks use it). */
 export function variableNames (): string[] {
-  return Object.keys(schema().properties)
+  return Object.keys(ENV_SCHEMA.properties)
 }
 
-interface RawEnv {
-  PORT: number, HOST: string, UPSTREAM_URL: string, UPSTREAM_TIMEOUT_MS: number, UPSTREAM_CONNECTIONS: number
-  REQUEST_HEADERS_TIMEOUT_MS: number, REQUEST_TIMEOUT_MS: number, CLIENT_IDLE_TIMEOUT_MS: number
-  RATE_LIMIT_ENABLED: boolean, RATE_LIMIT_ALGORITHM: AlgorithmName, RATE_LIMIT_RATE: string, RATE_LIMIT_BURST: number
-  RATE_LIMIT_MAX_DELAY_MS: number, RATE_LIMIT_RULES_FILE: string, RATE_LIMIT_RULES_POLL_MS: number
-  RATE_LIMIT_BAN_AFTER: number, RATE_LIMIT_BAN_WINDOW: string, RATE_LIMIT_BAN_DURATION: string
-  RATE_LIMIT_KEY_BY: string, API_KEY_HEADER: string, API_KEYS: string, API_KEYS_FILE: string
-  GLOBAL_RATE_LIMIT_RATE: string, GLOBAL_RATE_LIMIT_BURST?: number, TRUST_PROXY: string, IPV6_SUBNET: number
-  RATE_LIMIT_TIERS: string, ALLOWLIST: string, RATE_LIMIT_DRY_RUN: boolean
-  RATE_LIMIT_HEADERS: HeadersMode, STORE: StoreKind, MEMORY_STORE_MAX_KEYS: number
-  STORE_FAILURE_MODE: StoreFailureMode, REDIS_URL: string, REDIS_CLUSTER_NODES: string, REDIS_SENTINELS: string
-  REDIS_SENTINEL_NAME: string, REDIS_KEY_PREFIX: string, REDIS_TIMEOUT_MS: number, REDIS_CONNECT_TIMEOUT_MS: number
-  REDIS_PROBE_INTERVAL_MS: number
-  ADMIN_PORT: number, ADMIN_HOST: string, ADMIN_TOKEN?: string, LOG_LEVEL: string, SHUTDOWN_TIMEOUT_MS: number
-  VIOLATION_LOG_INTERVAL_MS: number, ALERT_WEBHOOK_URL: string, ALERT_THRESHOLD: number, ALERT_WINDOW: string, ALERT_COOLDOWN: string
-  ADAPTIVE_LIMITS: boolean, ADAPTIVE_LATENCY_MS: number, ADAPTIVE_ERROR_RATE: number, ADAPTIVE_EVENT_LOOP_DELAY_MS: number
-  ADAPTIVE_MIN_FACTOR: number, ADAPTIVE_INTERVAL_MS: number
-}
+/** The environment as validated (defaults applied, numbers and booleans coerced): the schema's own type. */
+type RawEnv = FromSchema<typeof ENV_SCHEMA>
 
 interface AjvError { instancePath: string, message: string, params: { missingProperty?: string } }
 
 /** Turns env-schema's ajv errors into one line per variable, each saying what it accepts. */
 function describeSchemaErrors (errors: AjvError[]): string {
-  const props = schema().properties as Record<string, { description: string }>
+  const props = ENV_SCHEMA.properties as Record<string, { description: string }>
   const lines = new Set<string>()
   for (const e of errors) {
     const name = e.params.missingProperty ?? e.instancePath.replace(/^\//, '')
@@ -331,7 +314,7 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
 
   let raw: RawEnv
   try {
-    raw = envSchema<RawEnv>({ schema: schema(), data, env: false, dotenv: false })
+    raw = envSchema<RawEnv>({ schema: ENV_SCHEMA, data, env: false, dotenv: false })
   } catch (err) {
     // env-schema's validation errors carry ajv's list; that is the only way it fails here.
     throw new ConfigError(describeSchemaErrors((err as { errors: AjvError[] }).errors))
