@@ -69,13 +69,13 @@ export class MemoryStore implements Store {
     }
     const n = policies.length
     if (n === 1) {
-      // The common case (one limit) without the arrays.
+      // The common case (one limit) without the arrays; committed exactly as below.
       const policy = policies[0]!
       const key = localKey(policy, subjects === undefined ? client : subjects[0]!)
       const d = decide(policy, this.cache.get(key), now, cost)
-      if (d.allowed || d.repair) this.cache.set(key, d.state, expiryOf(d, now))
-      // A refusal that repairs the state is a refusal all the same (as in the n-limit path and Lua).
-      if (!d.allowed && !policy.dryRun && this.bans !== undefined) this.refused(client, now)
+      const admitted = d.allowed || policy.dryRun
+      this.commit(key, d, admitted, now)
+      if (!admitted && this.bans !== undefined) this.refused(client, now)
       return [d]
     }
     const keys: string[] = new Array(n)
@@ -88,12 +88,18 @@ export class MemoryStore implements Store {
       out[i] = d
       if (!d.allowed && !policy.dryRun) admitted = false
     }
-    for (let i = 0; i < n; i++) {
-      const d = out[i]!
-      if ((admitted && d.allowed) || d.repair) this.cache.set(keys[i]!, d.state, expiryOf(d, now))
-    }
+    for (let i = 0; i < n; i++) this.commit(keys[i]!, out[i]!, admitted, now)
     if (!admitted && this.bans !== undefined) this.refused(client, now)
     return out
+  }
+
+  /**
+   * The one commit rule (the Lua script's too): an admitted request writes every state
+   * that allowed it; a refused one writes nothing, but a state left by a stricter limit is
+   * repaired either way. (A refused request then counts once towards a ban.)
+   */
+  private commit (key: string, d: Verdict, admitted: boolean, now: number): void {
+    if ((admitted && d.allowed) || d.repair) this.cache.set(key, d.state, expiryOf(d, now))
   }
 
   /** Counts a refusal towards a ban; bans the client at the threshold. */
