@@ -44,6 +44,11 @@ export class Alerts {
     this.failed = createThrottledLog(log, 'warn', 'alert webhook delivery failed')
   }
 
+  /** Alerts queued or being delivered (0: the webhook has heard everything decided so far). */
+  get pending (): number {
+    return this.queue.length + (this.sending ? 1 : 0)
+  }
+
   /** One refusal of `client` by `policy`. */
   record (client: string, policy: string): void {
     const now = this.clock.now()

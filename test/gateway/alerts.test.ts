@@ -5,7 +5,8 @@ import type { AddressInfo } from 'node:net'
 import { startUpstream } from '../helpers/upstream.js'
 import { startGateway } from '../helpers/gateway.js'
 import { send, statuses } from '../helpers/http.js'
-import { eventually, sleep } from '../helpers/load.js'
+import { eventually } from '../helpers/load.js'
+import { ManualClock } from '../../src/core/clock.js'
 import type { Teardown } from '../helpers/tap.js'
 
 /** A webhook receiver answering with the statuses given in turn (then 200). */
@@ -35,13 +36,13 @@ t.test('a client limited more than ALERT_THRESHOLD times in ALERT_WINDOW: one JS
     ALERT_WEBHOOK_URL: hook.url, ALERT_THRESHOLD: '5', ALERT_WINDOW: '1m', ALERT_COOLDOWN: '1h'
   })
   await statuses(`${gw.url}/ping`, 6, { from: '127.0.0.2' }) // 5 refusals: not over the threshold
-  await sleep(200)
-  t.equal(hook.calls(), 0, 'at the threshold: no alert')
+  // An alert is queued as the refusal is decided: none queued means none will be sent.
+  t.equal(gw.app.alerts!.pending + hook.calls(), 0, 'at the threshold: no alert')
   await statuses(`${gw.url}/ping`, 10, { from: '127.0.0.2' })
   t.ok(await eventually(() => hook.received.length === 1, 3000), 'over it: an alert')
   t.match(hook.received[0]!.body, { type: 'rate-limit-alert', client: 'ip:127.0.0.2', refusals: 6, threshold: 5, windowMs: 60_000, policies: ['default'], at: String })
   t.equal(hook.received[0]!.headers['content-type'], 'application/json')
-  await sleep(300)
+  t.ok(await eventually(() => gw.app.alerts!.pending === 0, 3000))
   t.equal(hook.calls(), 1, 'one alert per client per cooldown')
   await statuses(`${gw.url}/ping`, 7, { from: '127.0.0.3' })
   t.ok(await eventually(() => hook.received.length === 2, 3000), 'another client has its own')
@@ -59,8 +60,9 @@ t.test('delivery is retried a bounded number of times, and a slow webhook never 
   const dead = await webhook(t, [500, 500, 500, 500], 0)
   const gw2 = await startGateway(t, { UPSTREAM_URL: upstream.url, RATE_LIMIT_RATE: '1/h', RATE_LIMIT_BURST: '1', ALERT_WEBHOOK_URL: dead.url, ALERT_THRESHOLD: '1' })
   await statuses(`${gw2.url}/ping`, 3, { from: '127.0.0.2' })
-  await sleep(2500)
-  t.equal(dead.calls(), 3, 'given up after 3 attempts')
+  t.ok(await eventually(() => gw2.app.alerts!.stats.failed === 1, 5000), 'given up')
+  t.equal(dead.calls(), 3, 'after 3 attempts')
+  t.equal(gw2.app.alerts!.pending, 0, 'and nothing left to try')
 
   const slow = await webhook(t, [], 3000)
   const gw3 = await startGateway(t, { UPSTREAM_URL: upstream.url, RATE_LIMIT_RATE: '1/h', RATE_LIMIT_BURST: '1', ALERT_WEBHOOK_URL: slow.url, ALERT_THRESHOLD: '1' })
@@ -84,11 +86,12 @@ t.test('more alerts than the queue holds: the excess is dropped and counted, req
 t.test('the cooldown outlives the counting window', async t => {
   const hook = await webhook(t)
   const upstream = await startUpstream(t)
-  const gw = await startGateway(t, { UPSTREAM_URL: upstream.url, RATE_LIMIT_RATE: '1/h', RATE_LIMIT_BURST: '1', ALERT_WEBHOOK_URL: hook.url, ALERT_THRESHOLD: '2', ALERT_WINDOW: '200ms', ALERT_COOLDOWN: '1h' })
+  const clock = new ManualClock(Date.now())
+  const gw = await startGateway(t, { UPSTREAM_URL: upstream.url, RATE_LIMIT_RATE: '1/h', RATE_LIMIT_BURST: '1', ALERT_WEBHOOK_URL: hook.url, ALERT_THRESHOLD: '2', ALERT_WINDOW: '200ms', ALERT_COOLDOWN: '1h' }, { clock })
   await statuses(`${gw.url}/ping`, 4, { from: '127.0.0.2' })
   t.ok(await eventually(() => hook.received.length === 1, 3000))
-  await sleep(300)
+  clock.advance(300)
   await statuses(`${gw.url}/ping`, 4, { from: '127.0.0.2' })
-  await sleep(300)
+  t.equal(gw.app.alerts!.pending, 0, 'nothing queued')
   t.equal(hook.calls(), 1, 'a new window over the threshold, within the cooldown: no second alert')
 })
