@@ -258,6 +258,12 @@ function isLoopback (host: string): boolean {
 }
 
 /** What a rules file is validated against: the limits the environment defines. */
+/**
+ * The part of the Config that says which limits apply: what the runtime settings and the
+ * adaptive factor change (control/settings.ts) and what the limiter is built from.
+ */
+export type LimitsConfig = Pick<Config, 'algorithm' | 'maxDelayMs' | 'dryRun' | 'limit' | 'globalLimit' | 'tiers' | 'keyBy' | 'apiKeyHeader' | 'apiKeys' | 'ipv6Subnet'>
+
 export function rulesContext (config: Pick<Config, 'algorithm' | 'maxDelayMs' | 'limit' | 'tiers' | 'globalLimit'>): RulesContext {
   const clientLimits = new Map<string, LimitSpec>([['default', config.limit]])
   for (const [name, tier] of config.tiers) clientLimits.set(name, tier)

@@ -59,12 +59,12 @@ export function describeSettings ({ config, manager, sync }: Pick<SettingsContro
     // instance runs exactly those settings.
     fleet: sync?.status ?? null,
     algorithm: config.algorithm,
-    dryRun: eff.config.dryRun,
+    dryRun: eff.limits.dryRun,
     factor: { emergency: settings.factor ?? 1, adaptive: manager.adaptive, effective: eff.factor },
     limits: {
-      default: limit(eff.config.limit),
-      tiers: Object.fromEntries([...eff.config.tiers].map(([name, t]) => [name, limit(t)])),
-      global: eff.config.globalLimit ? limit(eff.config.globalLimit) : null
+      default: limit(eff.limits.limit),
+      tiers: Object.fromEntries([...eff.limits.tiers].map(([name, t]) => [name, limit(t)])),
+      global: eff.limits.globalLimit ? limit(eff.limits.globalLimit) : null
     },
     rulesSource: settings.rules !== undefined ? 'admin' : (config.rulesFile !== undefined ? 'file' : 'none'),
     rules: eff.rules.map(r => ({

@@ -22,7 +22,7 @@ export class LimitsManager {
   constructor (private readonly base: Config) {
     this.fileRules = base.rules
     this.current = resolve(base, this.fileRules, this.settings, 1)
-    this.holder = { current: createLimits(this.current.config, this.current.rules) }
+    this.holder = { current: createLimits(this.current.limits, this.current.rules) }
   }
 
   /** Validates settings without applying them; throws an Error saying what is wrong. */
@@ -38,7 +38,7 @@ export class LimitsManager {
     this.current = resolve(this.base, this.fileRules, settings, this.adaptiveFactor)
     this.settings = settings
     this.version = version
-    this.holder.current = createLimits(this.current.config, this.current.rules)
+    this.holder.current = createLimits(this.current.limits, this.current.rules)
   }
 
   /** The rules file changed (validated against the limits in force). */
@@ -50,7 +50,7 @@ export class LimitsManager {
   /** What a rules file is validated against: the limits in force, unscaled. */
   rulesContext (): RulesContext {
     const unscaled = resolve(this.base, [], { ...this.settings, rules: undefined, factor: 1 }, 1)
-    return rulesContext(unscaled.config)
+    return rulesContext(unscaled.limits)
   }
 
   /** Called by the adaptive controller when its factor moves. */
@@ -75,6 +75,6 @@ export class LimitsManager {
   /** Settings in force were valid against any rules file (they do not depend on it). */
   private rebuild (): void {
     this.current = resolve(this.base, this.fileRules, this.settings, this.adaptiveFactor)
-    this.holder.current = createLimits(this.current.config, this.current.rules)
+    this.holder.current = createLimits(this.current.limits, this.current.rules)
   }
 }

@@ -4,7 +4,7 @@
  * limit. Settings are plain JSON (they travel through Redis to every instance) and are
  * validated like the environment before anything changes.
  */
-import type { AlgorithmName, Config, LimitSpec, Rule } from '../config/index.js'
+import type { AlgorithmName, Config, LimitsConfig, LimitSpec, Rule } from '../config/index.js'
 import { rulesContext } from '../config/index.js'
 import { checkCost, parseRateFor, parseRules } from '../config/rules.js'
 import type { RateSpec } from '../core/rate.js'
@@ -42,7 +42,8 @@ export const SETTINGS_SCHEMA = {
 
 /** The limits in force: what createLimits() builds from. */
 export interface Effective {
-  readonly config: Config
+  /** The limits in force: the environment's, changed by the settings and scaled by the factor. */
+  readonly limits: LimitsConfig
   readonly rules: readonly Rule[]
   /** Emergency factor × adaptive factor. */
   readonly factor: number
@@ -123,8 +124,13 @@ export function resolve (base: Config, fileRules: readonly Rule[], settings: Run
   }
   const scaledTiers = new Map<string, LimitSpec>()
   for (const [name, t] of tiers) scaledTiers.set(name, scale(t, base.algorithm, factor, clientFloor))
-  const config: Config = {
-    ...unscaled,
+  const limits: LimitsConfig = {
+    algorithm: base.algorithm,
+    maxDelayMs: base.maxDelayMs,
+    keyBy: base.keyBy,
+    apiKeyHeader: base.apiKeyHeader,
+    apiKeys: base.apiKeys,
+    ipv6Subnet: base.ipv6Subnet,
     limit: scale(limit, base.algorithm, factor, clientFloor),
     tiers: scaledTiers,
     globalLimit: base.globalLimit && scale(base.globalLimit, base.algorithm, factor, globalFloor),
@@ -133,5 +139,5 @@ export function resolve (base: Config, fileRules: readonly Rule[], settings: Run
   const scaledRules = factor === 1
     ? rules
     : rules.map(r => ({ ...r, limits: r.limits.map(l => ({ ...l, ...scale(l, l.algorithm, factor, r.cost) })) }))
-  return { config, rules: scaledRules, factor }
+  return { limits, rules: scaledRules, factor }
 }

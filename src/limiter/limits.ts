@@ -5,7 +5,7 @@
  * matches no rule, or a rule keyed like the client, allocates nothing here.
  */
 import type { FastifyRequest } from 'fastify'
-import type { Config, LimitSpec, Rule } from '../config/index.js'
+import type { Config, LimitsConfig, LimitSpec, Rule } from '../config/index.js'
 import { createIdentify, type Identify, type Identity } from '../identity/identify.js'
 import { makePolicy, type Policy, type PolicySpec } from '../core/policy.js'
 import { normalizePath } from '../core/path.js'
@@ -32,7 +32,6 @@ export interface SelectLimits {
   policiesOf (identity: Identity): readonly Policy[]
 }
 
-type LimitsConfig = Pick<Config, 'algorithm' | 'maxDelayMs' | 'dryRun' | 'limit' | 'globalLimit' | 'tiers' | 'keyBy' | 'apiKeyHeader' | 'apiKeys' | 'ipv6Subnet'>
 
 interface CompiledRule {
   readonly methods: ReadonlySet<string> | undefined

@@ -10,12 +10,12 @@ t.test('scaling: buckets scale rate and burst, windows whole requests, never bel
   const rules = parseRules(JSON.stringify({ rules: [{ name: 'r', path: '/r', cost: 3, algorithm: 'token-bucket', rate: '5/s', burst: 8 }] }), rulesContext(base))
   const eff = resolve(base, rules, { factor: 0.25 }, 1)
   t.equal(eff.factor, 0.25)
-  t.same(eff.config.limit.rate, { count: 3, periodMs: 60_000, text: '3/m' }, 'a window: 10 × 0.25 = 2.5, floored to 2, raised to the cost 3')
-  t.same(eff.config.globalLimit!.rate.text, '25/s')
+  t.same(eff.limits.limit.rate, { count: 3, periodMs: 60_000, text: '3/m' }, 'a window: 10 × 0.25 = 2.5, floored to 2, raised to the cost 3')
+  t.same(eff.limits.globalLimit!.rate.text, '25/s')
   t.match(eff.rules[0]!.limits[0], { rate: { count: 1.25, text: '1.25/s' }, burst: 3 }, 'a bucket: the rate scales freely, the burst floors to the cost')
   const adaptive = resolve(base, rules, { factor: 0.5 }, 0.5)
   t.equal(adaptive.factor, 0.25, 'emergency × adaptive')
-  t.equal(resolve(base, rules, {}, 1).config.limit, base.limit, 'factor 1: the limits as configured')
+  t.equal(resolve(base, rules, {}, 1).limits.limit, base.limit, 'factor 1: the limits as configured')
 })
 
 t.test('a factor below 1 never raises a limit, and every limit that can scale does (examples/rules.json)', async t => {
@@ -26,15 +26,15 @@ t.test('a factor below 1 never raises a limit, and every limit that can scale do
   t.match(limitOf(half, 'export', 'export-daily'), { rate: { count: 50, text: '50/d' } })
   t.match(limitOf(half, 'upload'), { burst: 1, rate: { text: '1/s' } }, 'upload: burst stays 1, the leak rate halves')
   t.match(limitOf(half, 'login'), { rate: { count: 2, text: '2/m' } }, 'login (a window): 5/m → 2/m (it was not scaled at all before)')
-  t.equal(half.config.limit.burst, 10, 'the default limit: 20 → 10')
+  t.equal(half.limits.limit.burst, 10, 'the default limit: 20 → 10')
   for (const factor of [0.01, 0.1, 0.3, 0.5, 0.7, 0.99]) {
     const eff = resolve(base, base.rules, { factor }, 1)
-    const pairs: Array<[string, { rate: { count: number }, burst: number }, { rate: { count: number }, burst: number }]> = [['default', base.limit, eff.config.limit]]
+    const pairs: Array<[string, { rate: { count: number }, burst: number }, { rate: { count: number }, burst: number }]> = [['default', base.limit, eff.limits.limit]]
     for (const r of base.rules) for (const [i, l] of r.limits.entries()) pairs.push([`${r.name}/${l.name}`, l, eff.rules.find(x => x.name === r.name)!.limits[i]!])
     for (const [name, before, after] of pairs) {
       t.ok(after.burst <= before.burst && after.rate.count <= before.rate.count, `factor ${factor}: ${name} did not rise (${before.burst}, ${before.rate.count} → ${after.burst}, ${after.rate.count})`)
     }
-    const search = eff.config.limit
+    const search = eff.limits.limit
     t.ok(search.burst >= 5, `factor ${factor}: the default burst keeps room for a search (cost 5): ${search.burst}`)
   }
 })
