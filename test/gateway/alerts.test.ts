@@ -81,6 +81,7 @@ t.test('more alerts than the queue holds: the excess is dropped and counted, req
   // 110 clients each refused twice: 110 alerts, one in delivery, the queue holds 100.
   for (let i = 1; i <= 110; i++) await statuses(`${gw.url}/ping`, 3, { from: `127.0.2.${i}` })
   t.ok(gw.app.alerts!.stats.dropped >= 9, `${gw.app.alerts!.stats.dropped} alerts dropped`)
+  t.ok(gw.app.alerts!.pending >= 100, `${gw.app.alerts!.pending} pending: one in delivery, the queue full`)
 })
 
 t.test('the cooldown outlives the counting window', async t => {
