@@ -113,6 +113,8 @@ async function main (): Promise<void> {
     ['off', 'gateway, limiting off', { RATE_LIMIT_ENABLED: 'false' }, false],
     ['memory', 'gateway, memory store', allowed, false],
     ['redis', 'gateway, Redis store', { ...allowed, ...viaRedis('bench-e:') }, true],
+    ['memory-inflight', 'gateway, memory store, with an in-flight limit', { ...allowed, CONCURRENCY_LIMIT: '1000' }, false],
+    ['redis-inflight', 'gateway, Redis store, with an in-flight limit', { ...allowed, CONCURRENCY_LIMIT: '1000', ...viaRedis('bench-g:') }, true],
     ['refused-memory', 'gateway, memory store, every request over its limit', overLimit, false],
     ['refused-redis', 'gateway, Redis store, every request over its limit', { ...overLimit, ...viaRedis('bench-f:') }, true]
   ]
@@ -207,6 +209,8 @@ node:http + undici \`Pool.dispatch\`, the least a Node proxy can do.
 | target | CPU µs/request | × ceiling | req/s | p99 ms | RSS | Redis round trips/request | redis-server µs/decision |
 |---|---:|---:|---:|---:|---:|---:|---:|
 ${rows.join('\n')}
+
+An in-flight limit (\`CONCURRENCY_LIMIT\`, never reached here) adds ${(us('memory-inflight') - us('memory')).toFixed(1)} µs of CPU per request on the memory store and ${(us('redis-inflight') - us('redis')).toFixed(1)} µs on Redis (a lease taken in the same script, given back in a second call).
 
 Latency at a fixed ${rate} requests/s (${rate === halfCeiling ? 'half the ceiling\'s capacity on one core' : `the probe's own limit; half the ceiling's capacity would be ${halfCeiling}/s`}), ${LATENCY_S} s, medians of ${fixed.get('ceiling')!.length} rounds:
 

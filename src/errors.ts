@@ -11,6 +11,9 @@ export const ConfigError = createError('GW_CONFIG_INVALID', '%s', 500)
 /** The client is over a limit. */
 export const RateLimitedError = createError('GW_RATE_LIMITED', 'Too Many Requests', 429)
 
+/** Every slot of an in-flight limit is taken (CONCURRENCY_LIMIT, GLOBAL_CONCURRENCY_LIMIT, a rule's `concurrency`). */
+export const ConcurrencyLimitedError = createError('GW_CONCURRENCY_LIMITED', 'Too Many Requests', 429)
+
 /** The client was refused RATE_LIMIT_BAN_AFTER times within the ban window: refused outright. */
 export const BannedError = createError('GW_BANNED', 'Refused after repeated rate-limit violations', 403)
 

@@ -97,7 +97,8 @@ export function adminApi (opts: AdminOptions, log: FastifyBaseLogger, token: str
 
     api.get<{ Querystring: ClientQuery }>('/admin/clients', { schema: { querystring: CLIENT_QUERY } }, async request => {
       const client = clientOf(request.query)
-      const state = await withStore(store => store.inspect(client.key, manager.holder.current.policiesOf(client)))
+      const limits = manager.holder.current
+      const state = await withStore(store => store.inspect(client.key, limits.policiesOf(client), limits.slotsOf(client)))
       return { client: client.key, tier: client.tier ?? null, ...state }
     })
 
@@ -150,6 +151,7 @@ export function adminApi (opts: AdminOptions, log: FastifyBaseLogger, token: str
       requests: await countsByLabel(metrics.requestsTotal, 'outcome'),
       upstream: await countsByLabel(metrics.upstreamResponses, 'class'),
       store: opts.store ? { kind: opts.store.kind, mode: opts.store.mode(), ready: opts.store.ready(), trackedKeys: opts.store.size() } : null,
+      inFlight: metrics.inFlight(),
       offenders: offenders.top(10),
       config: describeSettings(control)
     }))

@@ -33,6 +33,7 @@ export const DASHBOARD_HTML = `<!doctype html>
 <header>
   <h1>Rate-limit gateway</h1>
   <span>store <span id="store-mode" class="badge">…</span></span>
+  <span>in flight <span id="in-flight" class="badge">…</span></span>
   <span class="muted" id="updated">not connected</span>
 </header>
 <form id="login" style="padding: 16px 20px">
@@ -92,7 +93,7 @@ export const DASHBOARD_HTML = `<!doctype html>
     if (previous) {
       var dt = (now - previous.t) / 1000 || 1
       var rate = function (k) { return Math.max(0, ((req[k] || 0) - (previous.req[k] || 0)) / dt) }
-      var r = { allowed: rate('allowed') + rate('delayed') + rate('allowlisted') + rate('skipped') + rate('dry_run_would_limit'), limited: rate('limited'), banned: rate('banned') }
+      var r = { allowed: rate('allowed') + rate('delayed') + rate('allowlisted') + rate('skipped') + rate('dry_run_would_limit'), limited: rate('limited') + rate('concurrency_limited'), banned: rate('banned') }
       $('rate-allowed').textContent = r.allowed.toFixed(1)
       $('rate-limited').textContent = r.limited.toFixed(1)
       $('rate-banned').textContent = r.banned.toFixed(1)
@@ -105,6 +106,7 @@ export const DASHBOARD_HTML = `<!doctype html>
     var mode = s.store ? s.store.mode : 'off'
     $('store-mode').textContent = mode
     $('store-mode').className = 'badge' + (mode === 'memory' || mode === 'redis' ? '' : ' warn')
+    $('in-flight').textContent = s.inFlight
     var c = s.config
     $('factor').textContent = c.factor.effective
     $('factor-detail').textContent = '(emergency ' + c.factor.emergency + ', adaptive ' + c.factor.adaptive + ')'
@@ -112,10 +114,12 @@ export const DASHBOARD_HTML = `<!doctype html>
     var limits = [['default', c.limits.default.rate, c.limits.default.burst]]
     Object.keys(c.limits.tiers).forEach(function (t) { limits.push(['tier ' + t, c.limits.tiers[t].rate, c.limits.tiers[t].burst]) })
     if (c.limits.global) limits.push(['global', c.limits.global.rate, c.limits.global.burst])
+    if (c.limits.concurrency.perClient !== null) limits.push(['in flight per client', 'at most', c.limits.concurrency.perClient])
+    if (c.limits.concurrency.global !== null) limits.push(['in flight, everyone', 'at most', c.limits.concurrency.global])
     rows($('limits'), limits)
     $('rules-source').textContent = c.rulesSource
     rows($('rules'), c.rules.map(function (r) {
-      return [(r.methods ? r.methods.join(',') + ' ' : '') + r.path, r.skip ? 'skip' : r.limits.map(function (l) { return l.name + ' ' + l.rate }).join('; ') + (r.cost > 1 ? ' · cost ' + r.cost : '') + (r.dryRun ? ' · dry run' : '')]
+      return [(r.methods ? r.methods.join(',') + ' ' : '') + r.path, r.skip ? 'skip' : r.limits.map(function (l) { return l.name + ' ' + l.rate }).join('; ') + (r.cost > 1 ? ' · cost ' + r.cost : '') + (r.concurrency ? ' · at most ' + r.concurrency + ' in flight' : '') + (r.dryRun ? ' · dry run' : '')]
     }))
     rows($('offenders'), s.offenders.length ? s.offenders.map(function (o) { return [o.client, o.count] }) : [['none', '']])
     $('updated').textContent = 'updated ' + new Date(now).toLocaleTimeString()

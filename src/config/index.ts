@@ -24,6 +24,8 @@ export const DEFAULT_ADMIN_PORT = 9000
 export const DEFAULT_UPSTREAM_TIMEOUT_MS = 30_000
 export const DEFAULT_UPSTREAM_CONNECTIONS = 128
 export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 30_000
+/** How long a Redis in-flight slot outlives its instance's last renewal. */
+export const DEFAULT_CONCURRENCY_LEASE_MS = 60_000
 export const DEFAULT_MEMORY_STORE_MAX_KEYS = 500_000
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379'
 export const DEFAULT_REDIS_KEY_PREFIX = 'rl:'
@@ -113,6 +115,11 @@ export interface Config {
   readonly apiKeys: ReadonlyMap<string, string | undefined>
   /** One limit for all clients together, or undefined. */
   readonly globalLimit: LimitSpec | undefined
+  /**
+   * In-flight limits (CONCURRENCY_LIMIT per client, GLOBAL_CONCURRENCY_LIMIT for everyone;
+   * undefined: none) and how long a Redis slot lives without its instance renewing it.
+   */
+  readonly concurrency: { readonly perClient: number | undefined, readonly global: number | undefined, readonly leaseMs: number }
   /** Named tiers with their own limit; an API key's tier picks one. */
   readonly tiers: ReadonlyMap<string, LimitSpec>
   /** Clients never limited nor counted. */
@@ -184,6 +191,9 @@ const ENV_SCHEMA = {
     API_KEYS_FILE: { type: 'string', default: '', description: 'a readable file of key[:tier] lines' },
     GLOBAL_RATE_LIMIT_RATE: { type: 'string', default: '', description: 'N/s, N/m, N/h or N/d, or empty for off' },
     GLOBAL_RATE_LIMIT_BURST: { type: 'integer', minimum: 1, maximum: 1_000_000_000, description: 'a whole number ≥ 1' },
+    CONCURRENCY_LIMIT: { type: 'integer', minimum: 0, maximum: 1_000_000, default: 0, description: 'requests in progress per client, 0-1000000 (0: no limit)' },
+    GLOBAL_CONCURRENCY_LIMIT: { type: 'integer', minimum: 0, maximum: 1_000_000_000, default: 0, description: 'requests in progress in all, 0-1000000000 (0: no limit)' },
+    CONCURRENCY_LEASE_MS: { type: 'integer', minimum: 1000, maximum: 3_600_000, default: DEFAULT_CONCURRENCY_LEASE_MS, description: 'milliseconds, 1000-3600000' },
     TRUST_PROXY: { type: 'string', default: '', description: 'IP addresses or CIDRs, comma-separated' },
     RATE_LIMIT_TIERS: { type: 'string', default: '', description: 'name=RATE:BURST items, comma-separated' },
     ALLOWLIST: { type: 'string', default: '', description: 'IPs, CIDRs and key:<api-key> items, comma-separated' },
@@ -262,7 +272,7 @@ function isLoopback (host: string): boolean {
  * The part of the Config that says which limits apply: what the runtime settings and the
  * adaptive factor change (control/settings.ts) and what the limiter is built from.
  */
-export type LimitsConfig = Pick<Config, 'algorithm' | 'maxDelayMs' | 'dryRun' | 'limit' | 'globalLimit' | 'tiers' | 'keyBy' | 'apiKeyHeader' | 'apiKeys' | 'ipv6Subnet'>
+export type LimitsConfig = Pick<Config, 'algorithm' | 'maxDelayMs' | 'dryRun' | 'limit' | 'globalLimit' | 'concurrency' | 'tiers' | 'keyBy' | 'apiKeyHeader' | 'apiKeys' | 'ipv6Subnet'>
 
 export function rulesContext (config: Pick<Config, 'algorithm' | 'maxDelayMs' | 'limit' | 'tiers' | 'globalLimit'>): RulesContext {
   const clientLimits = new Map<string, LimitSpec>([['default', config.limit]])
@@ -408,6 +418,11 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
     apiKeyHeader: field('API_KEY_HEADER', () => parseHeaderName(raw.API_KEY_HEADER)),
     apiKeys: readOnly(apiKeys),
     globalLimit,
+    concurrency: {
+      perClient: raw.CONCURRENCY_LIMIT > 0 ? raw.CONCURRENCY_LIMIT : undefined,
+      global: raw.GLOBAL_CONCURRENCY_LIMIT > 0 ? raw.GLOBAL_CONCURRENCY_LIMIT : undefined,
+      leaseMs: raw.CONCURRENCY_LEASE_MS
+    },
     tiers: readOnly(tiers),
     allowlist: field('ALLOWLIST', () => parseAllowlist(raw.ALLOWLIST)),
     dryRun: raw.RATE_LIMIT_DRY_RUN,

@@ -139,7 +139,7 @@ export interface TierSpec {
  * Names a tier or a rule's limit must not take: the built-in limits' (it would share
  * their counters) and the names of a client's ban keys (ban, ban-count).
  */
-export const RESERVED_POLICY_NAMES: ReadonlySet<string> = new Set(['default', 'global', 'ban', 'ban-count'])
+export const RESERVED_POLICY_NAMES: ReadonlySet<string> = new Set(['default', 'global', 'ban', 'ban-count', 'concurrency', 'global-concurrency'])
 
 const TIER_ITEM_RE = /^([A-Za-z0-9_-]{1,64})\s*=\s*([^:]+):\s*(\d+)$/
 export const TIERS_FORMAT = 'name=RATE:BURST items, comma-separated (e.g. free=10/s:20,pro=100/s:200)'

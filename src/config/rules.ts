@@ -15,6 +15,8 @@ import { parseKeyBy, RESERVED_POLICY_NAMES, type KeySource } from './parse.js'
 export const MAX_RULES = 1000
 export const MAX_LIMITS_PER_RULE = 8
 export const MAX_COST = 1_000_000
+/** Most requests an in-flight limit may allow at once. */
+export const MAX_CONCURRENCY = 1_000_000
 
 export interface RuleLimit {
   /** Shown in the headers and part of the store key; unique among all limits. */
@@ -42,6 +44,8 @@ export interface Rule {
   /** The rule's own limits are counted and reported but never refuse. */
   readonly dryRun: boolean
   readonly limits: readonly RuleLimit[]
+  /** In-flight limit: at most this many matching requests of one subject (keyBy) in progress upstream. */
+  readonly concurrency: number | undefined
 }
 
 /** What rules are checked against: the limits the environment defines. */
@@ -82,6 +86,7 @@ export const RULES_SCHEMA = {
           exclusive: { type: 'boolean' },
           skip: { type: 'boolean' },
           dryRun: { type: 'boolean' },
+          concurrency: { type: 'integer', minimum: 1, maximum: MAX_CONCURRENCY },
           ...LIMIT_FIELDS,
           limits: {
             type: 'array',
@@ -108,6 +113,7 @@ interface RawRule extends Partial<RawLimit> {
   skip?: boolean
   dryRun?: boolean
   limits?: RawLimit[]
+  concurrency?: number
 }
 
 /** `rules[2]` → `rule 3 ("search")`: where in the file, in an operator's words. */
@@ -178,10 +184,16 @@ function parseRule (raw: RawRule, ctx: RulesContext, names: Set<string>): Rule {
   if (raw.rate === undefined && (raw.burst !== undefined || raw.algorithm !== undefined || raw.maxDelayMs !== undefined)) {
     throw new Error('burst, algorithm and maxDelayMs belong to a limit: add rate, or put them in limits')
   }
-  if (raw.skip === true && (hasOwn || raw.cost !== undefined || raw.keyBy !== undefined || raw.exclusive !== undefined || raw.dryRun !== undefined)) {
-    throw new Error('a skip rule limits nothing: it takes no rate, limits, cost, keyBy, exclusive or dryRun')
+  if (raw.skip === true && (hasOwn || raw.cost !== undefined || raw.keyBy !== undefined || raw.exclusive !== undefined || raw.dryRun !== undefined || raw.concurrency !== undefined)) {
+    throw new Error('a skip rule limits nothing: it takes no rate, limits, cost, keyBy, exclusive, dryRun or concurrency')
   }
-  if (!hasOwn && (raw.keyBy !== undefined || raw.dryRun !== undefined)) throw new Error('keyBy and dryRun apply to the rule\'s own limits: add rate or limits')
+  if (!hasOwn && raw.dryRun !== undefined) throw new Error('dryRun applies to the rule\'s own limits: add rate or limits')
+  if (!hasOwn && raw.concurrency === undefined && raw.keyBy !== undefined) throw new Error('keyBy applies to the rule\'s own limits: add rate, limits or concurrency')
+  const concurrencyName = `${raw.name}-concurrency`
+  if (raw.concurrency !== undefined) {
+    if (names.has(concurrencyName) || ctx.clientLimits.has(concurrencyName)) throw new Error(`limit name "${concurrencyName}" (the rule's in-flight limit) is taken`)
+    names.add(concurrencyName)
+  }
 
   const rawLimits: RawLimit[] = raw.limits ?? (raw.rate !== undefined ? [{ ...raw, rate: raw.rate, name: raw.name }] : [])
   const limits = rawLimits.map((l, i) => {
@@ -214,7 +226,8 @@ function parseRule (raw: RawRule, ctx: RulesContext, names: Set<string>): Rule {
     exclusive: raw.exclusive ?? false,
     skip: raw.skip ?? false,
     dryRun: raw.dryRun ?? false,
-    limits
+    limits,
+    concurrency: raw.concurrency
   }
 }
 

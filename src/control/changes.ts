@@ -64,7 +64,9 @@ export function describeSettings ({ config, manager, sync }: Pick<SettingsContro
     limits: {
       default: limit(eff.limits.limit),
       tiers: Object.fromEntries([...eff.limits.tiers].map(([name, t]) => [name, limit(t)])),
-      global: eff.limits.globalLimit ? limit(eff.limits.globalLimit) : null
+      global: eff.limits.globalLimit ? limit(eff.limits.globalLimit) : null,
+      // In-flight limits: most requests in progress at once (null: none).
+      concurrency: { perClient: eff.limits.concurrency.perClient ?? null, global: eff.limits.concurrency.global ?? null }
     },
     rulesSource: settings.rules !== undefined ? 'admin' : (config.rulesFile !== undefined ? 'file' : 'none'),
     rules: eff.rules.map(r => ({
@@ -75,7 +77,8 @@ export function describeSettings ({ config, manager, sync }: Pick<SettingsContro
       exclusive: r.exclusive,
       skip: r.skip,
       dryRun: r.dryRun,
-      limits: r.limits.map(l => ({ name: l.name, algorithm: l.algorithm, ...limit(l), maxDelayMs: l.maxDelayMs }))
+      limits: r.limits.map(l => ({ name: l.name, algorithm: l.algorithm, ...limit(l), maxDelayMs: l.maxDelayMs })),
+      concurrency: r.concurrency ?? null
     })),
     settings
   }

@@ -131,6 +131,7 @@ export function resolve (base: Config, fileRules: readonly Rule[], settings: Run
     apiKeyHeader: base.apiKeyHeader,
     apiKeys: base.apiKeys,
     ipv6Subnet: base.ipv6Subnet,
+    concurrency: base.concurrency,
     limit: scale(limit, base.algorithm, factor, clientFloor),
     tiers: scaledTiers,
     globalLimit: base.globalLimit && scale(base.globalLimit, base.algorithm, factor, globalFloor),

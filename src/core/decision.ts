@@ -1,4 +1,4 @@
-import type { Policy } from './policy.js'
+import type { ConcurrencyLimit, Policy } from './policy.js'
 
 /** The outcome of one policy for one request. */
 export interface Decision {
@@ -14,6 +14,8 @@ export interface Decision {
   readonly delayMs: number
   /** The client is banned (RATE_LIMIT_BAN_AFTER): refused with 403 whatever the limits say. */
   readonly banned?: boolean
+  /** Refused by this in-flight limit: every one of its slots is taken (the rate limits were not charged). */
+  readonly concurrency?: ConcurrencyLimit
 }
 
 /** Shown as the policy of a banned client's refusal. */
@@ -51,4 +53,12 @@ export function mostRestrictive (decisions: readonly Decision[]): Decision {
     }
   }
   return pick
+}
+
+/** Retry-After of a request refused by an in-flight limit: a slot may free at any moment. */
+export const CONCURRENCY_RETRY_MS = 1000
+
+/** The answer for a request whose in-flight limit is full: refused, nothing charged. */
+export function concurrencyDecision (limit: ConcurrencyLimit): Decision[] {
+  return [{ policy: limit.policy, allowed: false, remaining: 0, resetMs: 0, retryAfterMs: CONCURRENCY_RETRY_MS, delayMs: 0, concurrency: limit }]
 }

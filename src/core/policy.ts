@@ -106,3 +106,38 @@ export function makePolicy (name: string, spec: PolicySpec, shared = false): Pol
     limitItemPrefix: `"${name}";r=`
   })
 }
+
+/**
+ * An in-flight (concurrency) limit: at most `max` requests of one subject (a client, a
+ * rule's subject, or everyone when `shared`) in progress upstream at once.
+ */
+export interface ConcurrencyLimit {
+  /** Shown in RateLimit-Policy, and part of the store key. */
+  readonly name: string
+  readonly max: number
+  /** One limit for everyone (the global one). */
+  readonly shared: boolean
+  /** The RateLimit-Policy item, e.g. `"concurrency";q=4;qu="concurrent-requests"` (draft-10). */
+  readonly policyItem: string
+  /** The limit as the policy of a refusal's decision (its name and quota). */
+  readonly policy: Policy
+}
+
+export function makeConcurrencyLimit (name: string, max: number, shared = false): ConcurrencyLimit {
+  const policyItem = `"${name}";q=${max};qu="concurrent-requests"`
+  const policy: Policy = Object.freeze({
+    name, algorithm: 'fixed-window', quota: max, intervalMs: 0, windowMs: 0, maxDelayMs: 0, dryRun: false, rate: '', shared, policyItem, limitItemPrefix: `"${name}";r=`
+  })
+  return Object.freeze({ name, max, shared, policyItem, policy })
+}
+
+/**
+ * The in-flight limits a request takes a slot in, with whose each is (per limit, the
+ * subject when not the client's own; a shared limit ignores it), under one lease id that
+ * names this request's slots until they are released.
+ */
+export interface SlotRequest {
+  readonly limits: readonly ConcurrencyLimit[]
+  readonly subjects: readonly string[] | undefined
+  readonly lease: string
+}

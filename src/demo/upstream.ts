@@ -1,5 +1,6 @@
 /**
  * A demo upstream standing in for the user's web server: `GET /ping` → {"message":"pong"},
+ * `GET /slow?ms=N` → the same after N ms,
  * and `/echo` (any method) → what it received (method, URL, headers, body size), with the
  * body streamed and counted, never buffered.
  */
@@ -18,6 +19,12 @@ export const demoHandler: Handler = (req, res) => {
   const path = req.url!.split('?', 1)[0]
   if (path === '/ping' && (req.method === 'GET' || req.method === 'HEAD')) {
     json(res, 200, { message: 'pong' })
+    return true
+  }
+  if (path === '/slow' && req.method === 'GET') {
+    // `/slow?ms=N`: answers after N ms (at most 10 s), for trying in-flight limits.
+    const ms = Math.min(10_000, Math.max(0, Number(new URL(req.url!, 'http://x').searchParams.get('ms')) || 0))
+    setTimeout(json, ms, res, 200, { message: 'pong', waitedMs: ms })
     return true
   }
   if (path === '/echo' || path?.startsWith('/echo/')) {

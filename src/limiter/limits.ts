@@ -7,7 +7,7 @@
 import type { FastifyRequest } from 'fastify'
 import type { Config, LimitsConfig, LimitSpec, Rule } from '../config/index.js'
 import { createIdentify, type Identify, type Identity } from '../identity/identify.js'
-import { makePolicy, type Policy, type PolicySpec } from '../core/policy.js'
+import { makeConcurrencyLimit, makePolicy, type ConcurrencyLimit, type Policy, type PolicySpec } from '../core/policy.js'
 import { normalizePath } from '../core/path.js'
 
 /** The limits of one request, what it costs, and whose each limit is. */
@@ -18,10 +18,14 @@ export interface Selection {
   readonly subjects: readonly string[] | undefined
   /** The rule that matched, if any (logs and metrics). */
   readonly rule: string | undefined
+  /** The in-flight limits the request takes a slot in; undefined: none. */
+  readonly slots: readonly ConcurrencyLimit[] | undefined
+  /** Per slot, the subject when it is not the client (a rule keyed by another identity). */
+  readonly slotSubjects: readonly string[] | undefined
 }
 
 /** A request matching a `skip` rule: not limited at all. */
-export const SKIP: Selection = Object.freeze({ policies: Object.freeze([]), cost: 0, subjects: undefined, rule: undefined })
+export const SKIP: Selection = Object.freeze({ policies: Object.freeze([]), cost: 0, subjects: undefined, rule: undefined, slots: undefined, slotSubjects: undefined })
 
 export interface SelectLimits {
   (request: FastifyRequest, identity: Identity): Selection
@@ -30,6 +34,8 @@ export interface SelectLimits {
    * rules keyed like the client (admin inspection and reset).
    */
   policiesOf (identity: Identity): readonly Policy[]
+  /** The in-flight limits keyed by this client: its own and the rules' (admin inspection). */
+  slotsOf (identity: Identity): readonly ConcurrencyLimit[]
 }
 
 
@@ -45,6 +51,9 @@ interface CompiledRule {
   readonly keyBy: Config['keyBy'] | undefined
   /** Index of the rule's first own policy in the selection. */
   readonly ownFrom: number
+  /** Whether the selection's last slot is the rule's own in-flight limit. */
+  readonly ownSlot: boolean
+  readonly slot: ConcurrencyLimit | undefined
 }
 
 const NO_ALLOWLIST = Object.freeze({ networks: Object.freeze([]), keys: new Set<string>() })
@@ -72,20 +81,30 @@ export function createLimits (config: LimitsConfig, rules: readonly Rule[]): Sel
   const global = config.globalLimit ? makePolicy('global', spec(config.globalLimit), true) : undefined
   const clientPolicies = new Map<string, Policy>([['', makePolicy('default', spec(config.limit))]])
   for (const [name, limit] of config.tiers) clientPolicies.set(name, makePolicy(name, spec(limit)))
-  const selection = (policies: Policy[], cost: number, rule?: string): Selection =>
-    Object.freeze({ policies: Object.freeze(global ? [global, ...policies] : policies), cost, subjects: undefined, rule })
+  // In-flight limits: everyone's, then the client's, then a rule's own.
+  const globalSlot = config.concurrency.global === undefined ? undefined : makeConcurrencyLimit('global-concurrency', config.concurrency.global, true)
+  const clientSlot = config.concurrency.perClient === undefined ? undefined : makeConcurrencyLimit('concurrency', config.concurrency.perClient)
+  const slotSet = (withClient: boolean, own: ConcurrencyLimit | undefined): readonly ConcurrencyLimit[] | undefined => {
+    const slots = [globalSlot, withClient ? clientSlot : undefined, own].filter((s): s is ConcurrencyLimit => s !== undefined)
+    return slots.length === 0 ? undefined : Object.freeze(slots)
+  }
+  const selection = (policies: Policy[], cost: number, slots: readonly ConcurrencyLimit[] | undefined, rule?: string): Selection =>
+    Object.freeze({ policies: Object.freeze(global ? [global, ...policies] : policies), cost, subjects: undefined, rule, slots, slotSubjects: undefined })
 
+  const baseSlots = slotSet(true, undefined)
   const base = new Map<string, Selection>()
-  for (const [tier, p] of clientPolicies) base.set(tier, selection([p], 1))
+  for (const [tier, p] of clientPolicies) base.set(tier, selection([p], 1, baseSlots))
   const byDefault = base.get('')!
 
   const compiled: CompiledRule[] = rules.map(rule => {
     const own = rule.limits.map(l => makePolicy(l.name, {
       algorithm: l.algorithm, rate: l.rate, burst: l.burst, maxDelayMs: l.maxDelayMs, dryRun: config.dryRun || rule.dryRun
     }))
+    const ownSlot = rule.concurrency === undefined ? undefined : makeConcurrencyLimit(`${rule.name}-concurrency`, rule.concurrency)
+    const slots = slotSet(!rule.exclusive, ownSlot)
     const byTier = new Map<string, Selection>()
-    for (const [tier, p] of clientPolicies) byTier.set(tier, selection(rule.exclusive ? own : [p, ...own], rule.cost, rule.name))
-    const foreign = rule.keyBy !== undefined && own.length > 0 && !sameSources(rule.keyBy, config.keyBy)
+    for (const [tier, p] of clientPolicies) byTier.set(tier, selection(rule.exclusive ? own : [p, ...own], rule.cost, slots, rule.name))
+    const foreign = rule.keyBy !== undefined && (own.length > 0 || ownSlot !== undefined) && !sameSources(rule.keyBy, config.keyBy)
     return {
       methods: rule.methods && new Set(rule.methods),
       path: rule.path,
@@ -93,7 +112,9 @@ export function createLimits (config: LimitsConfig, rules: readonly Rule[]): Sel
       byTier,
       identify: foreign ? createIdentify({ ...config, keyBy: rule.keyBy!, allowlist: NO_ALLOWLIST }) : undefined,
       keyBy: foreign ? rule.keyBy : undefined,
-      ownFrom: byDefault.policies.length - (rule.exclusive ? 1 : 0)
+      ownFrom: byDefault.policies.length - (rule.exclusive ? 1 : 0),
+      ownSlot: ownSlot !== undefined,
+      slot: ownSlot
     }
   })
 
@@ -110,7 +131,12 @@ export function createLimits (config: LimitsConfig, rules: readonly Rule[]): Sel
     ...foreign.filter(r => mayKey(r.keyBy!, identity)).flatMap(ownOf)
   ]
 
-  if (compiled.length === 0) return Object.assign((_request: FastifyRequest, identity: Identity) => forClient(identity, base), { policiesOf })
+  const slotsOf = (identity: Identity): readonly ConcurrencyLimit[] => [
+    ...(clientSlot === undefined ? [] : [clientSlot]),
+    ...compiled.filter(r => r.slot !== undefined && (r.identify === undefined || mayKey(r.keyBy!, identity))).map(r => r.slot!)
+  ]
+
+  if (compiled.length === 0) return Object.assign((_request: FastifyRequest, identity: Identity) => forClient(identity, base), { policiesOf, slotsOf })
 
   return Object.assign(function select (request: FastifyRequest, identity: Identity): Selection {
     const path = normalizePath(request.url)
@@ -125,8 +151,14 @@ export function createLimits (config: LimitsConfig, rules: readonly Rule[]): Sel
       const other = rule.identify(request).key
       const subjects: string[] = new Array(chosen.policies.length)
       for (let k = 0; k < subjects.length; k++) subjects[k] = k < rule.ownFrom ? identity.key : other
-      return { policies: chosen.policies, cost: chosen.cost, subjects, rule: chosen.rule }
+      let slotSubjects: string[] | undefined
+      if (rule.ownSlot) {
+        const slots = chosen.slots!
+        slotSubjects = new Array(slots.length)
+        for (let k = 0; k < slots.length; k++) slotSubjects[k] = k === slots.length - 1 ? other : identity.key
+      }
+      return { policies: chosen.policies, cost: chosen.cost, subjects, rule: chosen.rule, slots: chosen.slots, slotSubjects }
     }
     return forClient(identity, base)
-  }, { policiesOf })
+  }, { policiesOf, slotsOf })
 }

@@ -9,10 +9,13 @@
  * a flood they are most of the traffic. An admitted request's rate-limit headers go to the
  * proxy as a flat array (request.gwHeaders), which it appends to the upstream's.
  */
+import { randomBytes } from 'node:crypto'
+import type { ServerResponse } from 'node:http'
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
+import type { ConcurrencyLimit, SlotRequest } from '../core/policy.js'
 import fp from 'fastify-plugin'
 import type { HeadersMode } from '../config/index.js'
-import { BannedError, PROBLEM_CONTENT_TYPE_UTF8, problem, RateLimitedError, renderProblem, sendProblem, StoreUnavailableError } from '../errors.js'
+import { BannedError, ConcurrencyLimitedError, PROBLEM_CONTENT_TYPE_UTF8, problem, RateLimitedError, renderProblem, sendProblem, StoreUnavailableError } from '../errors.js'
 import { ALLOWLISTED, type Identify, type Identity } from '../identity/identify.js'
 import { isPromise, type DecidingStore } from '../store/types.js'
 import { mostRestrictive, type Decision } from '../core/decision.js'
@@ -36,6 +39,8 @@ export interface LimiterObserver {
   decided (seconds: number): void
   /** A refusal (or, in dry run, a would-be refusal) of `client` by `policy`. */
   refused (client: string, policy: string, dryRun: boolean): void
+  /** Requests holding in-flight slots: one more (1) or one fewer (-1). */
+  inFlight (delta: 1 | -1): void
 }
 
 /** The limits in force; `current` is replaced whole when the rules are reloaded. */
@@ -52,6 +57,7 @@ export interface LimiterOptions {
 }
 
 const RATE_LIMITED_CODE = new RateLimitedError().code
+const CONCURRENCY_LIMITED_CODE = new ConcurrencyLimitedError().code
 const BANNED = new BannedError()
 const STORE_ERROR = new StoreUnavailableError()
 const STORE_ERROR_BODY = renderProblem(STORE_ERROR.statusCode!, STORE_ERROR.message, STORE_ERROR.code)
@@ -59,12 +65,45 @@ const STORE_ERROR_BODY = renderProblem(STORE_ERROR.statusCode!, STORE_ERROR.mess
 const LIMITED_START = JSON.stringify(problem(429, 'Rate limit ')).slice(0, -2)
 const BANNED_START = JSON.stringify(problem(403, BANNED.message)).slice(0, -2)
 
+/** The request holding in-flight slots, on its response: given back when it closes. */
+const kSlots = Symbol('gateway.slots')
+type Holding = ServerResponse & { [kSlots]?: { client: string, slots: SlotRequest } }
+
 export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opts) {
   const { store, identify, limits, headers, observer } = opts
+  // Lease ids name a request's slots in a store shared by instances: unique per instance.
+  const instance = randomBytes(6).toString('base64url')
+  let leases = 0
+  const draftHeaders = headers === 'both' || headers === 'draft'
+
+  /** The response ended, the client went away, the upstream failed: the slots come back. */
+  function giveBack (this: Holding): void {
+    const held = this[kSlots]!
+    this[kSlots] = undefined
+    observer.inFlight(-1)
+    const done = store.release(held.client, held.slots)
+    // A remote store's release fails quietly: the lease then expires by itself.
+    if (done !== undefined) done.catch(() => {})
+  }
+
+  /**
+   * A 429 for an in-flight limit: Retry-After 1 s (a slot may free at any moment) and the
+   * draft's RateLimit-Policy with `qu="concurrent-requests"`; nothing was charged.
+   */
+  function refuseConcurrency (reply: FastifyReply, identity: Identity, limit: ConcurrencyLimit): void {
+    observer.outcome('concurrency_limited')
+    observer.refused(identity.key, limit.name, false)
+    const body = `${LIMITED_START.replace('Rate limit ', 'In-flight limit ')}${JSON.stringify(`"${limit.name}" reached: at most ${limit.max} requests in progress; retry in 1 s.`).slice(1)},"code":"${CONCURRENCY_LIMITED_CODE}","policy":${JSON.stringify(limit.name)},"retryAfter":1}`
+    const out = draftHeaders ? ['ratelimit-policy', limit.policyItem] : []
+    out.push('retry-after', '1', 'content-type', PROBLEM_CONTENT_TYPE_UTF8, 'content-length', String(Buffer.byteLength(body)))
+    reply.hijack()
+    reply.raw.writeHead(429, out)
+    reply.raw.end(body)
+  }
   const storeErrorLog = createThrottledLog(app.log, 'warn', 'rate-limit store failed; answering 503')
   app.decorateRequest('gwHeaders', null)
 
-  function release (outcome: RequestOutcome, done: HookHandlerDoneFunction): void {
+  function letThrough (outcome: RequestOutcome, done: HookHandlerDoneFunction): void {
     observer.outcome(outcome)
     done()
   }
@@ -90,10 +129,15 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
   }
 
   /** Acts on the store's decisions: refuses (429/403), holds (leaky bucket) or lets through. */
-  function answer (reply: FastifyReply, identity: Identity, decisions: Decision[], started: number, done: HookHandlerDoneFunction): void {
+  function answer (reply: FastifyReply, identity: Identity, decisions: Decision[], started: number, done: HookHandlerDoneFunction, slots: SlotRequest | undefined): void {
     observer.decided((performance.now() - started) / 1000)
-    if (decisions[0]!.banned === true) {
-      refuse(reply, identity, 'banned', decisions[0]!, undefined)
+    const first = decisions[0]!
+    if (first.banned === true) {
+      refuse(reply, identity, 'banned', first, undefined)
+      return
+    }
+    if (first.concurrency !== undefined) {
+      refuseConcurrency(reply, identity, first.concurrency)
       return
     }
     const limitHeaders = rateLimitHeaders(headers, decisions, mostRestrictive(decisions))
@@ -116,21 +160,30 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
       return
     }
     if (limitHeaders !== undefined) reply.request.gwHeaders = limitHeaders
+    // Admitted: the store took the request's in-flight slots; they come back when its
+    // response closes, however it ends (done, the client gone, the upstream failed, a held
+    // request dropped).
+    if (slots !== undefined) {
+      const res = reply.raw as Holding
+      res[kSlots] = { client: identity.key, slots }
+      res.once('close', giveBack)
+      observer.inFlight(1)
+    }
     // The client is a digest for API keys (Identity.key), never the key itself.
     if (wouldRefuse !== undefined) {
       observer.refused(identity.key, wouldRefuse.policy.name, true)
-      release('dry_run_would_limit', done)
+      letThrough('dry_run_would_limit', done)
       return
     }
     // Leaky bucket: held until its turn, so the upstream sees the leak rate.
     if (delayMs > 0) setTimeout(releaseHeld, delayMs, reply, done)
-    else release('allowed', done)
+    else letThrough('allowed', done)
   }
 
   /** A held request's turn: it goes upstream, unless its client has gone meanwhile. */
   function releaseHeld (reply: FastifyReply, done: HookHandlerDoneFunction): void {
     if (reply.raw.destroyed || reply.request.raw.socket.destroyed) reply.hijack()
-    release('delayed', done)
+    letThrough('delayed', done)
   }
 
   function storeFailed (reply: FastifyReply, err: unknown): void {
@@ -144,25 +197,28 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
     const started = performance.now()
     const identity = identify(request)
     if (identity === ALLOWLISTED) {
-      release('allowlisted', done)
+      letThrough('allowlisted', done)
       return
     }
     const selection = limits.current(request, identity)
     if (selection === SKIP) {
-      release('skipped', done)
+      letThrough('skipped', done)
       return
     }
+    const slots: SlotRequest | undefined = selection.slots === undefined
+      ? undefined
+      : { limits: selection.slots, subjects: selection.slotSubjects, lease: `${instance}:${++leases}` }
     let result: Decision[] | Promise<Decision[]>
     try {
-      result = store.consume(identity.key, selection.policies, selection.cost, selection.subjects)
+      result = store.consume(identity.key, selection.policies, selection.cost, selection.subjects, slots)
     } catch (err) {
       storeFailed(reply, err)
       return
     }
     if (isPromise(result)) {
-      result.then(d => answer(reply, identity, d, started, done), err => storeFailed(reply, err))
+      result.then(d => answer(reply, identity, d, started, done, slots), err => storeFailed(reply, err))
     } else {
-      answer(reply, identity, result, started, done)
+      answer(reply, identity, result, started, done, slots)
     }
   })
 }, { name: 'gateway-limiter', fastify: '5.x' })

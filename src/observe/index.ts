@@ -26,8 +26,11 @@ export class Observability {
   readonly offenders: TopOffenders
   readonly alerts: Alerts | undefined
 
+  /** Requests holding in-flight slots (gateway_in_flight_requests). */
+  private inFlightNow = 0
+
   constructor ({ config, log, clock, store, factors }: ObservabilityOptions) {
-    this.metrics = new Metrics({ store, factors })
+    this.metrics = new Metrics({ store, factors, inFlight: () => this.inFlightNow })
     this.violations = new ViolationLog(log.child({ component: 'violations' }), config.violationLogIntervalMs)
     this.offenders = new TopOffenders(clock)
     this.alerts = config.alerts && new Alerts(config.alerts, log.child({ component: 'alerts' }), clock)
@@ -42,7 +45,8 @@ export class Observability {
       if (dryRun) return
       this.offenders.record(client)
       this.alerts?.record(client, policy)
-    }
+    },
+    inFlight: (delta: 1 | -1): void => { this.inFlightNow += delta }
   }
 
   /**

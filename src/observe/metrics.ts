@@ -7,7 +7,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
 import type { StoreStatus } from '../store/types.js'
 
-export const OUTCOMES = ['allowed', 'delayed', 'limited', 'banned', 'allowlisted', 'skipped', 'dry_run_would_limit', 'store_error'] as const
+export const OUTCOMES = ['allowed', 'delayed', 'limited', 'concurrency_limited', 'banned', 'allowlisted', 'skipped', 'dry_run_would_limit', 'store_error'] as const
 export type RequestOutcome = typeof OUTCOMES[number]
 export const STORE_MODES = ['memory', 'redis', 'local-fallback', 'fail-open', 'fail-closed'] as const
 const CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const
@@ -41,6 +41,8 @@ export interface MetricsSources {
   store: StoreStatus | undefined
   /** The emergency factor (admin API) and the adaptive one. */
   factors: () => { emergency: number, adaptive: number }
+  /** Requests of this instance holding in-flight slots now. */
+  inFlight: () => number
 }
 
 export class Metrics {
@@ -56,7 +58,11 @@ export class Metrics {
   readonly rulesReloads: Record<'applied' | 'rejected', { inc: () => void }>
   readonly settingsChanges: Counter
 
+  /** Requests of this instance holding in-flight slots now. */
+  readonly inFlight: () => number
+
   constructor (sources: MetricsSources) {
+    this.inFlight = sources.inFlight
     const registers = [this.registry]
     const requests = deferredCounter({ name: 'gateway_requests_total', help: 'Client requests by what the limiter did with them', label: 'outcome', values: OUTCOMES, registers })
     this.requests = requests.byValue
@@ -98,6 +104,12 @@ export class Metrics {
       help: 'Keys the local store tracks (memory store or local fallback; with Redis, its local denials)',
       registers,
       collect () { this.set(store?.size() ?? 0) }
+    })
+    const inFlightGauge: Gauge = new Gauge({
+      name: 'gateway_in_flight_requests',
+      help: 'Requests of this instance holding in-flight (concurrency) slots now',
+      registers,
+      collect: () => { inFlightGauge.set(this.inFlight()) }
     })
     new Gauge({
       name: 'gateway_limit_factor',

@@ -15,7 +15,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { StoreFailureMode } from '../config/index.js'
 import { StoreUnavailableError } from '../errors.js'
 import type { Decision } from '../core/decision.js'
-import type { Policy } from '../core/policy.js'
+import type { ConcurrencyLimit, Policy, SlotRequest } from '../core/policy.js'
 import type { ClientState, DecisionWatcher, SharedStore, Store } from './types.js'
 
 /** Consecutive failed decisions on one node that open its circuit. */
@@ -59,14 +59,14 @@ export class FailoverStore implements Store, DecisionWatcher {
     opts.primary.watcher = this
   }
 
-  consume (client: string, policies: readonly Policy[], cost: number, subjects?: readonly string[]): Decision[] | Promise<Decision[]> {
+  consume (client: string, policies: readonly Policy[], cost: number, subjects?: readonly string[], slots?: SlotRequest): Decision[] | Promise<Decision[]> {
     if (this.opened > 0) {
       const circuit = this.circuits.get(this.opts.primary.shardFor(client, policies, subjects))
       if (circuit?.open === true) {
-        return this.opts.primary.deniedLocally(client, policies, cost, subjects) ?? this.fallback(circuit, client, policies, cost, subjects)
+        return this.opts.primary.deniedLocally(client, policies, cost, subjects) ?? this.fallback(circuit, client, policies, cost, subjects, slots)
       }
     }
-    return this.opts.primary.consume(client, policies, cost, subjects)
+    return this.opts.primary.consume(client, policies, cost, subjects, slots)
   }
 
   /** Redis answered: a node with failures counted is healthy again. */
@@ -75,15 +75,15 @@ export class FailoverStore implements Store, DecisionWatcher {
   }
 
   /** Redis failed a decision: counted towards its node's circuit, answered by the failure mode. */
-  failed (err: unknown, client: string, policies: readonly Policy[], cost: number, subjects: readonly string[] | undefined): Decision[] | Promise<Decision[]> {
-    return this.fallback(this.failedOn(err, client, policies, subjects), client, policies, cost, subjects)
+  failed (err: unknown, client: string, policies: readonly Policy[], cost: number, subjects: readonly string[] | undefined, slots: SlotRequest | undefined): Decision[] | Promise<Decision[]> {
+    return this.fallback(this.failedOn(err, client, policies, subjects), client, policies, cost, subjects, slots)
   }
 
-  private fallback (circuit: Circuit, client: string, policies: readonly Policy[], cost: number, subjects?: readonly string[]): Decision[] | Promise<Decision[]> {
+  private fallback (circuit: Circuit, client: string, policies: readonly Policy[], cost: number, subjects?: readonly string[], slots?: SlotRequest): Decision[] | Promise<Decision[]> {
     circuit.fallbackDecisions++
     switch (this.opts.failureMode) {
       case 'local':
-        return this.opts.local.consume(client, policies, cost, subjects)
+        return this.opts.local.consume(client, policies, cost, subjects, slots)
       case 'open':
         // Nothing is known: report full buckets rather than invent a count.
         return policies.map(policy => ({ policy, allowed: true, remaining: policy.quota, resetMs: 0, retryAfterMs: 0, delayMs: 0 }))
@@ -154,9 +154,15 @@ export class FailoverStore implements Store, DecisionWatcher {
     circuit.probe.unref()
   }
 
+  /** Wherever the request took its slots: Redis, or the local fallback (each ignores a lease it does not hold). */
+  async release (client: string, slots: SlotRequest): Promise<void> {
+    this.opts.local.release(client, slots)
+    await this.opts.primary.release(client, slots)
+  }
+
   /** The shared state (Redis): what every instance decides with. */
-  async inspect (client: string, policies: readonly Policy[]): Promise<ClientState> {
-    return await this.opts.primary.inspect(client, policies)
+  async inspect (client: string, policies: readonly Policy[], slots?: readonly ConcurrencyLimit[]): Promise<ClientState> {
+    return await this.opts.primary.inspect(client, policies, slots)
   }
 
   /** In Redis and in the local fallback alike, so an outage does not bring it back. */

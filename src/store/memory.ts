@@ -7,11 +7,11 @@
  * own, so a store with no ban in force looks none up.
  */
 import type { Clock } from '../core/clock.js'
-import { bannedDecision, type Decision } from '../core/decision.js'
-import type { Policy } from '../core/policy.js'
+import { bannedDecision, concurrencyDecision, type Decision } from '../core/decision.js'
+import type { ConcurrencyLimit, Policy, SlotRequest } from '../core/policy.js'
 import { decide, type Verdict, type State } from '../algorithms/index.js'
 import { Slab } from './slab.js'
-import { localKey, type BanSettings, type ClientState, type Store } from './types.js'
+import { localKey, slotKey, type BanSettings, type ClientState, type Store } from './types.js'
 
 /** How often idle (refilled) keys are swept out, besides being dropped when touched. */
 export const DEFAULT_PURGE_INTERVAL_MS = 30_000
@@ -35,6 +35,9 @@ export class MemoryStore implements Store {
   private readonly banned: Slab
   /** Refusals counted towards a ban: [first refusal in the ban window, count]. */
   private readonly refusals: Slab
+  /** Requests in progress per in-flight limit and subject, and the keys each lease took. */
+  private readonly inFlight = new Map<string, number>()
+  private readonly leases = new Map<string, string[]>()
   private readonly clock: Clock
   private readonly timer: NodeJS.Timeout | undefined
   private readonly bans: BanSettings | undefined
@@ -60,7 +63,7 @@ export class MemoryStore implements Store {
     this.refusals.purge(now)
   }
 
-  consume (client: string, policies: readonly Policy[], cost: number, subjects?: readonly string[]): Decision[] {
+  consume (client: string, policies: readonly Policy[], cost: number, subjects?: readonly string[], slots?: SlotRequest): Decision[] {
     const now = this.clock.now()
     // A ban (RATE_LIMIT_BAN_AFTER, or the admin API's) comes before any limit.
     if (this.banned.size > 0) {
@@ -74,6 +77,10 @@ export class MemoryStore implements Store {
       const key = localKey(policy, subjects === undefined ? client : subjects[0]!)
       const d = decide(policy, this.cache.get(key), now, cost)
       const admitted = d.allowed || policy.dryRun
+      if (admitted && slots !== undefined) {
+        const full = this.take(client, slots)
+        if (full !== undefined) return full
+      }
       this.commit(key, d, admitted, now)
       if (!admitted && this.bans !== undefined) this.refused(client, now)
       return [d]
@@ -88,6 +95,10 @@ export class MemoryStore implements Store {
       out[i] = d
       if (!d.allowed && !policy.dryRun) admitted = false
     }
+    if (admitted && slots !== undefined) {
+      const full = this.take(client, slots)
+      if (full !== undefined) return full
+    }
     for (let i = 0; i < n; i++) this.commit(keys[i]!, out[i]!, admitted, now)
     if (!admitted && this.bans !== undefined) this.refused(client, now)
     return out
@@ -100,6 +111,39 @@ export class MemoryStore implements Store {
    */
   private commit (key: string, d: Verdict, admitted: boolean, now: number): void {
     if ((admitted && d.allowed) || d.repair) this.cache.set(key, d.state, expiryOf(d, now))
+  }
+
+  /**
+   * Takes a slot in every in-flight limit, or none: the refusal of the first one full
+   * (then the request is refused and charged nothing).
+   */
+  private take (client: string, slots: SlotRequest): Decision[] | undefined {
+    const { limits, subjects } = slots
+    const keys: string[] = new Array(limits.length)
+    for (let i = 0; i < limits.length; i++) {
+      const limit = limits[i]!
+      keys[i] = slotKey(limit, subjects === undefined ? client : subjects[i]!)
+      if ((this.inFlight.get(keys[i]!) ?? 0) >= limit.max) return concurrencyDecision(limit)
+    }
+    for (const key of keys) this.inFlight.set(key, (this.inFlight.get(key) ?? 0) + 1)
+    this.leases.set(slots.lease, keys)
+    return undefined
+  }
+
+  release (_client: string, slots: SlotRequest): void {
+    const keys = this.leases.get(slots.lease)
+    if (keys === undefined) return
+    this.leases.delete(slots.lease)
+    for (const key of keys) {
+      const left = this.inFlight.get(key)! - 1
+      if (left > 0) this.inFlight.set(key, left)
+      else this.inFlight.delete(key)
+    }
+  }
+
+  /** Requests in progress under an in-flight limit's key (tests and inspection). */
+  inFlightOf (key: string): number {
+    return this.inFlight.get(key) ?? 0
   }
 
   /** Counts a refusal towards a ban; bans the client at the threshold. */
@@ -120,7 +164,7 @@ export class MemoryStore implements Store {
     }
   }
 
-  inspect (client: string, policies: readonly Policy[]): ClientState {
+  inspect (client: string, policies: readonly Policy[], slots: readonly ConcurrencyLimit[] = []): ClientState {
     const now = this.clock.now()
     const until = this.banned.peek(client)
     const count = this.refusals.peek(client)
@@ -132,7 +176,8 @@ export class MemoryStore implements Store {
         return { policy: policy.name, algorithm: policy.algorithm, remaining: d.remaining, resetMs: Math.max(0, Math.ceil(d.resetMs)), state }
       }),
       bannedMs: typeof until === 'number' && until > now ? Math.ceil(until - now) : 0,
-      refusals: typeof count === 'object' && this.bans !== undefined && now < count[0]! + this.bans.windowMs ? count[1]! : 0
+      refusals: typeof count === 'object' && this.bans !== undefined && now < count[0]! + this.bans.windowMs ? count[1]! : 0,
+      inFlight: slots.map(limit => ({ limit: limit.name, max: limit.max, inProgress: this.inFlightOf(slotKey(limit, client)) }))
     }
   }
 

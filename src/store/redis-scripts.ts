@@ -9,10 +9,17 @@
  *                   send their manual clock's time, and keys then live at least 60 s)
  * ARGV[2]           cost: what the request takes from every limit
  * ARGV[3..5]        bans: refusals that ban (0: none counted), their window ms, the ban's ms
- * ARGV[6+6(i-1)..]  policy i: algorithm (t, l, f, s), intervalMs, quota, windowMs,
+ * ARGV[6]           m, the in-flight limits the request takes a slot in (KEYS[n+3..n+2+m])
+ * ARGV[7+6(i-1)..]  policy i: algorithm (t, l, f, s), intervalMs, quota, windowMs,
  *                   maxDelayMs, dry run (1/0)
+ * then, with m > 0: the request's lease id, the lease's ms, and each in-flight limit's max
  *
- * Returns {1, µs} for a banned client, else {0} followed by, per policy: allowed (1/0),
+ * An in-flight limit is a sorted set of leases scored by when they expire: a slot is taken
+ * only when the request is admitted, in every limit or none, after dropping the expired
+ * leases (an instance that died holding slots gives them back within the lease).
+ *
+ * Returns {2, j} when in-flight limit j is full (nothing written, nothing charged),
+ * {1, µs} for a banned client, else {0} followed by, per policy: allowed (1/0),
  * remaining, then resetMs, retryAfterMs and delayMs in whole microseconds: integers,
  * which Redis replies as they are (a Lua number with a fraction would be truncated) and
  * the client reads without parsing a string.
@@ -47,7 +54,8 @@ else
 end
 local cost = tonumber(ARGV[2])
 local banAfter = tonumber(ARGV[3])
-local n = #KEYS - 2
+local m = tonumber(ARGV[6])
+local n = #KEYS - 2 - m
 -- A ban (RATE_LIMIT_BAN_AFTER, or the admin API's) comes before any limit.
 local untilv = tonumber(redis.call('GET', KEYS[n + 1]))
 if untilv ~= nil and untilv > now then return {1, us(untilv - now)} end
@@ -55,7 +63,7 @@ local admitted = true
 local oks, states, ttls, repairs = {}, {}, {}, {}
 local out = {0}
 for i = 1, n do
-  local b = 5 + ${ARGS_PER_POLICY} * (i - 1)
+  local b = 6 + ${ARGS_PER_POLICY} * (i - 1)
   local algo = ARGV[b + 1]
   local interval = tonumber(ARGV[b + 2])
   local quota = tonumber(ARGV[b + 3])
@@ -157,6 +165,20 @@ for i = 1, n do
   out[#out + 1] = us(retry)
   out[#out + 1] = us(delay)
 end
+if admitted and m > 0 then
+  local base = 7 + ${ARGS_PER_POLICY} * n
+  local lease, leaseMs = ARGV[base], tonumber(ARGV[base + 1])
+  for j = 1, m do
+    local key = KEYS[n + 2 + j]
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+    if redis.call('ZCARD', key) >= tonumber(ARGV[base + 1 + j]) then return {2, j} end
+  end
+  for j = 1, m do
+    local key = KEYS[n + 2 + j]
+    redis.call('ZADD', key, now + leaseMs, lease)
+    redis.call('PEXPIRE', key, leaseMs)
+  end
+end
 for i = 1, n do
   if (admitted and oks[i] == 1) or repairs[i] then
     redis.call('SET', KEYS[i], states[i], 'PX', ttls[i])
@@ -191,9 +213,15 @@ export const CONSUME_SHA = createHash('sha1').update(CONSUME_LUA).digest('hex')
 /** Redis TIME and the raw values of KEYS (admin inspection; nothing is written). */
 export const INSPECT_LUA = `
 local t = redis.call('TIME')
-local out = {string.format('%.3f', tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000)}
-for i = 1, #KEYS do
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local out = {string.format('%.3f', now)}
+local m = tonumber(ARGV[1] or '0')
+for i = 1, #KEYS - m do
   out[#out + 1] = redis.call('GET', KEYS[i]) or ''
+end
+-- The last m keys are in-flight limits: the leases not expired.
+for i = #KEYS - m + 1, #KEYS do
+  out[#out + 1] = redis.call('ZCOUNT', KEYS[i], '(' .. now, '+inf')
 end
 return out
 `
@@ -238,5 +266,28 @@ if stored >= v then return 0 end
 redis.call('SET', KEYS[1], v)
 redis.call('SET', KEYS[2], ARGV[1])
 redis.call('PUBLISH', ARGV[2], '{"type":"settings","version":' .. v .. '}')
+return 1
+`
+
+/** Gives back ARGV[1]'s slots in the in-flight limits KEYS (a lease not there: nothing). */
+export const RELEASE_LUA = `
+for i = 1, #KEYS do redis.call('ZREM', KEYS[i], ARGV[1]) end
+return 1
+`
+
+/**
+ * Renews ARGV[1]'s slots in KEYS for ARGV[2] more ms from Redis TIME, where the lease is
+ * still held (a slot already expired is not taken back).
+ */
+export const RENEW_LUA = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local ms = tonumber(ARGV[2])
+for i = 1, #KEYS do
+  if redis.call('ZSCORE', KEYS[i], ARGV[1]) then
+    redis.call('ZADD', KEYS[i], 'XX', now + ms, ARGV[1])
+    redis.call('PEXPIRE', KEYS[i], ms)
+  end
+end
 return 1
 `

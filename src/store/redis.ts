@@ -22,12 +22,15 @@ import { LRUCache } from 'lru-cache'
 import type { Clock } from '../core/clock.js'
 import { systemClock } from '../core/clock.js'
 import type { RedisSettings } from '../config/index.js'
-import { bannedDecision, type Decision } from '../core/decision.js'
-import type { Policy } from '../core/policy.js'
+import { bannedDecision, concurrencyDecision, type Decision } from '../core/decision.js'
+import type { ConcurrencyLimit, Policy, SlotRequest } from '../core/policy.js'
 import { StoreConnectError } from '../errors.js'
-import { ALGORITHM_CODE, BAN_LUA, CONSUME_LUA, CONSUME_SHA, INSPECT_LUA } from './redis-scripts.js'
+import { ALGORITHM_CODE, BAN_LUA, CONSUME_LUA, CONSUME_SHA, INSPECT_LUA, RELEASE_LUA, RENEW_LUA } from './redis-scripts.js'
 import { decide, type State } from '../algorithms/index.js'
 import type { BanSettings, ClientState, DecisionWatcher, SharedStore } from './types.js'
+
+/** CONCURRENCY_LEASE_MS's default (config), for a store built without it. */
+const DEFAULT_LEASE_MS = 60_000
 
 /** Clients remembered by the deny cache at most. */
 export const DENY_CACHE_MAX = 100_000
@@ -56,6 +59,9 @@ class DecisionCommand extends Command {
     readonly policies: readonly Policy[],
     readonly cost: number,
     readonly subjects: readonly string[] | undefined,
+    /** The in-flight limits' slots asked for, and their keys (the last of redisKeys). */
+    readonly slots: SlotRequest | undefined,
+    readonly slotKeys: string[] | undefined,
     args: string[]
   ) {
     super('evalsha', args)
@@ -100,6 +106,8 @@ export interface RedisStoreOptions {
   decisionClock?: Clock
   /** Measures how long a denial lasts locally (durations only; skew does not matter). */
   clock?: Clock
+  /** How long an in-flight slot lives without renewal (CONCURRENCY_LEASE_MS). */
+  leaseMs?: number
 }
 
 /** See createRedisClient's disconnectTimeout. */
@@ -192,6 +200,11 @@ export class RedisStore implements SharedStore {
   /** Banned clients → local clock time their ban ends (a ban is exact knowledge too). */
   private readonly banned: LRUCache<string, number>
   readonly singleSlot: boolean
+  private readonly leaseMs: number
+  private readonly leaseArg: string
+  /** In-flight slots this instance holds: lease id → keys (renewed until released). */
+  private readonly held = new Map<string, string[]>()
+  private renewer: NodeJS.Timeout | undefined
 
   constructor (opts: RedisStoreOptions) {
     this.settings = opts.settings
@@ -201,6 +214,10 @@ export class RedisStore implements SharedStore {
     this.client = createRedisClient(opts.settings)
     this.client.defineCommand('rlInspect', { lua: INSPECT_LUA })
     this.client.defineCommand('rlBan', { lua: BAN_LUA })
+    this.client.defineCommand('rlRelease', { lua: RELEASE_LUA })
+    this.client.defineCommand('rlRenew', { lua: RENEW_LUA })
+    this.leaseMs = opts.leaseMs ?? DEFAULT_LEASE_MS
+    this.leaseArg = String(this.leaseMs)
     this.denials = new LRUCache({ max: DENY_CACHE_MAX })
     this.banned = new LRUCache({ max: DENY_CACHE_MAX })
     this.bans = opts.bans
@@ -254,24 +271,39 @@ export class RedisStore implements SharedStore {
       : [`${this.prefix}{${c}}:ban`, `${this.prefix}{${c}}:ban-count`]
   }
 
-  consume (client: string, policies: readonly Policy[], cost: number, subjects?: readonly string[]): Decision[] | Promise<Decision[]> {
+  consume (client: string, policies: readonly Policy[], cost: number, subjects?: readonly string[], slots?: SlotRequest): Decision[] | Promise<Decision[]> {
     const keys = this.keys(client, policies, subjects)
     const denied = this.bannedHere(client) ?? this.denied(keys, policies, cost)
     if (denied !== undefined) return denied
-    const command = new DecisionCommand(this, client, keys, policies, cost, subjects, this.argsOf(keys, policies, cost))
+    let slotKeys: string[] | undefined
+    if (slots !== undefined) {
+      slotKeys = this.slotKeysOf(client, slots)
+      for (const key of slotKeys) keys.push(key)
+    }
+    const command = new DecisionCommand(this, client, keys, policies, cost, subjects, slots, slotKeys, this.argsOf(keys, policies, cost, slots))
     this.corkWrites()
     return this.client.sendCommand(command) as Promise<Decision[]>
   }
 
+  /** The keys of a request's in-flight slots, in its decision's hash slot. */
+  private slotKeysOf (client: string, slots: SlotRequest): string[] {
+    const c = escapeTag(client)
+    const { limits, subjects } = slots
+    const out: string[] = new Array(limits.length)
+    for (let i = 0; i < limits.length; i++) out[i] = this.keyOf(limits[i]!.policy, subjectOf(c, subjects, i))
+    return out
+  }
+
   /** EVALSHA's arguments: the script, the keys, then ARGV as CONSUME_LUA documents it. */
-  private argsOf (keys: string[], policies: readonly Policy[], cost: number): string[] {
+  private argsOf (keys: string[], policies: readonly Policy[], cost: number, slots: SlotRequest | undefined): string[] {
     let perPolicy = this.policyArgs.get(policies)
     if (perPolicy === undefined) {
       perPolicy = policies.flatMap(p => [ALGORITHM_CODE[p.algorithm], String(p.intervalMs), String(p.quota), String(p.windowMs), String(p.maxDelayMs), p.dryRun ? '1' : '0'])
       this.policyArgs.set(policies, perPolicy)
     }
     const n = keys.length
-    const args: string[] = new Array(7 + n + perPolicy.length)
+    const m = slots === undefined ? 0 : slots.limits.length
+    const args: string[] = new Array(8 + n + perPolicy.length + (m === 0 ? 0 : 2 + m))
     args[0] = CONSUME_SHA
     args[1] = String(n)
     for (let i = 0; i < n; i++) args[2 + i] = keys[i]!
@@ -281,7 +313,13 @@ export class RedisStore implements SharedStore {
     args[a++] = this.banArgs[0]!
     args[a++] = this.banArgs[1]!
     args[a++] = this.banArgs[2]!
+    args[a++] = String(m)
     for (let i = 0; i < perPolicy.length; i++) args[a++] = perPolicy[i]!
+    if (slots !== undefined) {
+      args[a++] = slots.lease
+      args[a++] = this.leaseArg
+      for (const limit of slots.limits) args[a++] = String(limit.max)
+    }
     return args
   }
 
@@ -327,7 +365,7 @@ export class RedisStore implements SharedStore {
       return
     }
     try {
-      command.fallback = watcher.failed(err, command.client, command.policies, command.cost, command.subjects)
+      command.fallback = watcher.failed(err, command.client, command.policies, command.cost, command.subjects, command.slots)
     } catch (thrown) {
       reject(thrown as Error)
       return
@@ -339,6 +377,7 @@ export class RedisStore implements SharedStore {
   decisionsOf (command: DecisionCommand, reply: number[]): Decision[] {
     const { client, policies } = command
     this.watcher?.answered(client, policies, command.subjects)
+    if (reply[0] === 2) return concurrencyDecision(command.slots!.limits[reply[1]! - 1]!)
     if (reply[0] === 1) {
       const ms = reply[1]! / 1000
       this.banned.set(client, this.clock.now() + ms)
@@ -359,6 +398,8 @@ export class RedisStore implements SharedStore {
       out[i] = d
       if (!d.allowed && !d.policy.dryRun && (longest === -1 || d.retryAfterMs > out[longest]!.retryAfterMs)) longest = i
     }
+    // Admitted with in-flight slots: the script took them; held (and renewed) until released.
+    if (longest === -1 && command.slots !== undefined) this.hold(command.slots.lease, command.slotKeys!)
     // Refused (a dry-run policy refuses nothing): remember until when. Not with bans on:
     // every refusal must reach Redis to be counted (once banned, the ban is cached).
     if (longest !== -1 && this.bans === undefined) {
@@ -406,9 +447,35 @@ export class RedisStore implements SharedStore {
     return undefined
   }
 
-  async inspect (client: string, policies: readonly Policy[]): Promise<ClientState> {
+  private hold (lease: string, keys: string[]): void {
+    this.held.set(lease, keys)
+    if (this.renewer === undefined) {
+      // A request outliving its lease keeps its slots: renewed three times per lease.
+      this.renewer = setInterval(() => this.renew(), Math.max(100, Math.floor(this.leaseMs / 3)))
+      this.renewer.unref()
+    }
+  }
+
+  private renew (): void {
+    const renew = (this.client as unknown as { rlRenew: (n: number, ...a: string[]) => Promise<number> }).rlRenew
+    // A renewal that fails (Redis away) is retried at the next tick; the lease covers the gap.
+    for (const [lease, keys] of this.held) renew.call(this.client, keys.length, ...keys, lease, this.leaseArg).catch(() => {})
+  }
+
+  /** Gives back a request's slots (the script's leases); a lease this store does not hold is ignored. */
+  async release (_client: string, slots: SlotRequest): Promise<void> {
+    const keys = this.held.get(slots.lease)
+    if (keys === undefined) return
+    this.held.delete(slots.lease)
+    const release = (this.client as unknown as { rlRelease: (n: number, ...a: string[]) => Promise<number> }).rlRelease
+    // Not released (Redis away): the slots come back when their lease expires.
+    await release.call(this.client, keys.length, ...keys, slots.lease).catch(() => {})
+  }
+
+  async inspect (client: string, policies: readonly Policy[], slots: readonly ConcurrencyLimit[] = []): Promise<ClientState> {
     const keys = this.keys(client, policies)
-    const reply = await (this.client as unknown as { rlInspect: (n: number, ...k: string[]) => Promise<string[]> }).rlInspect(keys.length, ...keys)
+    for (const key of this.slotKeysOf(client, { limits: slots, subjects: undefined, lease: '' })) keys.push(key)
+    const reply = await (this.client as unknown as { rlInspect: (n: number, ...k: string[]) => Promise<string[]> }).rlInspect(keys.length, ...keys, String(slots.length))
     const now = Number(reply[0])
     const n = policies.length
     const until = Number(reply[n + 1] || 0)
@@ -420,7 +487,8 @@ export class RedisStore implements SharedStore {
         return { policy: policy.name, algorithm: policy.algorithm, remaining: d.remaining, resetMs: Math.max(0, Math.ceil(d.resetMs)), state }
       }),
       bannedMs: until > now ? Math.ceil(until - now) : 0,
-      refusals: Array.isArray(count) && this.bans !== undefined && now < count[0]! + this.bans.windowMs ? count[1]! : 0
+      refusals: Array.isArray(count) && this.bans !== undefined && now < count[0]! + this.bans.windowMs ? count[1]! : 0,
+      inFlight: slots.map((limit, i) => ({ limit: limit.name, max: limit.max, inProgress: Number(reply[n + 3 + i]) }))
     }
   }
 
@@ -507,6 +575,8 @@ export class RedisStore implements SharedStore {
   }
 
   async close (): Promise<void> {
+    clearInterval(this.renewer)
+    this.held.clear()
     this.denials.clear()
     this.banned.clear()
     // QUIT only on a working connection: on one still (re)connecting ioredis would first

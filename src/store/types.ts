@@ -4,7 +4,7 @@
  * only if every enforced limit passes, and a refused request consumes nothing from any.
  */
 import type { Decision } from '../core/decision.js'
-import type { BanSettings, Policy } from '../core/policy.js'
+import type { BanSettings, ConcurrencyLimit, Policy, SlotRequest } from '../core/policy.js'
 
 export type { BanSettings } from '../core/policy.js'
 import type { State } from '../algorithms/index.js'
@@ -36,6 +36,8 @@ export interface ClientState {
   readonly bannedMs: number
   /** Refusals counted towards a ban in the current ban window. */
   readonly refusals: number
+  /** The client's in-flight limits: requests in progress now, of at most `max`. */
+  readonly inFlight: ReadonlyArray<{ readonly limit: string, readonly max: number, readonly inProgress: number }>
 }
 
 /** Deciding: what the limiter uses, on every request. */
@@ -53,16 +55,26 @@ export interface DecidingStore {
    * @param subjects per policy, whose limit it is when not the client's own (a route rule
    *                 keyed by another identity source); omitted: the client's for all. A
    *                 policy marked `shared` (the global limit) ignores its subject.
+   * @param slots    in-flight limits to take a slot in, in the same atomic step: only when
+   *                 the request is admitted, and all or none; one full refuses the request
+   *                 (one decision with `concurrency` set) and nothing is charged
    * @returns one decision per policy, in order. Synchronous stores return the array
    *          directly so the hot path pays no promise; remote stores return a promise.
    */
-  consume (client: string, policies: readonly Policy[], cost: number, subjects?: readonly string[]): Decision[] | Promise<Decision[]>
+  consume (client: string, policies: readonly Policy[], cost: number, subjects?: readonly string[], slots?: SlotRequest): Decision[] | Promise<Decision[]>
+  /** Gives back the slots a request took under `slots.lease` (at most once; an unknown lease is ignored). */
+  release (client: string, slots: SlotRequest): void | Promise<void>
+}
+
+/** The store key of an in-flight limit for a subject (memory store; Redis builds its own). */
+export function slotKey (limit: ConcurrencyLimit, subject: string): string {
+  return limit.shared ? limit.name : limit.name + '|' + subject
 }
 
 /** Administering clients: what the admin API uses. */
 export interface ClientAdmin {
   /** A client's standing under these limits (never changes anything). */
-  inspect (client: string, policies: readonly Policy[]): ClientState | Promise<ClientState>
+  inspect (client: string, policies: readonly Policy[], slots?: readonly ConcurrencyLimit[]): ClientState | Promise<ClientState>
   /** Gives the client its full quota back under these limits, and clears its refusal count. */
   reset (client: string, policies: readonly Policy[]): void | Promise<void>
   /** Refuses the client outright (403) for `ms`. */
@@ -98,7 +110,7 @@ export interface DecisionWatcher {
   /** The remote store answered a decision for this client. */
   answered (client: string, policies: readonly Policy[], subjects: readonly string[] | undefined): void
   /** It failed: the decisions to answer instead (or throws to refuse the request). */
-  failed (err: unknown, client: string, policies: readonly Policy[], cost: number, subjects: readonly string[] | undefined): Decision[] | Promise<Decision[]>
+  failed (err: unknown, client: string, policies: readonly Policy[], cost: number, subjects: readonly string[] | undefined, slots: SlotRequest | undefined): Decision[] | Promise<Decision[]>
 }
 
 /** What the failover store needs of the shared (Redis) store behind it. */

@@ -55,6 +55,7 @@ t.test('the dashboard, opened in headless Chromium, shows live numbers after tra
 
   const text = async (selector: string) => (await page.textContent(selector))!.trim()
   t.equal(await text('#store-mode'), 'memory')
+  t.equal(await text('#in-flight'), '0')
   t.ok(Number(await text('#rate-allowed')) > 0, `allowed/s: ${await text('#rate-allowed')}`)
   t.ok(Number(await text('#rate-limited')) > 0, `limited/s: ${await text('#rate-limited')}`)
   t.match(await text('#totals'), /allowed\s*\d+/)

@@ -30,7 +30,12 @@ const BAD: Array<[string, string, RegExp]> = [
   ['rate and limits both', rules({ name: 'a', path: '/a', rate: '1/s', limits: [{ rate: '1/s' }] }), /either rate .* or limits/],
   ['burst without rate', rules({ name: 'a', path: '/a', burst: 3 }), /burst, algorithm and maxDelayMs belong to a limit/],
   ['skip with a limit', rules({ name: 'a', path: '/a', skip: true, rate: '1/s' }), /a skip rule limits nothing/],
-  ['keyBy without own limits', rules({ name: 'a', path: '/a', keyBy: 'ip' }), /keyBy and dryRun apply to the rule's own limits/],
+  ['keyBy without own limits', rules({ name: 'a', path: '/a', keyBy: 'ip' }), /keyBy applies to the rule's own limits: add rate, limits or concurrency/],
+  ['dryRun without own limits', rules({ name: 'a', path: '/a', dryRun: true, concurrency: 2 }), /dryRun applies to the rule's own limits/],
+  ['skip with concurrency', rules({ name: 'a', path: '/a', skip: true, concurrency: 2 }), /a skip rule limits nothing/],
+  ['concurrency 0', rules({ name: 'a', path: '/a', concurrency: 0 }), /concurrency/],
+  ['a rule\'s in-flight limit named like an earlier limit', rules({ name: 'c', path: '/c', limits: [{ name: 'a-concurrency', rate: '1/s' }] }, { name: 'a', path: '/a', concurrency: 1 }), /"a-concurrency" \(the rule's in-flight limit\) is taken/],
+  ['an in-flight limit named like another limit', rules({ name: 'a', path: '/a', concurrency: 1 }, { name: 'c', path: '/c', limits: [{ name: 'a-concurrency', rate: '1/s' }] }), /"a-concurrency" is used by another rule/],
   ['a bad keyBy', rules({ name: 'a', path: '/a', rate: '1/s', keyBy: 'cookie' }), /rule 1 \("a"\): keyBy: unknown identity source "cookie"/],
   ['two rules with one name', rules({ name: 'a', path: '/a' }, { name: 'a', path: '/b' }), /rule 2 \("a"\): the name is used by another rule/],
   ['a limit named like a tier', rules({ name: 'free', path: '/a', rate: '1/s' }), /limit name "free" is taken by a built-in limit or a tier/],
@@ -75,4 +80,9 @@ t.test('the README\'s rules example is examples/rules.json, and it loads', async
   t.match(config.rules[3], { path: '/export/', keyBy: [{ kind: 'header', name: 'x-user-id' }, { kind: 'api-key' }, { kind: 'ip' }], limits: [{ name: 'export-burst', burst: 2 }, { name: 'export-daily', algorithm: 'fixed-window', burst: 100 }] })
   t.same(config.rules[2]!.methods, ['GET', 'POST', 'HEAD'], 'GET brings HEAD')
   t.match(config.rules[4], { methods: ['PUT', 'POST'], exclusive: true, limits: [{ algorithm: 'leaky-bucket', maxDelayMs: 2000, burst: 1 }] })
+})
+
+t.test('a rule\'s in-flight limit cannot take a tier\'s name (on Redis they would share a key)', async t => {
+  const withTier = rulesContext(loadConfig({ ...BASE, RATE_LIMIT_TIERS: 'x-concurrency=1/s:3' }))
+  t.throws(() => parseRules(rules({ name: 'x', path: '/x', concurrency: 2 }), withTier), /"x-concurrency" \(the rule's in-flight limit\) is taken/)
 })
