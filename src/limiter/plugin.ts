@@ -81,9 +81,7 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
     const held = this[kSlots]!
     this[kSlots] = undefined
     observer.inFlight(-1)
-    const done = store.release(held.client, held.slots)
-    // A remote store's release fails quietly: the lease then expires by itself.
-    if (done !== undefined) done.catch(() => {})
+    store.release(held.client, held.slots)
   }
 
   /**

@@ -155,9 +155,9 @@ export class FailoverStore implements Store, DecisionWatcher {
   }
 
   /** Wherever the request took its slots: Redis, or the local fallback (each ignores a lease it does not hold). */
-  async release (client: string, slots: SlotRequest): Promise<void> {
+  release (client: string, slots: SlotRequest): void {
     this.opts.local.release(client, slots)
-    await this.opts.primary.release(client, slots)
+    this.opts.primary.release(client, slots)
   }
 
   /** The shared state (Redis): what every instance decides with. */

@@ -269,12 +269,6 @@ redis.call('PUBLISH', ARGV[2], '{"type":"settings","version":' .. v .. '}')
 return 1
 `
 
-/** Gives back ARGV[1]'s slots in the in-flight limits KEYS (a lease not there: nothing). */
-export const RELEASE_LUA = `
-for i = 1, #KEYS do redis.call('ZREM', KEYS[i], ARGV[1]) end
-return 1
-`
-
 /**
  * Renews ARGV[1]'s slots in KEYS for ARGV[2] more ms from Redis TIME, where the lease is
  * still held (a slot already expired is not taken back).

@@ -25,9 +25,12 @@ import type { RedisSettings } from '../config/index.js'
 import { bannedDecision, concurrencyDecision, type Decision } from '../core/decision.js'
 import type { ConcurrencyLimit, Policy, SlotRequest } from '../core/policy.js'
 import { StoreConnectError } from '../errors.js'
-import { ALGORITHM_CODE, BAN_LUA, CONSUME_LUA, CONSUME_SHA, INSPECT_LUA, RELEASE_LUA, RENEW_LUA } from './redis-scripts.js'
+import { ALGORITHM_CODE, BAN_LUA, CONSUME_LUA, CONSUME_SHA, INSPECT_LUA, RENEW_LUA } from './redis-scripts.js'
 import { decide, type State } from '../algorithms/index.js'
 import type { BanSettings, ClientState, DecisionWatcher, SharedStore } from './types.js'
+
+/** The callback of a command whose answer nobody needs (a failure included). */
+function ignoreReply (): void {}
 
 /** CONCURRENCY_LEASE_MS's default (config), for a store built without it. */
 const DEFAULT_LEASE_MS = 60_000
@@ -214,7 +217,6 @@ export class RedisStore implements SharedStore {
     this.client = createRedisClient(opts.settings)
     this.client.defineCommand('rlInspect', { lua: INSPECT_LUA })
     this.client.defineCommand('rlBan', { lua: BAN_LUA })
-    this.client.defineCommand('rlRelease', { lua: RELEASE_LUA })
     this.client.defineCommand('rlRenew', { lua: RENEW_LUA })
     this.leaseMs = opts.leaseMs ?? DEFAULT_LEASE_MS
     this.leaseArg = String(this.leaseMs)
@@ -463,13 +465,16 @@ export class RedisStore implements SharedStore {
   }
 
   /** Gives back a request's slots (the script's leases); a lease this store does not hold is ignored. */
-  async release (_client: string, slots: SlotRequest): Promise<void> {
+  /**
+   * One ZREM per slot, written with the turn's other commands (corkWrites); nothing waits
+   * for the answer. A release that fails (Redis away) leaves the slot to its lease's expiry.
+   */
+  release (_client: string, slots: SlotRequest): void {
     const keys = this.held.get(slots.lease)
     if (keys === undefined) return
     this.held.delete(slots.lease)
-    const release = (this.client as unknown as { rlRelease: (n: number, ...a: string[]) => Promise<number> }).rlRelease
-    // Not released (Redis away): the slots come back when their lease expires.
-    await release.call(this.client, keys.length, ...keys, slots.lease).catch(() => {})
+    this.corkWrites()
+    for (const key of keys) this.client.sendCommand(new Command('zrem', [key, slots.lease], {}, ignoreReply))
   }
 
   async inspect (client: string, policies: readonly Policy[], slots: readonly ConcurrencyLimit[] = []): Promise<ClientState> {

@@ -62,8 +62,11 @@ export interface DecidingStore {
    *          directly so the hot path pays no promise; remote stores return a promise.
    */
   consume (client: string, policies: readonly Policy[], cost: number, subjects?: readonly string[], slots?: SlotRequest): Decision[] | Promise<Decision[]>
-  /** Gives back the slots a request took under `slots.lease` (at most once; an unknown lease is ignored). */
-  release (client: string, slots: SlotRequest): void | Promise<void>
+  /**
+   * Gives back the slots a request took under `slots.lease` (at most once; an unknown lease
+   * is ignored). Never waits: a remote store sends it and moves on (its leases expire).
+   */
+  release (client: string, slots: SlotRequest): void
 }
 
 /** The store key of an in-flight limit for a subject (memory store; Redis builds its own). */
