@@ -210,7 +210,7 @@ node:http + undici \`Pool.dispatch\`, the least a Node proxy can do.
 |---|---:|---:|---:|---:|---:|---:|---:|
 ${rows.join('\n')}
 
-An in-flight limit (\`CONCURRENCY_LIMIT\`, never reached here) adds ${(us('memory-inflight') - us('memory')).toFixed(1)} µs of CPU per request on the memory store and ${(us('redis-inflight') - us('redis')).toFixed(1)} µs on Redis (a lease taken in the same script, given back in a second call).
+An in-flight limit (\`CONCURRENCY_LIMIT\`, never reached here) adds ${(us('memory-inflight') - us('memory')).toFixed(1)} µs of CPU per request on the memory store and ${(us('redis-inflight') - us('redis')).toFixed(1)} µs on Redis (a lease taken in the same script, given back by a ZREM nothing waits for; redis-server's CPU per decision includes it).
 
 Latency at a fixed ${rate} requests/s (${rate === halfCeiling ? 'half the ceiling\'s capacity on one core' : `the probe's own limit; half the ceiling's capacity would be ${halfCeiling}/s`}), ${LATENCY_S} s, medians of ${fixed.get('ceiling')!.length} rounds:
 
