@@ -64,6 +64,15 @@ const STORE_ERROR_BODY = renderProblem(STORE_ERROR.statusCode!, STORE_ERROR.mess
 /** `{"type":"about:blank","title":"Too Many Requests","status":429,"detail":"Rate limit "` and its 403 twin, rendered once. */
 const LIMITED_START = JSON.stringify(problem(429, 'Rate limit ')).slice(0, -2)
 const BANNED_START = JSON.stringify(problem(403, BANNED.message)).slice(0, -2)
+const CONCURRENCY_START = JSON.stringify(problem(429, 'In-flight limit ')).slice(0, -2)
+
+/** Writes a refusal straight to the client's response: its headers, then the body's type and length. */
+function writeRefusal (reply: FastifyReply, status: number, headers: string[], body: string): void {
+  headers.push('content-type', PROBLEM_CONTENT_TYPE_UTF8, 'content-length', String(Buffer.byteLength(body)))
+  reply.hijack()
+  reply.raw.writeHead(status, headers)
+  reply.raw.end(body)
+}
 
 /** The request holding in-flight slots, on its response: given back when it closes. */
 const kSlots = Symbol('gateway.slots')
@@ -91,12 +100,8 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
   function refuseConcurrency (reply: FastifyReply, identity: Identity, limit: ConcurrencyLimit): void {
     observer.outcome('concurrency_limited')
     observer.refused(identity.key, limit.name, false)
-    const body = `${LIMITED_START.replace('Rate limit ', 'In-flight limit ')}${JSON.stringify(`"${limit.name}" reached: at most ${limit.max} requests in progress; retry in 1 s.`).slice(1)},"code":"${CONCURRENCY_LIMITED_CODE}","policy":${JSON.stringify(limit.name)},"retryAfter":1}`
-    const out = draftHeaders ? ['ratelimit-policy', limit.policyItem] : []
-    out.push('retry-after', '1', 'content-type', PROBLEM_CONTENT_TYPE_UTF8, 'content-length', String(Buffer.byteLength(body)))
-    reply.hijack()
-    reply.raw.writeHead(429, out)
-    reply.raw.end(body)
+    const body = `${CONCURRENCY_START}${JSON.stringify(`"${limit.name}" reached: at most ${limit.max} requests in progress; retry in 1 s.`).slice(1)},"code":"${CONCURRENCY_LIMITED_CODE}","policy":${JSON.stringify(limit.name)},"retryAfter":1}`
+    writeRefusal(reply, 429, draftHeaders ? ['ratelimit-policy', limit.policyItem, 'retry-after', '1'] : ['retry-after', '1'], body)
   }
   const storeErrorLog = createThrottledLog(app.log, 'warn', 'rate-limit store failed; answering 503')
   app.decorateRequest('gwHeaders', null)
@@ -119,11 +124,8 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
       ? `${BANNED_START}; retry in ${retryAfter} s.","code":"${BANNED.code}","retryAfter":${retryAfter}}`
       : `${LIMITED_START}${JSON.stringify(`"${d.policy.name}" exceeded; retry in ${retryAfter} s.`).slice(1)},"code":"${RATE_LIMITED_CODE}","policy":${JSON.stringify(d.policy.name)},"retryAfter":${retryAfter}}`
     const headers = limitHeaders ?? []
-    headers.push('retry-after', String(retryAfter), 'content-type', PROBLEM_CONTENT_TYPE_UTF8, 'content-length', String(Buffer.byteLength(body)))
-    reply.hijack()
-    const res = reply.raw
-    res.writeHead(outcome === 'banned' ? 403 : 429, headers)
-    res.end(body)
+    headers.push('retry-after', String(retryAfter))
+    writeRefusal(reply, outcome === 'banned' ? 403 : 429, headers, body)
   }
 
   /** Acts on the store's decisions: refuses (429/403), holds (leaky bucket) or lets through. */

@@ -11,7 +11,7 @@ import { bannedDecision, concurrencyDecision, type Decision } from '../core/deci
 import type { ConcurrencyLimit, Policy, SlotRequest } from '../core/policy.js'
 import { decide, type Verdict, type State } from '../algorithms/index.js'
 import { Slab } from './slab.js'
-import { localKey, slotKey, type BanSettings, type ClientState, type Store } from './types.js'
+import { localKey, type BanSettings, type ClientState, type Store } from './types.js'
 
 /** How often idle (refilled) keys are swept out, besides being dropped when touched. */
 export const DEFAULT_PURGE_INTERVAL_MS = 30_000
@@ -122,7 +122,7 @@ export class MemoryStore implements Store {
     const keys: string[] = new Array(limits.length)
     for (let i = 0; i < limits.length; i++) {
       const limit = limits[i]!
-      keys[i] = slotKey(limit, subjects === undefined ? client : subjects[i]!)
+      keys[i] = localKey(limit.policy, subjects === undefined ? client : subjects[i]!)
       if ((this.inFlight.get(keys[i]!) ?? 0) >= limit.max) return concurrencyDecision(limit)
     }
     for (const key of keys) this.inFlight.set(key, (this.inFlight.get(key) ?? 0) + 1)
@@ -177,7 +177,7 @@ export class MemoryStore implements Store {
       }),
       bannedMs: typeof until === 'number' && until > now ? Math.ceil(until - now) : 0,
       refusals: typeof count === 'object' && this.bans !== undefined && now < count[0]! + this.bans.windowMs ? count[1]! : 0,
-      inFlight: slots.map(limit => ({ limit: limit.name, max: limit.max, inProgress: this.inFlightOf(slotKey(limit, client)) }))
+      inFlight: slots.map(limit => ({ limit: limit.name, max: limit.max, inProgress: this.inFlightOf(localKey(limit.policy, client)) }))
     }
   }
 

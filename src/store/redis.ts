@@ -279,7 +279,7 @@ export class RedisStore implements SharedStore {
     if (denied !== undefined) return denied
     let slotKeys: string[] | undefined
     if (slots !== undefined) {
-      slotKeys = this.slotKeysOf(client, slots)
+      slotKeys = this.slotKeysOf(client, slots.limits, slots.subjects)
       for (const key of slotKeys) keys.push(key)
     }
     const command = new DecisionCommand(this, client, keys, policies, cost, subjects, slots, slotKeys, this.argsOf(keys, policies, cost, slots))
@@ -288,9 +288,8 @@ export class RedisStore implements SharedStore {
   }
 
   /** The keys of a request's in-flight slots, in its decision's hash slot. */
-  private slotKeysOf (client: string, slots: SlotRequest): string[] {
+  private slotKeysOf (client: string, limits: readonly ConcurrencyLimit[], subjects: readonly string[] | undefined): string[] {
     const c = escapeTag(client)
-    const { limits, subjects } = slots
     const out: string[] = new Array(limits.length)
     for (let i = 0; i < limits.length; i++) out[i] = this.keyOf(limits[i]!.policy, subjectOf(c, subjects, i))
     return out
@@ -479,7 +478,7 @@ export class RedisStore implements SharedStore {
 
   async inspect (client: string, policies: readonly Policy[], slots: readonly ConcurrencyLimit[] = []): Promise<ClientState> {
     const keys = this.keys(client, policies)
-    for (const key of this.slotKeysOf(client, { limits: slots, subjects: undefined, lease: '' })) keys.push(key)
+    for (const key of this.slotKeysOf(client, slots, undefined)) keys.push(key)
     const reply = await (this.client as unknown as { rlInspect: (n: number, ...k: string[]) => Promise<string[]> }).rlInspect(keys.length, ...keys, String(slots.length))
     const now = Number(reply[0])
     const n = policies.length

@@ -14,7 +14,7 @@ export function isPromise<T> (v: T | Promise<T>): v is Promise<T> {
   return typeof (v as Promise<T>).then === 'function'
 }
 
-/** The memory store's key for a policy and a subject. */
+/** The memory store's key for a policy and a subject (an in-flight limit's: its `policy`). */
 export function localKey (policy: Policy, subject: string): string {
   return policy.shared ? policy.name : policy.name + '|' + subject
 }
@@ -67,11 +67,6 @@ export interface DecidingStore {
    * is ignored). Never waits: a remote store sends it and moves on (its leases expire).
    */
   release (client: string, slots: SlotRequest): void
-}
-
-/** The store key of an in-flight limit for a subject (memory store; Redis builds its own). */
-export function slotKey (limit: ConcurrencyLimit, subject: string): string {
-  return limit.shared ? limit.name : limit.name + '|' + subject
 }
 
 /** Administering clients: what the admin API uses. */

@@ -5,31 +5,40 @@ import { FailoverStore } from '../../src/store/failover.js'
 import { MemoryStore } from '../../src/store/memory.js'
 import { policy } from '../helpers/store-contract.js'
 import { RedisStore } from '../../src/store/redis.js'
-import { loadConfig } from '../../src/config/index.js'
+import { loadConfig, type BanSettings, type RedisSettings } from '../../src/config/index.js'
+import type { Teardown } from '../helpers/tap.js'
 import { runContract } from '../helpers/run-contract.js'
 import { startRedis } from '../helpers/redis.js'
 
-t.test('store contract: redis store (the Lua mirror of the algorithms)', async t => {
+/** A redis-server of the test's own, as the gateway's Redis settings. */
+async function redisSettings (t: Teardown): Promise<RedisSettings> {
   const redis = await startRedis(t)
-  const settings = loadConfig({ UPSTREAM_URL: 'http://127.0.0.1:1', STORE: 'redis', REDIS_URL: redis.url, REDIS_TIMEOUT_MS: '1000' }).redis
+  return loadConfig({ UPSTREAM_URL: 'http://127.0.0.1:1', STORE: 'redis', REDIS_URL: redis.url, REDIS_TIMEOUT_MS: '1000' }).redis
+}
+
+/** A connected Redis store deciding on the case's clock; each case its own prefix, so cases cannot see each other's keys. */
+async function connected (settings: RedisSettings, keyPrefix: string, clock: ManualClock, bans: BanSettings | undefined): Promise<RedisStore> {
+  const store = new RedisStore({ settings: { ...settings, keyPrefix }, decisionClock: clock, clock, bans })
+  await store.connect()
+  return store
+}
+
+t.test('store contract: redis store (the Lua mirror of the algorithms)', async t => {
+  const settings = await redisSettings(t)
   let n = 0
   await runContract(t, async bans => {
     const clock = new ManualClock(0)
-    // Each case gets its own prefix so cases cannot see each other's keys.
-    const store = new RedisStore({ settings: { ...settings, keyPrefix: `contract${n++}:` }, decisionClock: clock, clock, bans })
-    await store.connect()
+    const store = await connected(settings, `contract${n++}:`, clock, bans)
     return { store, setNow: (ms: number) => clock.set(ms), close: () => store.close() }
   })
 })
 
 t.test('store contract: the failover store over Redis (what the gateway runs with STORE=redis)', async t => {
-  const redis = await startRedis(t)
-  const settings = loadConfig({ UPSTREAM_URL: 'http://127.0.0.1:1', STORE: 'redis', REDIS_URL: redis.url, REDIS_TIMEOUT_MS: '1000' }).redis
+  const settings = await redisSettings(t)
   let n = 0
   await runContract(t, async bans => {
     const clock = new ManualClock(0)
-    const primary = new RedisStore({ settings: { ...settings, keyPrefix: `failover${n++}:` }, decisionClock: clock, clock, bans })
-    await primary.connect()
+    const primary = await connected(settings, `failover${n++}:`, clock, bans)
     const local = new MemoryStore({ maxKeys: 1000, clock, purgeIntervalMs: 0, bans })
     const store = new FailoverStore({ primary, local, failureMode: 'local', probeIntervalMs: 1000, log: pino({ level: 'silent' }) })
     return { store, setNow: (ms: number) => clock.set(ms), close: () => store.close() }
@@ -37,8 +46,7 @@ t.test('store contract: the failover store over Redis (what the gateway runs wit
 })
 
 t.test('the production path: decisions on Redis TIME agree with the memory store on the system clock', async t => {
-  const redis = await startRedis(t)
-  const settings = loadConfig({ UPSTREAM_URL: 'http://127.0.0.1:1', STORE: 'redis', REDIS_URL: redis.url, REDIS_TIMEOUT_MS: '1000' }).redis
+  const settings = await redisSettings(t)
   const store = new RedisStore({ settings: { ...settings, keyPrefix: 'time:' } })
   await store.connect()
   t.teardown(() => store.close())
