@@ -257,13 +257,21 @@ export class RedisStore implements SharedStore {
   /** The Redis keys of one decision, all in one hash slot; the client's ban keys last. */
   keys (client: string, policies: readonly Policy[], subjects?: readonly string[]): string[] {
     const c = escapeTag(client)
-    const n = policies.length
-    const keys: string[] = new Array(n + 2)
-    for (let i = 0; i < n; i++) keys[i] = this.keyOf(policies[i]!, subjectOf(c, subjects, i))
-    const [ban, count] = this.banKeys(c)
-    keys[n] = ban
-    keys[n + 1] = count
+    const keys = this.policyKeys(c, policies, subjects)
+    this.pushBanKeys(keys, c)
     return keys
+  }
+
+  /** One key per policy (the client already escaped): all the deny cache needs. */
+  private policyKeys (c: string, policies: readonly Policy[], subjects: readonly string[] | undefined): string[] {
+    const keys: string[] = new Array(policies.length)
+    for (let i = 0; i < policies.length; i++) keys[i] = this.keyOf(policies[i]!, subjectOf(c, subjects, i))
+    return keys
+  }
+
+  private pushBanKeys (keys: string[], c: string): void {
+    const [ban, count] = this.banKeys(c)
+    keys.push(ban, count)
   }
 
   /** The client's ban and refusal-count keys (the client already escaped). */
@@ -274,9 +282,12 @@ export class RedisStore implements SharedStore {
   }
 
   consume (client: string, policies: readonly Policy[], cost: number, subjects?: readonly string[], slots?: SlotRequest): Decision[] | Promise<Decision[]> {
-    const keys = this.keys(client, policies, subjects)
+    // The deny cache needs only the limits' keys: a refused client builds no other.
+    const c = escapeTag(client)
+    const keys = this.policyKeys(c, policies, subjects)
     const denied = this.bannedHere(client) ?? this.denied(keys, policies, cost)
     if (denied !== undefined) return denied
+    this.pushBanKeys(keys, c)
     let slotKeys: string[] | undefined
     if (slots !== undefined) {
       slotKeys = this.slotKeysOf(client, slots.limits, slots.subjects)
@@ -434,7 +445,7 @@ export class RedisStore implements SharedStore {
    * yet come; exact knowledge, usable even while Redis is unreachable.
    */
   deniedLocally (client: string, policies: readonly Policy[], cost: number, subjects?: readonly string[]): Decision[] | undefined {
-    return this.bannedHere(client) ?? this.denied(this.keys(client, policies, subjects), policies, cost)
+    return this.bannedHere(client) ?? this.denied(this.policyKeys(escapeTag(client), policies, subjects), policies, cost)
   }
 
   /** The ban Redis answered for this client, while it lasts. */
