@@ -109,12 +109,18 @@ async function main (): Promise<void> {
   const allowed = { RATE_LIMIT_RATE: '100000/s', RATE_LIMIT_BURST: '1000000000' }
   const overLimit = { RATE_LIMIT_RATE: '1/h', RATE_LIMIT_BURST: '1' }
   const viaRedis = (prefix: string) => ({ STORE: 'redis', REDIS_URL: `redis://127.0.0.1:${redisPort}`, REDIS_KEY_PREFIX: prefix })
+  // Counting by the response, every request settled: only 401s count, and every /ping is a 200.
+  const rulesDir = mkdtempSync(join(tmpdir(), 'gw-bench-rules-'))
+  writeFileSync(join(rulesDir, 'rules.json'), JSON.stringify({ rules: [{ name: 'ping', path: '/ping', rate: '100000/s', burst: 1000000000, count: { status: [401] } }] }))
+  const settled = { ...allowed, RATE_LIMIT_RULES_FILE: join(rulesDir, 'rules.json') }
   const gateways: Array<[string, string, Record<string, string>, boolean]> = [
     ['off', 'gateway, limiting off', { RATE_LIMIT_ENABLED: 'false' }, false],
     ['memory', 'gateway, memory store', allowed, false],
     ['redis', 'gateway, Redis store', { ...allowed, ...viaRedis('bench-e:') }, true],
     ['memory-inflight', 'gateway, memory store, with an in-flight limit', { ...allowed, CONCURRENCY_LIMIT: '1000' }, false],
     ['redis-inflight', 'gateway, Redis store, with an in-flight limit', { ...allowed, CONCURRENCY_LIMIT: '1000', ...viaRedis('bench-g:') }, true],
+    ['memory-settle', 'gateway, memory store, every response settled (`count`)', settled, false],
+    ['redis-settle', 'gateway, Redis store, every response settled (`count`)', { ...settled, ...viaRedis('bench-h:') }, true],
     ['refused-memory', 'gateway, memory store, every request over its limit', overLimit, false],
     ['refused-redis', 'gateway, Redis store, every request over its limit', { ...overLimit, ...viaRedis('bench-f:') }, true]
   ]
@@ -211,6 +217,7 @@ node:http + undici \`Pool.dispatch\`, the least a Node proxy can do.
 ${rows.join('\n')}
 
 An in-flight limit (\`CONCURRENCY_LIMIT\`, never reached here) adds ${(us('memory-inflight') - us('memory')).toFixed(1)} µs of CPU per request on the memory store and ${(us('redis-inflight') - us('redis')).toFixed(1)} µs on Redis (a lease taken in the same script, given back by a ZREM nothing waits for; redis-server's CPU per decision includes it).
+A route rule that settles every request by its response (\`count\`: each 200 given back; its own limit besides the client's) adds ${(us('memory-settle') - us('memory')).toFixed(1)} µs on the memory store and ${(us('redis-settle') - us('redis')).toFixed(1)} µs on Redis (a second limit in the decision, and one SETTLE_LUA call nothing waits for).
 
 Latency at a fixed ${rate} requests/s (${rate === halfCeiling ? 'half the ceiling\'s capacity on one core' : `the probe's own limit; half the ceiling's capacity would be ${halfCeiling}/s`}), ${LATENCY_S} s, medians of ${fixed.get('ceiling')!.length} rounds:
 

@@ -88,7 +88,7 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
   const rules = new RulesFile({ config, manager, counted: result => metrics.rulesReloads[result].inc(), log: log.child({ component: 'rules' }) })
 
   if (store !== undefined) {
-    await gateway.register(limiterPlugin, { store, identify: createIdentify(config), limits: manager.holder, headers: config.headers, observer: observe.limiter })
+    await gateway.register(limiterPlugin, { store, identify: createIdentify(config), limits: manager.holder, headers: config.headers, observer: observe.limiter, clock })
   } else {
     addHygieneHook(gateway)
   }

@@ -10,7 +10,7 @@ import { InvalidChangeError, NotFoundError, StoreUnavailableError } from '../err
 import { apiKeyId, ipIdentity, sourceOfKey, type Identity } from '../identity/identify.js'
 import { changeSettings, describeSettings, type SettingsControl } from '../control/changes.js'
 import { SETTINGS_SCHEMA, type RuntimeSettings } from '../control/settings.js'
-import { countsByLabel } from '../observe/metrics.js'
+import { countsByLabel, settlementsOf } from '../observe/metrics.js'
 import type { ClientAdmin } from '../store/types.js'
 import { requireToken } from './auth.js'
 import type { AdminOptions } from './options.js'
@@ -152,6 +152,7 @@ export function adminApi (opts: AdminOptions, log: FastifyBaseLogger, token: str
       upstream: await countsByLabel(metrics.upstreamResponses, 'class'),
       store: opts.store ? { kind: opts.store.kind, mode: opts.store.mode(), ready: opts.store.ready(), trackedKeys: opts.store.size() } : null,
       inFlight: metrics.inFlight(),
+      settlements: await settlementsOf(metrics),
       offenders: offenders.top(10),
       config: describeSettings(control)
     }))

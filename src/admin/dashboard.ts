@@ -57,6 +57,8 @@ export const DASHBOARD_HTML = `<!doctype html>
   <section>
     <h2>Totals since start</h2>
     <table><tbody id="totals"></tbody></table>
+    <h2 style="margin-top: 10px">Settled by the response</h2>
+    <table><tbody id="settlements"></tbody></table>
   </section>
   <section>
     <h2>Limits in force</h2>
@@ -103,6 +105,7 @@ export const DASHBOARD_HTML = `<!doctype html>
     }
     previous = { t: now, req: req }
     rows($('totals'), Object.keys(req).sort().map(function (k) { return [k.replace(/_/g, ' '), req[k]] }))
+    rows($('settlements'), s.settlements.length ? s.settlements.map(function (x) { return [x.rule + ' ' + x.kind.replace(/_/g, ' '), x.count] }) : [['none', '']])
     var mode = s.store ? s.store.mode : 'off'
     $('store-mode').textContent = mode
     $('store-mode').className = 'badge' + (mode === 'memory' || mode === 'redis' ? '' : ' warn')
@@ -119,7 +122,7 @@ export const DASHBOARD_HTML = `<!doctype html>
     rows($('limits'), limits)
     $('rules-source').textContent = c.rulesSource
     rows($('rules'), c.rules.map(function (r) {
-      return [(r.methods ? r.methods.join(',') + ' ' : '') + r.path, r.skip ? 'skip' : r.limits.map(function (l) { return l.name + ' ' + l.rate }).join('; ') + (r.cost > 1 ? ' · cost ' + r.cost : '') + (r.concurrency ? ' · at most ' + r.concurrency + ' in flight' : '') + (r.dryRun ? ' · dry run' : '')]
+      return [(r.methods ? r.methods.join(',') + ' ' : '') + r.path, r.skip ? 'skip' : r.limits.map(function (l) { return l.name + ' ' + l.rate }).join('; ') + (r.cost > 1 ? ' · cost ' + r.cost : '') + (r.concurrency ? ' · at most ' + r.concurrency + ' in flight' : '') + (r.count ? ' · counts ' + r.count.status.join(',') : '') + (r.refund ? ' · refunds ' + r.refund.status.join(',') : '') + (r.costHeader ? ' · cost from ' + r.costHeader : '') + (r.dryRun ? ' · dry run' : '')]
     }))
     rows($('offenders'), s.offenders.length ? s.offenders.map(function (o) { return [o.client, o.count] }) : [['none', '']])
     $('updated').textContent = 'updated ' + new Date(now).toLocaleTimeString()

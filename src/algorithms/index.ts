@@ -6,6 +6,7 @@ import { tokenBucket } from './token-bucket.js'
 import type { Verdict, State } from './types.js'
 
 export type { Verdict, State } from './types.js'
+export { settle, type Settled } from './settle.js'
 
 
 /**

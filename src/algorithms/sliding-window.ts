@@ -17,20 +17,21 @@ import type { Verdict } from './types.js'
 /** Slack on counts: a weighted count is a fraction and must not refuse by rounding. */
 export const COUNT_EPSILON = 1e-9
 
+/**
+ * The previous and current windows' counts at the window starting at `start`: a state of
+ * this window as it is, one of the window before as its previous, anything older as none.
+ */
+export function countsAt (state: readonly number[] | undefined, start: number, size: number): [previous: number, current: number] {
+  if (state === undefined) return [0, 0]
+  if (state[0] === start) return [state[1]!, state[2]!]
+  return state[0] === start - size ? [state[2]!, 0] : [0, 0]
+}
+
 export function slidingWindow (state: readonly number[] | undefined, policy: Policy, now: number, cost: number): Verdict {
   const size = policy.windowMs
   const limit = policy.quota
   const start = Math.floor(now / size) * size
-  let previous = 0
-  let current = 0
-  if (state !== undefined) {
-    if (state[0] === start) {
-      previous = state[1]!
-      current = state[2]!
-    } else if (state[0] === start - size) {
-      previous = state[2]!
-    }
-  }
+  const [previous, current] = countsAt(state, start, size)
   const used = previous * (1 - (now - start) / size) + current
   if (used + cost > limit + COUNT_EPSILON) {
     // When enough of the previous window will have slid out: later in this window if the

@@ -10,6 +10,7 @@ import { Ajv, type ErrorObject } from 'ajv'
 import { normalizePath } from '../core/path.js'
 import { ALGORITHMS, isWindow, type AlgorithmName, type LimitSpec } from '../core/policy.js'
 import { parseRate, type RateSpec } from '../core/rate.js'
+import { RATE_LIMIT_HEADER_NAMES } from '../core/headers.js'
 import { parseKeyBy, RESERVED_POLICY_NAMES, type KeySource } from './parse.js'
 
 export const MAX_RULES = 1000
@@ -46,6 +47,16 @@ export interface Rule {
   readonly limits: readonly RuleLimit[]
   /** In-flight limit: at most this many matching requests of one subject (keyBy) in progress upstream. */
   readonly concurrency: number | undefined
+  /**
+   * Which responses keep their charge on the rule's own limits (`count`), or which give it
+   * back (`refund`): both become the statuses that give it back. Undefined: all keep it.
+   */
+  readonly refundStatuses: ReadonlySet<number> | undefined
+  /** `count.status` and `refund.status` as written (descriptions). */
+  readonly count: ReadonlyArray<number | string> | undefined
+  readonly refund: ReadonlyArray<number | string> | undefined
+  /** The response header (lower case) the upstream reports the request's real cost in. */
+  readonly costHeader: string | undefined
 }
 
 /** What rules are checked against: the limits the environment defines. */
@@ -58,6 +69,20 @@ export interface RulesContext {
 }
 
 const NAME = { type: 'string', pattern: '^[A-Za-z0-9_.-]{1,64}$' }
+/** `{"status": [401, "5xx"]}`: statuses, and classes of them. */
+const STATUSES = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['status'],
+  properties: {
+    status: {
+      type: 'array',
+      minItems: 1,
+      maxItems: 100,
+      items: { anyOf: [{ type: 'integer', minimum: 100, maximum: 599 }, { type: 'string', pattern: '^[1-5]xx$' }] }
+    }
+  }
+}
 const LIMIT_FIELDS = {
   rate: { type: 'string' },
   burst: { type: 'integer', minimum: 1, maximum: 1_000_000_000 },
@@ -87,6 +112,9 @@ export const RULES_SCHEMA = {
           skip: { type: 'boolean' },
           dryRun: { type: 'boolean' },
           concurrency: { type: 'integer', minimum: 1, maximum: MAX_CONCURRENCY },
+          count: STATUSES,
+          refund: STATUSES,
+          costHeader: { type: 'string', pattern: '^[A-Za-z0-9!#$%&\'*+.^_`|~-]{1,64}$' },
           ...LIMIT_FIELDS,
           limits: {
             type: 'array',
@@ -114,6 +142,22 @@ interface RawRule extends Partial<RawLimit> {
   dryRun?: boolean
   limits?: RawLimit[]
   concurrency?: number
+  count?: { status: Array<number | string> }
+  refund?: { status: Array<number | string> }
+  costHeader?: string
+}
+
+/** Response headers a rule may not take its cost from: the hop's own, and the limiter's. */
+const NOT_A_COST_HEADER = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'content-type', 'upgrade', 'trailer', 'retry-after', ...RATE_LIMIT_HEADER_NAMES])
+
+/** The statuses a list names (`"5xx"`: 500 to 599). */
+function statusesOf (list: Array<number | string>): Set<number> {
+  const out = new Set<number>()
+  for (const item of list) {
+    if (typeof item === 'number') out.add(item)
+    else for (let s = Number(item[0]) * 100; s < Number(item[0]) * 100 + 100; s++) out.add(s)
+  }
+  return out
 }
 
 /** `rules[2]` → `rule 3 ("search")`: where in the file, in an operator's words. */
@@ -187,7 +231,13 @@ function parseRule (raw: RawRule, ctx: RulesContext, names: Set<string>): Rule {
   if (raw.skip === true && (hasOwn || raw.cost !== undefined || raw.keyBy !== undefined || raw.exclusive !== undefined || raw.dryRun !== undefined || raw.concurrency !== undefined)) {
     throw new Error('a skip rule limits nothing: it takes no rate, limits, cost, keyBy, exclusive, dryRun or concurrency')
   }
+  if (raw.skip === true && (raw.count !== undefined || raw.refund !== undefined || raw.costHeader !== undefined)) {
+    throw new Error('a skip rule charges nothing: it takes no count, refund or costHeader')
+  }
   if (!hasOwn && raw.dryRun !== undefined) throw new Error('dryRun applies to the rule\'s own limits: add rate or limits')
+  if (raw.count !== undefined && raw.refund !== undefined) throw new Error('give either count (the statuses charged) or refund (the statuses given back), not both')
+  if (!hasOwn && (raw.count !== undefined || raw.refund !== undefined)) throw new Error(`${raw.count !== undefined ? 'count' : 'refund'} applies to the rule's own limits: add rate or limits`)
+  if (raw.costHeader !== undefined && NOT_A_COST_HEADER.has(raw.costHeader.toLowerCase())) throw new Error(`costHeader "${raw.costHeader}" is a header the gateway or HTTP itself sets; name a header of the upstream's own (e.g. x-request-cost)`)
   if (!hasOwn && raw.concurrency === undefined && raw.keyBy !== undefined) throw new Error('keyBy applies to the rule\'s own limits: add rate, limits or concurrency')
   const concurrencyName = `${raw.name}-concurrency`
   if (raw.concurrency !== undefined) {
@@ -227,8 +277,21 @@ function parseRule (raw: RawRule, ctx: RulesContext, names: Set<string>): Rule {
     skip: raw.skip ?? false,
     dryRun: raw.dryRun ?? false,
     limits,
-    concurrency: raw.concurrency
+    concurrency: raw.concurrency,
+    refundStatuses: raw.refund !== undefined
+      ? statusesOf(raw.refund.status)
+      : raw.count !== undefined ? complementOf(statusesOf(raw.count.status)) : undefined,
+    count: raw.count?.status,
+    refund: raw.refund?.status,
+    costHeader: raw.costHeader?.toLowerCase()
   }
+}
+
+/** Every status (100 to 599) not in `charged`. */
+function complementOf (charged: Set<number>): Set<number> {
+  const out = new Set<number>()
+  for (let s = 100; s < 600; s++) if (!charged.has(s)) out.add(s)
+  return out
 }
 
 /** GET implies HEAD: most servers answer HEAD with their GET handler, so it costs the same. */

@@ -78,7 +78,10 @@ export function describeSettings ({ config, manager, sync }: Pick<SettingsContro
       skip: r.skip,
       dryRun: r.dryRun,
       limits: r.limits.map(l => ({ name: l.name, algorithm: l.algorithm, ...limit(l), maxDelayMs: l.maxDelayMs })),
-      concurrency: r.concurrency ?? null
+      concurrency: r.concurrency ?? null,
+      count: r.count === undefined ? null : { status: r.count },
+      refund: r.refund === undefined ? null : { status: r.refund },
+      costHeader: r.costHeader ?? null
     })),
     settings
   }

@@ -27,6 +27,7 @@ export const BAN_POLICY: Policy = Object.freeze({
   windowMs: 0,
   maxDelayMs: 0,
   dryRun: false,
+  refundable: false,
   rate: '',
   shared: false,
   policyItem: '"ban";q=0',

@@ -39,6 +39,11 @@ export interface Policy {
   readonly maxDelayMs: number
   /** Counted and reported, but never the reason a request is refused (dry run). */
   readonly dryRun: boolean
+  /**
+   * Its charges may be given back after the response (a route rule's `count`, `refund` or
+   * `costHeader`): a refusal is then no lasting knowledge (the Redis deny cache skips it).
+   */
+  readonly refundable: boolean
   /** The rate as configured, e.g. `10/s`. */
   readonly rate: string
   /** Whether the key is shared by every client (the global limit). */
@@ -54,6 +59,8 @@ export interface PolicySpec extends LimitSpec {
   /** Leaky bucket only (ignored by the others). */
   readonly maxDelayMs: number
   readonly dryRun: boolean
+  /** See Policy.refundable (default false). */
+  readonly refundable?: boolean
 }
 
 /** Window algorithms count whole requests per period; buckets refill a burst at a rate. */
@@ -100,6 +107,7 @@ export function makePolicy (name: string, spec: PolicySpec, shared = false): Pol
     windowMs,
     maxDelayMs: algorithm === 'leaky-bucket' ? spec.maxDelayMs : 0,
     dryRun: spec.dryRun,
+    refundable: spec.refundable ?? false,
     rate: rate.text,
     shared,
     policyItem: `"${name}";q=${q};w=${w}`,
@@ -126,7 +134,7 @@ export interface ConcurrencyLimit {
 export function makeConcurrencyLimit (name: string, max: number, shared = false): ConcurrencyLimit {
   const policyItem = `"${name}";q=${max};qu="concurrent-requests"`
   const policy: Policy = Object.freeze({
-    name, algorithm: 'fixed-window', quota: max, intervalMs: 0, windowMs: 0, maxDelayMs: 0, dryRun: false, rate: '', shared, policyItem, limitItemPrefix: `"${name}";r=`
+    name, algorithm: 'fixed-window', quota: max, intervalMs: 0, windowMs: 0, maxDelayMs: 0, dryRun: false, refundable: false, rate: '', shared, policyItem, limitItemPrefix: `"${name}";r=`
   })
   return Object.freeze({ name, max, shared, policyItem, policy })
 }

@@ -2,7 +2,8 @@
  * A demo upstream standing in for the user's web server: `GET /ping` → {"message":"pong"},
  * `GET /slow?ms=N` → the same after N ms,
  * and `/echo` (any method) → what it received (method, URL, headers, body size), with the
- * body streamed and counted, never buffered.
+ * body streamed and counted, never buffered. On any path, `?status=NNN` answers with that
+ * status and `?cost=N` adds `x-request-cost: N`, for trying rules that see the response.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 
@@ -36,10 +37,25 @@ export const demoHandler: Handler = (req, res) => {
   return false
 }
 
+/** `?status=NNN` (200 to 599, else ignored) and `?cost=N`, on any path. */
+function answerAsAsked (req: IncomingMessage, res: ServerResponse): boolean {
+  const q = req.url!.indexOf('?')
+  if (q === -1) return false
+  const params = new URLSearchParams(req.url!.slice(q + 1))
+  const cost = params.get('cost')
+  if (cost !== null) res.setHeader('x-request-cost', cost)
+  const status = Number(params.get('status'))
+  if (!Number.isInteger(status) || status < 200 || status > 599) return false
+  req.resume()
+  json(res, status, { status })
+  return true
+}
+
 /** An http.Server running `handlers` in order, then the demo routes, then 404. */
 export function createDemoUpstream (...handlers: Handler[]): Server {
   return createServer((req, res) => {
     for (const h of handlers) if (h(req, res)) return
+    if (answerAsAsked(req, res)) return
     if (demoHandler(req, res)) return
     req.resume()
     json(res, 404, { message: 'not found' })

@@ -22,10 +22,24 @@ export interface Selection {
   readonly slots: readonly ConcurrencyLimit[] | undefined
   /** Per slot, the subject when it is not the client (a rule keyed by another identity). */
   readonly slotSubjects: readonly string[] | undefined
+  /** How the charge is settled once the response is known; undefined: it stands. */
+  readonly settle: SettlePlan | undefined
+}
+
+/** A rule's settling of charges by the response (`count`, `refund`, `costHeader`). */
+export interface SettlePlan {
+  /** The rule's name (metrics). */
+  readonly rule: string
+  /** Index of the rule's first own policy in the selection: those `count`/`refund` settle. */
+  readonly ownFrom: number
+  /** Per status (0 to 599), 1 when that response gives the own limits' charge back. */
+  readonly refunds: Uint8Array | undefined
+  /** The response header (lower case) with the request's real cost, for every limit it paid. */
+  readonly costHeader: string | undefined
 }
 
 /** A request matching a `skip` rule: not limited at all. */
-export const SKIP: Selection = Object.freeze({ policies: Object.freeze([]), cost: 0, subjects: undefined, rule: undefined, slots: undefined, slotSubjects: undefined })
+export const SKIP: Selection = Object.freeze({ policies: Object.freeze([]), cost: 0, subjects: undefined, rule: undefined, slots: undefined, slotSubjects: undefined, settle: undefined })
 
 export interface SelectLimits {
   (request: FastifyRequest, identity: Identity): Selection
@@ -76,6 +90,17 @@ export function mayKey (sources: Config['keyBy'], identity: Identity): boolean {
   return identity.source === 'ip'
 }
 
+/** What a rule settles by the response, if anything. */
+function settlePlan (rule: Rule, ownFrom: number): SettlePlan | undefined {
+  if (rule.refundStatuses === undefined && rule.costHeader === undefined) return undefined
+  let refunds: Uint8Array | undefined
+  if (rule.refundStatuses !== undefined) {
+    refunds = new Uint8Array(600)
+    for (const status of rule.refundStatuses) refunds[status] = 1
+  }
+  return Object.freeze({ rule: rule.name, ownFrom, refunds, costHeader: rule.costHeader })
+}
+
 export function createLimits (config: LimitsConfig, rules: readonly Rule[]): SelectLimits {
   const spec = (limit: LimitSpec): PolicySpec => ({ ...limit, algorithm: config.algorithm, maxDelayMs: config.maxDelayMs, dryRun: config.dryRun })
   const global = config.globalLimit ? makePolicy('global', spec(config.globalLimit), true) : undefined
@@ -88,8 +113,10 @@ export function createLimits (config: LimitsConfig, rules: readonly Rule[]): Sel
     const slots = [globalSlot, withClient ? clientSlot : undefined, own].filter((s): s is ConcurrencyLimit => s !== undefined)
     return slots.length === 0 ? undefined : Object.freeze(slots)
   }
-  const selection = (policies: Policy[], cost: number, slots: readonly ConcurrencyLimit[] | undefined, rule?: string): Selection =>
-    Object.freeze({ policies: Object.freeze(global ? [global, ...policies] : policies), cost, subjects: undefined, rule, slots, slotSubjects: undefined })
+  const selection = (policies: Policy[], cost: number, slots: readonly ConcurrencyLimit[] | undefined, rule?: Rule, ownCount = 0): Selection => {
+    const all = Object.freeze(global ? [global, ...policies] : policies)
+    return Object.freeze({ policies: all, cost, subjects: undefined, rule: rule?.name, slots, slotSubjects: undefined, settle: rule === undefined ? undefined : settlePlan(rule, all.length - ownCount) })
+  }
 
   const baseSlots = slotSet(true, undefined)
   const base = new Map<string, Selection>()
@@ -97,13 +124,14 @@ export function createLimits (config: LimitsConfig, rules: readonly Rule[]): Sel
   const byDefault = base.get('')!
 
   const compiled: CompiledRule[] = rules.map(rule => {
+    const refundable = rule.refundStatuses !== undefined || rule.costHeader !== undefined
     const own = rule.limits.map(l => makePolicy(l.name, {
-      algorithm: l.algorithm, rate: l.rate, burst: l.burst, maxDelayMs: l.maxDelayMs, dryRun: config.dryRun || rule.dryRun
+      algorithm: l.algorithm, rate: l.rate, burst: l.burst, maxDelayMs: l.maxDelayMs, dryRun: config.dryRun || rule.dryRun, refundable
     }))
     const ownSlot = rule.concurrency === undefined ? undefined : makeConcurrencyLimit(`${rule.name}-concurrency`, rule.concurrency)
     const slots = slotSet(!rule.exclusive, ownSlot)
     const byTier = new Map<string, Selection>()
-    for (const [tier, p] of clientPolicies) byTier.set(tier, selection(rule.exclusive ? own : [p, ...own], rule.cost, slots, rule.name))
+    for (const [tier, p] of clientPolicies) byTier.set(tier, selection(rule.exclusive ? own : [p, ...own], rule.cost, slots, rule, own.length))
     const foreign = rule.keyBy !== undefined && (own.length > 0 || ownSlot !== undefined) && !sameSources(rule.keyBy, config.keyBy)
     return {
       methods: rule.methods && new Set(rule.methods),
@@ -157,7 +185,7 @@ export function createLimits (config: LimitsConfig, rules: readonly Rule[]): Sel
         slotSubjects = new Array(slots.length)
         for (let k = 0; k < slots.length; k++) slotSubjects[k] = k === slots.length - 1 ? other : identity.key
       }
-      return { policies: chosen.policies, cost: chosen.cost, subjects, rule: chosen.rule, slots: chosen.slots, slotSubjects }
+      return { policies: chosen.policies, cost: chosen.cost, subjects, rule: chosen.rule, slots: chosen.slots, slotSubjects, settle: chosen.settle }
     }
     return forClient(identity, base)
   }, { policiesOf, slotsOf })

@@ -21,9 +21,12 @@ import { isPromise, type DecidingStore } from '../store/types.js'
 import { mostRestrictive, type Decision } from '../core/decision.js'
 import { rateLimitHeaders, retryAfterSeconds } from './headers.js'
 import { refusedAsMalformed } from '../proxy/hygiene.js'
-import { SKIP, type SelectLimits } from './limits.js'
+import { SKIP, type Selection, type SelectLimits, type SettlePlan } from './limits.js'
+import { MAX_COST } from '../config/rules.js'
+import { systemClock, type Clock } from '../core/clock.js'
+import type { ResponseSettlement } from '../proxy/forward.js'
 import { createThrottledLog } from '../log.js'
-import type { RequestOutcome } from '../observe/metrics.js'
+import type { CostIgnored, RequestOutcome, SettleKind } from '../observe/metrics.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -41,6 +44,85 @@ export interface LimiterObserver {
   refused (client: string, policy: string, dryRun: boolean): void
   /** Requests holding in-flight slots: one more (1) or one fewer (-1). */
   inFlight (delta: 1 | -1): void
+  /** A charge settled by the response under `rule`: given back by status, or changed by the reported cost. */
+  settled (rule: string, kind: SettleKind): void
+  /** The upstream's cost header was missing or unusable: the up-front cost stands. */
+  costIgnored (rule: string, reason: CostIgnored): void
+}
+
+
+/** parseCost()'s answers that are not a cost (and the header's absence). */
+const INVALID = -1
+const TOO_LARGE = -2
+const ABSENT = -3
+
+/** A reported cost: a whole number from 0 to MAX_COST; else INVALID or TOO_LARGE. */
+export function parseCost (value: string): number {
+  const text = value.trim()
+  if (!/^\d{1,16}$/.test(text)) return INVALID
+  const n = Number(text)
+  return n > MAX_COST ? TOO_LARGE : n
+}
+
+/** What the limiter's settlements share: the store and the observer. */
+interface Settler {
+  readonly store: DecidingStore
+  readonly observer: LimiterObserver
+}
+
+/**
+ * One admitted request's settlement by its response (a rule with `count`, `refund` or
+ * `costHeader`): the deltas per limit, sent to the store once. Built only for such rules.
+ */
+class Settlement implements ResponseSettlement {
+  readonly costHeader: string | undefined
+  constructor (
+    private readonly settler: Settler,
+    private readonly plan: SettlePlan,
+    private readonly client: string,
+    private readonly selection: Selection,
+    private readonly decisions: readonly Decision[],
+    private readonly chargedAt: number
+  ) {
+    this.costHeader = plan.costHeader
+  }
+
+  answered (status: number, reported: string | undefined): void {
+    let cost = ABSENT
+    if (this.plan.costHeader !== undefined) {
+      if (reported !== undefined) cost = parseCost(reported)
+      if (cost < 0) this.settler.observer.costIgnored(this.plan.rule, cost === ABSENT ? 'absent' : cost === TOO_LARGE ? 'too_large' : 'invalid')
+    }
+    this.apply(status, cost)
+  }
+
+  failed (status: number): void {
+    this.apply(status, ABSENT)
+  }
+
+  /** The deltas: the own limits' charge back when the status says so; else the reported cost's difference (cost ≥ 0). */
+  private apply (status: number, reported: number): void {
+    const { plan, selection, decisions } = this
+    const refund = plan.refunds !== undefined && plan.refunds[status] === 1
+    const paid = selection.cost
+    const extra = reported < 0 ? 0 : reported - paid
+    if (!refund && extra === 0) return
+    const n = selection.policies.length
+    const deltas: number[] = new Array(n)
+    let changed = false
+    for (let i = 0; i < n; i++) {
+      // A limit that refused in dry run was not charged: nothing to settle.
+      const delta = !decisions[i]!.allowed ? 0 : (refund && i >= plan.ownFrom ? -paid : extra)
+      deltas[i] = delta
+      if (delta !== 0) changed = true
+    }
+    if (!changed) return
+    const { observer, store } = this.settler
+    if (refund) observer.settled(plan.rule, 'refund')
+    if (extra > 0 && (!refund || plan.ownFrom > 0)) observer.settled(plan.rule, 'post_charge')
+    if (extra < 0 && (!refund || plan.ownFrom > 0)) observer.settled(plan.rule, 'cost_refund')
+    store.settle(this.client, selection.policies, deltas, selection.subjects, this.chargedAt)
+  }
 }
 
 /** The limits in force; `current` is replaced whole when the rules are reloaded. */
@@ -54,6 +136,8 @@ export interface LimiterOptions {
   limits: LimitsHolder
   headers: HeadersMode
   observer: LimiterObserver
+  /** The decisions' clock: when a request was charged, for settling it (default: the system's). */
+  clock?: Clock
 }
 
 const RATE_LIMITED_CODE = new RateLimitedError().code
@@ -80,6 +164,8 @@ type Holding = ServerResponse & { [kSlots]?: { client: string, slots: SlotReques
 
 export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opts) {
   const { store, identify, limits, headers, observer } = opts
+  const clock = opts.clock ?? systemClock
+  const settler: Settler = { store, observer }
   // Lease ids name a request's slots in a store shared by instances: unique per instance.
   const instance = randomBytes(6).toString('base64url')
   let leases = 0
@@ -105,6 +191,7 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
   }
   const storeErrorLog = createThrottledLog(app.log, 'warn', 'rate-limit store failed; answering 503')
   app.decorateRequest('gwHeaders', null)
+  app.decorateRequest('gwSettle', null)
 
   function letThrough (outcome: RequestOutcome, done: HookHandlerDoneFunction): void {
     observer.outcome(outcome)
@@ -129,7 +216,7 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
   }
 
   /** Acts on the store's decisions: refuses (429/403), holds (leaky bucket) or lets through. */
-  function answer (reply: FastifyReply, identity: Identity, decisions: Decision[], started: number, done: HookHandlerDoneFunction, slots: SlotRequest | undefined): void {
+  function answer (reply: FastifyReply, identity: Identity, decisions: Decision[], started: number, done: HookHandlerDoneFunction, slots: SlotRequest | undefined, selection: Selection, chargedAt: number): void {
     observer.decided((performance.now() - started) / 1000)
     const first = decisions[0]!
     if (first.banned === true) {
@@ -160,6 +247,8 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
       return
     }
     if (limitHeaders !== undefined) reply.request.gwHeaders = limitHeaders
+    // Charged up front; the response settles it (count, refund, costHeader).
+    if (selection.settle !== undefined) reply.request.gwSettle = new Settlement(settler, selection.settle, identity.key, selection, decisions, chargedAt)
     // Admitted: the store took the request's in-flight slots; they come back when its
     // response closes, however it ends (done, the client gone, the upstream failed, a held
     // request dropped).
@@ -209,6 +298,10 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
       ? undefined
       : { limits: selection.slots, subjects: selection.slotSubjects, lease: `${instance}:${++leases}` }
     let result: Decision[] | Promise<Decision[]>
+    // Which window holds the charge, for a refund (settle.ts). On Redis the script decides on
+    // TIME: a gateway clock off by d misplaces only charges within d of a window boundary,
+    // and then gives back nothing, or from the next window's count.
+    const chargedAt = selection.settle === undefined ? 0 : clock.now()
     try {
       result = store.consume(identity.key, selection.policies, selection.cost, selection.subjects, slots)
     } catch (err) {
@@ -216,9 +309,9 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
       return
     }
     if (isPromise(result)) {
-      result.then(d => answer(reply, identity, d, started, done, slots), err => storeFailed(reply, err))
+      result.then(d => answer(reply, identity, d, started, done, slots, selection, chargedAt), err => storeFailed(reply, err))
     } else {
-      answer(reply, identity, result, started, done, slots)
+      answer(reply, identity, result, started, done, slots, selection, chargedAt)
     }
   })
 }, { name: 'gateway-limiter', fastify: '5.x' })

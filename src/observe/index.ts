@@ -8,7 +8,7 @@ import type { Config } from '../config/index.js'
 import type { Clock } from '../core/clock.js'
 import type { StoreStatus } from '../store/types.js'
 import { Alerts } from './alerts.js'
-import { Metrics, type MetricsSources, type RequestOutcome } from './metrics.js'
+import { Metrics, type CostIgnored, type MetricsSources, type RequestOutcome, type SettleKind } from './metrics.js'
 import { TopOffenders } from './offenders.js'
 import { ViolationLog } from './violations.js'
 
@@ -46,7 +46,9 @@ export class Observability {
       this.offenders.record(client)
       this.alerts?.record(client, policy)
     },
-    inFlight: (delta: 1 | -1): void => { this.inFlightNow += delta }
+    inFlight: (delta: 1 | -1): void => { this.inFlightNow += delta },
+    settled: (rule: string, kind: SettleKind): void => { this.metrics.settlements.labels(rule, kind).inc() },
+    costIgnored: (rule: string, reason: CostIgnored): void => { this.metrics.costIgnored.labels(rule, reason).inc() }
   }
 
   /**

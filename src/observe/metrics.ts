@@ -9,6 +9,10 @@ import type { StoreStatus } from '../store/types.js'
 
 export const OUTCOMES = ['allowed', 'delayed', 'limited', 'concurrency_limited', 'banned', 'allowlisted', 'skipped', 'dry_run_would_limit', 'store_error'] as const
 export type RequestOutcome = typeof OUTCOMES[number]
+/** How a charge was settled by its response (gateway_charge_settlements_total's kind). */
+export type SettleKind = 'refund' | 'post_charge' | 'cost_refund'
+/** Why a cost header was not used (gateway_cost_header_ignored_total's reason). */
+export type CostIgnored = 'absent' | 'invalid' | 'too_large'
 export const STORE_MODES = ['memory', 'redis', 'local-fallback', 'fail-open', 'fail-closed'] as const
 const CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const
 
@@ -57,6 +61,10 @@ export class Metrics {
   readonly upstreamFailures: Record<'unavailable' | 'timeout', { inc: () => void }>
   readonly rulesReloads: Record<'applied' | 'rejected', { inc: () => void }>
   readonly settingsChanges: Counter
+  /** Charges settled by the response, per rule and kind (count/refund, costHeader). */
+  readonly settlements: Counter
+  /** Cost headers the upstream left out or sent unusable, per rule and reason. */
+  readonly costIgnored: Counter
 
   /** Requests of this instance holding in-flight slots now. */
   readonly inFlight: () => number
@@ -87,6 +95,18 @@ export class Metrics {
     const reloads = new Counter({ name: 'gateway_rules_reloads_total', help: 'Rules file reloads by result', labelNames: ['result'], registers })
     this.rulesReloads = { applied: zero(reloads.labels('applied')), rejected: zero(reloads.labels('rejected')) }
     this.settingsChanges = new Counter({ name: 'gateway_settings_changes_total', help: 'Runtime settings applied (from this instance or the fleet)', registers })
+    this.settlements = new Counter({
+      name: 'gateway_charge_settlements_total',
+      help: 'Charges settled by the response under a route rule: refund (count/refund by status), post_charge and cost_refund (costHeader above or below the up-front cost)',
+      labelNames: ['rule', 'kind'],
+      registers
+    })
+    this.costIgnored = new Counter({
+      name: 'gateway_cost_header_ignored_total',
+      help: 'Responses whose cost header was absent, invalid (not a whole number ≥ 0) or too_large (above 1000000): the up-front cost stood',
+      labelNames: ['rule', 'reason'],
+      registers
+    })
 
     const { store } = sources
     new Gauge({
@@ -136,4 +156,14 @@ export async function countsByLabel (counter: Counter, label: string): Promise<R
   const out: Record<string, number> = {}
   for (const v of (await counter.get()).values) out[String(v.labels[label])] = v.value
   return out
+}
+
+/**
+ * Charges settled by the response, per rule: `refund`, `post_charge`, `cost_refund`, and
+ * the cost headers not used as `ignored_<reason>` (admin stats, dashboard).
+ */
+export async function settlementsOf (metrics: Pick<Metrics, 'settlements' | 'costIgnored'>): Promise<Array<{ rule: string, kind: string, count: number }>> {
+  const out = (await metrics.settlements.get()).values.map(v => ({ rule: String(v.labels.rule), kind: String(v.labels.kind), count: v.value }))
+  for (const v of (await metrics.costIgnored.get()).values) out.push({ rule: String(v.labels.rule), kind: `ignored_${String(v.labels.reason)}`, count: v.value })
+  return out.sort((a, b) => a.rule.localeCompare(b.rule) || a.kind.localeCompare(b.kind))
 }

@@ -38,6 +38,26 @@ export interface ForwardOptions {
   log: FastifyBaseLogger
 }
 
+/**
+ * Settles an admitted request's charge by its response (the limiter's, for route rules
+ * with `count`, `refund` or `costHeader`), set on the request as `gwSettle`.
+ */
+export interface ResponseSettlement {
+  /** The response header with the request's real cost (lower case): read, then taken out of the response. */
+  readonly costHeader: string | undefined
+  /** The upstream answered `status`; `reported`: the cost header's value, if it sent one. */
+  answered (status: number, reported: string | undefined): void
+  /** The gateway answered for the upstream (502, 504). */
+  failed (status: number): void
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** How to settle this request's charge by its response; null: it stands. */
+    gwSettle: ResponseSettlement | null
+  }
+}
+
 /** How forwarded requests end. Durations run from dispatch to the end of the response. */
 export interface UpstreamObserver {
   /** The upstream's response was passed on whole. */
@@ -161,14 +181,24 @@ class ForwardHandler {
     const noContent = status === 204
     // The limiter's rate-limit headers replace any of the same name from the upstream.
     const own = this.request.gwHeaders
+    const settlement = this.request.gwSettle
+    const costHeader = settlement === null ? undefined : settlement.costHeader
+    let reported: string | undefined
     for (let i = 0; i < raw.length; i += 2) {
       const name = raw[i]!.toString('latin1')
       const lower = name.toLowerCase()
       if (RESPONSE_DROPPED.has(lower) || (dropped !== undefined && dropped.includes(lower))) continue
       if (noContent && (lower === 'content-type' || lower === 'content-length')) continue
       if (own !== null && RATE_LIMIT_HEADER_NAMES.has(lower)) continue
+      if (lower === costHeader) {
+        // The upstream's word to the gateway, never the client's: the first one counts.
+        reported ??= raw[i + 1]!.toString('latin1')
+        continue
+      }
       headers.push(name, raw[i + 1]!.toString('latin1'))
     }
+    // Settled before the client sees the response: its next request finds the charge right.
+    if (settlement !== null) settlement.answered(status, reported)
     if (own !== null) for (let i = 0; i < own.length; i++) headers.push(own[i]!)
     // Node would throw on a header value it refuses to send, but undici's parser refuses the
     // same characters first (checked: DEL in a value is a parse error, never a header here).
@@ -201,6 +231,8 @@ class ForwardHandler {
     }
     const timeout = isTimeout(err)
     this.forwarder.failed(err, timeout, performance.now() - this.started)
+    const settlement = this.request.gwSettle
+    if (settlement !== null) settlement.failed(timeout ? 504 : 502)
     res.writeHead(timeout ? 504 : 502, timeout ? TIMEOUT_HEADERS : UNAVAILABLE_HEADERS)
     res.end(timeout ? TIMEOUT_BODY : UNAVAILABLE_BODY)
   }

@@ -31,6 +31,7 @@ export function refusedAsMalformed (request: FastifyRequest, reply: FastifyReply
 /** Hygiene as an onRequest hook of its own, for a gateway without the limiter (whose first step it is otherwise). */
 export function addHygieneHook (app: FastifyInstance): void {
   app.decorateRequest('gwHeaders', null)
+  app.decorateRequest('gwSettle', null)
   app.addHook('onRequest', function wellFormed (request, reply, done) {
     if (!refusedAsMalformed(request, reply)) done()
   })

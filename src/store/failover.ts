@@ -44,6 +44,11 @@ interface Circuit {
   fallbackDecisions: number
 }
 
+/** The refunds of a settlement (its negative differences), the rest 0. */
+function refundsOf (deltas: readonly number[]): number[] {
+  return deltas.map(d => d < 0 ? d : 0)
+}
+
 export class FailoverStore implements Store, DecisionWatcher {
   readonly kind = 'redis'
   private readonly circuits = new Map<string, Circuit>()
@@ -158,6 +163,27 @@ export class FailoverStore implements Store, DecisionWatcher {
   release (client: string, slots: SlotRequest): void {
     this.opts.local.release(client, slots)
     this.opts.primary.release(client, slots)
+  }
+
+  /**
+   * Where the client's decisions go now: the local fallback while its node's circuit is
+   * open (mode `local`), else Redis. The request may have been charged on the other side
+   * (a decision that failed over before the circuit opened, or one taken before it
+   * closed): with mode `local`, what is given back is given back on both sides. A side
+   * that took no charge mostly has nothing to give (a full quota); at worst it gives back
+   * a charge of its own, once.
+   */
+  settle (client: string, policies: readonly Policy[], deltas: readonly number[], subjects: readonly string[] | undefined, chargedAt: number): void {
+    const { local, primary, failureMode } = this.opts
+    const isLocal = this.opened > 0 && this.circuits.get(primary.shardFor(client, policies, subjects))?.open === true
+    if (!isLocal) primary.settle(client, policies, deltas, subjects, chargedAt)
+    if (failureMode !== 'local') return
+    if (isLocal) {
+      local.settle(client, policies, deltas, subjects, chargedAt)
+      primary.settle(client, policies, refundsOf(deltas), subjects, chargedAt)
+    } else {
+      local.settle(client, policies, refundsOf(deltas), subjects, chargedAt)
+    }
   }
 
   /** The shared state (Redis): what every instance decides with. */

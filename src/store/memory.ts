@@ -9,7 +9,7 @@
 import type { Clock } from '../core/clock.js'
 import { bannedDecision, concurrencyDecision, type Decision } from '../core/decision.js'
 import type { ConcurrencyLimit, Policy, SlotRequest } from '../core/policy.js'
-import { decide, type Verdict, type State } from '../algorithms/index.js'
+import { decide, settle, type Verdict, type State } from '../algorithms/index.js'
 import { Slab } from './slab.js'
 import { localKey, type BanSettings, type ClientState, type Store } from './types.js'
 
@@ -138,6 +138,17 @@ export class MemoryStore implements Store {
       const left = this.inFlight.get(key)! - 1
       if (left > 0) this.inFlight.set(key, left)
       else this.inFlight.delete(key)
+    }
+  }
+
+  settle (client: string, policies: readonly Policy[], deltas: readonly number[], subjects: readonly string[] | undefined, chargedAt: number): void {
+    const now = this.clock.now()
+    for (let i = 0; i < policies.length; i++) {
+      if (deltas[i] === 0) continue
+      const policy = policies[i]!
+      const key = localKey(policy, subjects === undefined ? client : subjects[i]!)
+      const next = settle(policy, this.cache.get(key), now, chargedAt, deltas[i]!)
+      if (next !== undefined) this.cache.set(key, next.state, Math.max(now + 1, next.expiresAt))
     }
   }
 

@@ -35,11 +35,11 @@ import { createHash } from 'node:crypto'
 export const ARGS_PER_POLICY = 6
 export const ALGORITHM_CODE = { 'token-bucket': 't', 'leaky-bucket': 'l', 'fixed-window': 'f', 'sliding-window': 's' } as const
 
-export const CONSUME_LUA = `
-local EPSILON_MS = 0.001
-local COUNT_EPSILON = 1e-9
-local function fmt(x) return string.format('%.17g', x) end
-local function us(x) return math.floor(x * 1000 + 0.5) end
+/**
+ * The scripts' start: how states are written (%.17g: a double read back exactly), and
+ * `now` from ARGV[1] (a test's clock) or Redis TIME, with the TTL floor.
+ */
+const CLOCK_LUA = `local function fmt(x) return string.format('%.17g', x) end
 local now
 -- Keys expire once their state means nothing (every state carries its own time, so the
 -- TTL only collects garbage). On an injected clock (tests) Redis still expires keys in
@@ -51,7 +51,13 @@ if ARGV[1] ~= '' then
 else
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-end
+end`
+
+export const CONSUME_LUA = `
+local EPSILON_MS = 0.001
+local COUNT_EPSILON = 1e-9
+${CLOCK_LUA}
+local function us(x) return math.floor(x * 1000 + 0.5) end
 local cost = tonumber(ARGV[2])
 local banAfter = tonumber(ARGV[3])
 local m = tonumber(ARGV[6])
@@ -209,6 +215,89 @@ return out
 
 /** What EVALSHA names CONSUME_LUA by. */
 export const CONSUME_SHA = createHash('sha1').update(CONSUME_LUA).digest('hex')
+
+/**
+ * Settles admitted requests' charges once their responses are known: the lines of
+ * src/algorithms/settle.ts for each key.
+ *
+ * ARGV[1]              now in ms, or '' to take Redis TIME (as CONSUME_LUA)
+ * ARGV[2]              when the request was charged (ms): which window holds the charge
+ * ARGV[3+6(i-1)..]     key i's policy: algorithm, intervalMs, quota, windowMs, maxDelayMs,
+ *                      and the difference to charge (> 0) or give back (< 0)
+ */
+export const SETTLE_LUA = `
+${CLOCK_LUA}
+local chargedAt = tonumber(ARGV[2])
+for i = 1, #KEYS do
+  local b = 2 + ${ARGS_PER_POLICY} * (i - 1)
+  local algo = ARGV[b + 1]
+  local interval = tonumber(ARGV[b + 2])
+  local quota = tonumber(ARGV[b + 3])
+  local size = tonumber(ARGV[b + 4])
+  local maxDelay = tonumber(ARGV[b + 5])
+  local delta = tonumber(ARGV[b + 6])
+  local raw = redis.call('GET', KEYS[i])
+  local state, expires
+  if algo == 't' or algo == 'l' then
+    local tat = tonumber(raw)
+    if delta < 0 then
+      if tat ~= nil and tat > now then
+        local back = math.max(now, tat + delta * interval)
+        state, expires = fmt(back), back
+      end
+    else
+      local limit = now + quota * interval + maxDelay
+      local base = now
+      if tat ~= nil and tat >= now then base = tat end
+      local nxt = math.min(limit, base + delta * interval)
+      if nxt > base then state, expires = fmt(nxt), nxt end
+    end
+  elseif algo == 'f' then
+    local s, c
+    if raw then s, c = string.match(raw, '^(%S+) (%S+)$') end
+    s, c = tonumber(s), tonumber(c)
+    if delta < 0 then
+      local charged = math.floor(chargedAt / size) * size
+      if s ~= nil and s == charged and c > 0 then
+        state, expires = fmt(charged) .. ' ' .. fmt(math.max(0, c + delta)), charged + size
+      end
+    else
+      local start = math.floor(now / size) * size
+      local count = 0
+      if s ~= nil and s == start then count = c end
+      local nxt = math.min(math.max(count, quota), count + delta)
+      if nxt > count then state, expires = fmt(start) .. ' ' .. fmt(nxt), start + size end
+    end
+  else
+    local s, p, c
+    if raw then s, p, c = string.match(raw, '^(%S+) (%S+) (%S+)$') end
+    s, p, c = tonumber(s), tonumber(p), tonumber(c)
+    if delta < 0 then
+      local charged = math.floor(chargedAt / size) * size
+      if s ~= nil and s == charged and c > 0 then
+        state, expires = fmt(s) .. ' ' .. fmt(p) .. ' ' .. fmt(math.max(0, c + delta)), s + 2 * size
+      elseif s ~= nil and s == charged + size and p > 0 then
+        state, expires = fmt(s) .. ' ' .. fmt(math.max(0, p + delta)) .. ' ' .. fmt(c), s + 2 * size
+      end
+    else
+      local start = math.floor(now / size) * size
+      local prev, curr = 0, 0
+      if s ~= nil then
+        if s == start then
+          prev, curr = p, c
+        elseif s == start - size then
+          prev = c
+        end
+      end
+      local used = prev * (1 - (now - start) / size) + curr
+      local add = math.min(delta, quota - used)
+      if add > 0 then state, expires = fmt(start) .. ' ' .. fmt(prev) .. ' ' .. fmt(curr + add), start + 2 * size end
+    end
+  end
+  if state then redis.call('SET', KEYS[i], state, 'PX', math.max(ttlFloor, math.ceil(expires - now))) end
+end
+return 1
+`
 
 /** Redis TIME and the raw values of KEYS (admin inspection; nothing is written). */
 export const INSPECT_LUA = `

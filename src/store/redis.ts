@@ -25,7 +25,7 @@ import type { RedisSettings } from '../config/index.js'
 import { bannedDecision, concurrencyDecision, type Decision } from '../core/decision.js'
 import type { ConcurrencyLimit, Policy, SlotRequest } from '../core/policy.js'
 import { StoreConnectError } from '../errors.js'
-import { ALGORITHM_CODE, BAN_LUA, CONSUME_LUA, CONSUME_SHA, INSPECT_LUA, RENEW_LUA } from './redis-scripts.js'
+import { ALGORITHM_CODE, BAN_LUA, CONSUME_LUA, CONSUME_SHA, INSPECT_LUA, RENEW_LUA, SETTLE_LUA } from './redis-scripts.js'
 import { decide, type State } from '../algorithms/index.js'
 import type { BanSettings, ClientState, DecisionWatcher, SharedStore } from './types.js'
 
@@ -218,6 +218,7 @@ export class RedisStore implements SharedStore {
     this.client.defineCommand('rlInspect', { lua: INSPECT_LUA })
     this.client.defineCommand('rlBan', { lua: BAN_LUA })
     this.client.defineCommand('rlRenew', { lua: RENEW_LUA })
+    this.client.defineCommand('rlSettle', { lua: SETTLE_LUA })
     this.leaseMs = opts.leaseMs ?? DEFAULT_LEASE_MS
     this.leaseArg = String(this.leaseMs)
     this.denials = new LRUCache({ max: DENY_CACHE_MAX })
@@ -414,7 +415,8 @@ export class RedisStore implements SharedStore {
     if (longest === -1 && command.slots !== undefined) this.hold(command.slots.lease, command.slotKeys!)
     // Refused (a dry-run policy refuses nothing): remember until when. Not with bans on:
     // every refusal must reach Redis to be counted (once banned, the ban is cached).
-    if (longest !== -1 && this.bans === undefined) {
+    // Nor when the refusing limit's charges may be given back (a refund can free it early).
+    if (longest !== -1 && this.bans === undefined && !out[longest]!.policy.refundable) {
       const at = this.clock.now()
       this.denials.set(command.redisKeys[longest]!, { at, until: at + out[longest]!.retryAfterMs, cost: command.cost, policies, decisions: out })
     }
@@ -474,9 +476,9 @@ export class RedisStore implements SharedStore {
     for (const [lease, keys] of this.held) renew.call(this.client, keys.length, ...keys, lease, this.leaseArg).catch(() => {})
   }
 
-  /** Gives back a request's slots (the script's leases); a lease this store does not hold is ignored. */
   /**
-   * One ZREM per slot, written with the turn's other commands (corkWrites); nothing waits
+   * Gives back a request's slots (the script's leases); a lease this store does not hold is
+   * ignored. One ZREM per slot, written with the turn's other commands (corkWrites); nothing waits
    * for the answer. A release that fails (Redis away) leaves the slot to its lease's expiry.
    */
   release (_client: string, slots: SlotRequest): void {
@@ -485,6 +487,30 @@ export class RedisStore implements SharedStore {
     this.held.delete(slots.lease)
     this.corkWrites()
     for (const key of keys) this.client.sendCommand(new Command('zrem', [key, slots.lease], {}, ignoreReply))
+  }
+
+  /**
+   * One SETTLE_LUA call for the policies with a difference, written with the turn's other
+   * commands; nothing waits for it (one that fails leaves the up-front charge standing). A
+   * refund drops this instance's cached denial of those keys.
+   */
+  settle (client: string, policies: readonly Policy[], deltas: readonly number[], subjects: readonly string[] | undefined, chargedAt: number): void {
+    const c = escapeTag(client)
+    const keys: string[] = []
+    const args: string[] = [this.decisionClock ? String(this.decisionClock.now()) : '', String(chargedAt)]
+    for (let i = 0; i < policies.length; i++) {
+      const delta = deltas[i]!
+      if (delta === 0) continue
+      const p = policies[i]!
+      const key = this.keyOf(p, subjectOf(c, subjects, i))
+      keys.push(key)
+      args.push(ALGORITHM_CODE[p.algorithm], String(p.intervalMs), String(p.quota), String(p.windowMs), String(p.maxDelayMs), String(delta))
+      if (delta < 0 && this.denials.size > 0) this.denials.delete(key)
+    }
+    if (keys.length === 0) return
+    this.corkWrites()
+    const settle = (this.client as unknown as { rlSettle: (n: number, ...a: string[]) => Promise<number> }).rlSettle
+    settle.call(this.client, keys.length, ...keys, ...args).catch(ignoreReply)
   }
 
   async inspect (client: string, policies: readonly Policy[], slots: readonly ConcurrencyLimit[] = []): Promise<ClientState> {

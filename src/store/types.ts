@@ -67,6 +67,15 @@ export interface DecidingStore {
    * is ignored). Never waits: a remote store sends it and moves on (its leases expire).
    */
   release (client: string, slots: SlotRequest): void
+  /**
+   * Settles what an admitted request was charged, once its response is known: per policy,
+   * a difference to charge (> 0, down to an empty limit at most) or to give back (< 0,
+   * from the window that holds the charge); 0 leaves a policy alone (see
+   * algorithms/settle.ts). Never waits: a remote store sends it with the turn's writes.
+   *
+   * @param chargedAt when the request was charged (epoch ms, the decision's clock)
+   */
+  settle (client: string, policies: readonly Policy[], deltas: readonly number[], subjects: readonly string[] | undefined, chargedAt: number): void
 }
 
 /** Administering clients: what the admin API uses. */

@@ -3,7 +3,7 @@ import { mkdirSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { chromium } from 'playwright-core'
 import { startUpstream } from '../helpers/upstream.js'
-import { startGateway } from '../helpers/gateway.js'
+import { rulesFile, startGateway } from '../helpers/gateway.js'
 import { statuses } from '../helpers/http.js'
 
 /** Debian's chromium (installed by .ci/run where missing). */
@@ -16,7 +16,8 @@ t.test('the dashboard, opened in headless Chromium, shows live numbers after tra
   const token = 'test-admin-token-0123456789'
   const gw = await startGateway(t, {
     UPSTREAM_URL: upstream.url, ADMIN_TOKEN: token, RATE_LIMIT_RATE: '1/h', RATE_LIMIT_BURST: '5',
-    RATE_LIMIT_TIERS: 'pro=100/s:200', API_KEYS: 'k-pro:pro'
+    RATE_LIMIT_TIERS: 'pro=100/s:200', API_KEYS: 'k-pro:pro',
+    RATE_LIMIT_RULES_FILE: rulesFile(t, [{ name: 'api', path: '/status/', rate: '100/s', refund: { status: ['5xx'] } }])
   })
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking'] })
   t.teardown(() => browser.close())
@@ -38,6 +39,7 @@ t.test('the dashboard, opened in headless Chromium, shows live numbers after tra
     while (running) {
       await statuses(`${gw.url}/ping`, 6, { from: '127.0.0.2' })
       await statuses(`${gw.url}/ping`, 4, { from: '127.0.0.3', headers: { 'x-api-key': 'k-pro' } })
+      await statuses(`${gw.url}/status/503`, 1, { from: '127.0.0.3', headers: { 'x-api-key': 'k-pro' } })
       await new Promise(resolve => setTimeout(resolve, 100))
     }
   })()
@@ -63,6 +65,8 @@ t.test('the dashboard, opened in headless Chromium, shows live numbers after tra
   t.match(await text('#limits'), /tier pro100\/s200/)
   t.equal(await text('#offenders td'), 'ip:127.0.0.2', 'the client over its limit tops the offenders')
   t.equal(await text('#factor'), '1')
+  t.match(await text('#rules'), /\/status\/api 100\/s · refunds 5xx/, 'the rule, with what it gives back')
+  t.match(await text('#settlements'), /api refund\s*[1-9]/, 'the 503s given back')
 
   mkdirSync(ARTIFACTS, { recursive: true })
   const file = `${ARTIFACTS}dashboard.png`

@@ -2,7 +2,7 @@ import t from 'tap'
 import { once } from 'node:events'
 import { request } from 'undici'
 import type { MemoryStore } from '../../src/store/memory.js'
-import { startGateway, type TestGateway } from '../helpers/gateway.js'
+import { rulesFile, startGateway, type TestGateway } from '../helpers/gateway.js'
 import { agentFrom, send } from '../helpers/http.js'
 import { eventually } from '../helpers/load.js'
 import { startHoldingUpstream } from '../helpers/holding-upstream.js'
@@ -99,15 +99,10 @@ t.test('GLOBAL_CONCURRENCY_LIMIT is one count for everyone; a rule\'s concurrenc
 
   // One rule keyed by a header, with a rate limit of its own (two limits decided at once),
   // one with an in-flight limit only, keyed by IP, and the client's own in-flight limit besides.
-  const rules = JSON.stringify({ rules: [
+  const file = rulesFile(t, [
     { name: 'export', path: '/hold/export', keyBy: 'header:x-user-id', rate: '100/s', concurrency: 1 },
     { name: 'report', path: '/hold/report', keyBy: 'ip', concurrency: 5 }
-  ] })
-  const { writeFileSync, mkdtempSync } = await import('node:fs')
-  const { join } = await import('node:path')
-  const { tmpdir } = await import('node:os')
-  const file = join(mkdtempSync(join(tmpdir(), 'gw-rules-')), 'rules.json')
-  writeFileSync(file, rules)
+  ])
   const token = 'test-admin-token-0123456789'
   const gw2 = await startGateway(t, { UPSTREAM_URL: upstream.url, RATE_LIMIT_RULES_FILE: file, CONCURRENCY_LIMIT: '10', ADMIN_TOKEN: token })
   const user = { 'x-user-id': 'u1' }

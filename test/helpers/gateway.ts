@@ -4,6 +4,9 @@
  */
 import type { Teardown } from './tap.js'
 import type { AddressInfo } from 'node:net'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import pino from 'pino'
 import type { FastifyBaseLogger } from 'fastify'
 import { buildApp, type App } from '../../src/app.js'
@@ -48,4 +51,13 @@ export async function startGateway (t: Teardown, env: Record<string, string>, op
   const adminPort = (app.admin.server.address() as AddressInfo).port
   const host = config.host.includes(':') ? `[${config.host}]` : config.host
   return { app, port, url: `http://${host}:${port}`, adminUrl: `http://127.0.0.1:${adminPort}` }
+}
+
+/** A rules file (RATE_LIMIT_RULES_FILE) holding these rules, removed when the test ends. */
+export function rulesFile (t: Teardown, rules: unknown[]): string {
+  const dir = mkdtempSync(join(tmpdir(), 'gw-rules-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const file = join(dir, 'rules.json')
+  writeFileSync(file, JSON.stringify({ rules }))
+  return file
 }

@@ -1,6 +1,9 @@
 /**
- * An upstream that holds requests open until the test lets them go, for in-flight limits:
- * `/hold...` waits, `/fail` answers 500, `/reset` cuts the connection, anything else 200.
+ * An upstream that holds requests open until the test lets them go, for in-flight limits
+ * and charges settled by the response: `/hold...` (or a path with a `hold` segment) waits,
+ * `/fail` answers 500, `/reset` cuts the connection (both also as a segment), anything
+ * else 200. On any path, `?status=NNN` sets the status and
+ * `?cost=V` sends `x-request-cost: V` (a held request gets them when let go).
  */
 import { once } from 'node:events'
 import { createServer, type ServerResponse } from 'node:http'
@@ -13,8 +16,8 @@ export interface HoldingUpstream {
   hits: string[]
   /** Held requests not yet let go. */
   held: () => number
-  /** Answers every held request (200). */
-  releaseAll: () => void
+  /** Answers every held request (200, or `status`). */
+  releaseAll: (status?: number) => void
 }
 
 export async function startHoldingUpstream (t: Teardown): Promise<HoldingUpstream> {
@@ -23,12 +26,17 @@ export async function startHoldingUpstream (t: Teardown): Promise<HoldingUpstrea
   const server = createServer((req, res) => {
     hits.push(req.url!)
     req.resume()
-    if (req.url!.startsWith('/hold')) {
+    const query = new URL(req.url!, 'http://x').searchParams
+    const cost = query.get('cost')
+    if (cost !== null) res.setHeader('x-request-cost', cost)
+    if (query.has('status')) res.statusCode = Number(query.get('status'))
+    const last = new URL(req.url!, 'http://x').pathname.split('/').find(part => part === 'hold' || part === 'fail' || part === 'reset')
+    if (req.url!.startsWith('/hold') || last === 'hold') {
       held.push(res)
       res.on('close', () => { const i = held.indexOf(res); if (i !== -1) held.splice(i, 1) })
-    } else if (req.url === '/fail') {
+    } else if (req.url === '/fail' || last === 'fail') {
       res.writeHead(500).end('failed')
-    } else if (req.url === '/reset') {
+    } else if (req.url === '/reset' || last === 'reset') {
       req.socket.destroy()
     } else {
       res.end('ok')
@@ -40,6 +48,11 @@ export async function startHoldingUpstream (t: Teardown): Promise<HoldingUpstrea
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     hits,
     held: () => held.length,
-    releaseAll: () => { for (const res of held.splice(0)) res.end('done') }
+    releaseAll: (status?: number) => {
+      for (const res of held.splice(0)) {
+        if (status !== undefined) res.statusCode = status
+        res.end('done')
+      }
+    }
   }
 }

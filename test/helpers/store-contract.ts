@@ -5,7 +5,7 @@
  */
 import { makePolicy } from '../../src/core/policy.js'
 import { parseRate } from '../../src/core/rate.js'
-import type { Policy } from '../../src/core/policy.js'
+import { makeConcurrencyLimit, type ConcurrencyLimit, type Policy } from '../../src/core/policy.js'
 import type { AlgorithmName } from '../../src/core/policy.js'
 import type { BanSettings } from '../../src/core/policy.js'
 
@@ -21,6 +21,8 @@ export interface Expect {
   resetMs?: number
   delayMs?: number
   banned?: boolean
+  /** Refused by this in-flight limit (its name): one decision, nothing charged. */
+  concurrency?: string
 }
 
 export interface Step {
@@ -35,12 +37,32 @@ export interface Step {
   subjects?: string[]
   /** Expected decision per policy, in the order of the case's policies (or of `keys`). */
   expect: Expect[]
+  /** The request takes a slot in these in-flight limits (indexes into the case's `concurrency`) under `lease`. */
+  slots?: { limits: number[], lease: string }
+}
+
+/** Instead of a request: settle an earlier charge (Store.settle), per policy used. */
+export interface SettleStep {
+  at: number
+  keys?: number[]
+  client?: string
+  subjects?: string[]
+  settle: { deltas: number[], chargedAt: number }
+}
+
+/** Instead of a request: the response of the request holding `release` ended. */
+export interface ReleaseStep {
+  at: number
+  client?: string
+  release: string
 }
 
 export interface ContractCase {
   name: string
   policies: Policy[]
-  steps: Step[]
+  steps: Array<Step | SettleStep | ReleaseStep>
+  /** In-flight limits the steps' `slots` name. */
+  concurrency?: ConcurrencyLimit[]
   /** Absolute time of the case's start (default START). */
   origin?: number
   /** The store is built with bans on. */
@@ -53,6 +75,8 @@ export const policy = (rate: string, burst: number, name = 'default', algorithm:
 const ok = (remaining: number, extra: Partial<Expect> = {}): Expect => ({ allowed: true, remaining, retryAfterMs: 0, ...extra })
 const no = (retryAfterMs: number, extra: Partial<Expect> = {}): Expect => ({ allowed: false, retryAfterMs, ...extra })
 const banned = (retryAfterMs: number): Expect => ({ allowed: false, retryAfterMs, banned: true })
+const full = (limit: string): Expect => ({ allowed: false, retryAfterMs: 1000, remaining: 0, concurrency: limit })
+const settle = (at: number, deltas: number[], chargedAt: number, extra: Partial<SettleStep> = {}): SettleStep => ({ at, settle: { deltas, chargedAt }, ...extra })
 
 export const CONTRACT: ContractCase[] = [
   {
@@ -343,6 +367,127 @@ export const CONTRACT: ContractCase[] = [
     steps: [
       { at: 0, client: 'a', subjects: ['user-1'], expect: [ok(0)] },
       { at: 0, client: 'b', subjects: ['user-1'], expect: [no(1000)] }
+    ]
+  },
+  {
+    name: 'settle, bucket: a refund gives back what was charged, never more than a full bucket',
+    policies: [policy('10/s', 3)],
+    steps: [
+      { at: 0, expect: [ok(2)] }, { at: 0, expect: [ok(1)] }, { at: 0, expect: [ok(0)] },
+      { at: 0, expect: [no(100)] },
+      settle(0, [-1], 0),
+      { at: 0, expect: [ok(0)] },
+      { at: 0, expect: [no(100)] },
+      settle(50, [-5], 0),
+      { at: 50, expect: [ok(2, { resetMs: 100 })] }
+    ]
+  },
+  {
+    name: 'settle, bucket: a post-charge empties the bucket at most, never into a debt',
+    policies: [policy('10/s', 3)],
+    steps: [
+      { at: 0, expect: [ok(2)] },
+      settle(0, [1], 0),
+      { at: 0, expect: [ok(0)] },
+      { at: 200, expect: [ok(1)] },
+      settle(200, [10], 200),
+      { at: 200, expect: [no(100, { remaining: 0, resetMs: 300 })] },
+      // One interval later, as after using the whole burst: no debt of 9 more.
+      { at: 300, expect: [ok(0)] }
+    ]
+  },
+  {
+    name: 'settle, fixed window: a refund lands in the window that holds the charge, or nowhere',
+    origin: ALIGNED,
+    policies: [policy('3/s', 3, 'default', 'fixed-window')],
+    steps: [
+      { at: 0, expect: [ok(2)] }, { at: 10, expect: [ok(1)] }, { at: 20, expect: [ok(0)] },
+      { at: 30, expect: [no(970)] },
+      settle(40, [-1], 20),
+      { at: 50, expect: [ok(0)] },
+      { at: 1000, expect: [ok(2)] },
+      // Charged in the window before: nothing of it is left to give back.
+      settle(1010, [-1], 20),
+      { at: 1020, expect: [ok(1)] }
+    ]
+  },
+  {
+    name: 'settle, fixed window: a post-charge counts in the current window, up to the quota',
+    origin: ALIGNED,
+    policies: [policy('5/s', 5, 'default', 'fixed-window')],
+    steps: [
+      { at: 0, expect: [ok(4)] },
+      settle(0, [2], 0),
+      { at: 10, expect: [ok(1)] },
+      settle(10, [10], 10),
+      { at: 20, expect: [no(980, { remaining: 0 })] },
+      { at: 1000, expect: [ok(4)] }
+    ]
+  },
+  {
+    name: 'settle, sliding window: a refund after the window rolled lowers the previous count',
+    origin: ALIGNED,
+    policies: [policy('4/s', 4, 'default', 'sliding-window')],
+    steps: [
+      { at: 0, expect: [ok(3)] }, { at: 0, expect: [ok(2)] }, { at: 0, expect: [ok(1)] }, { at: 0, expect: [ok(0)] },
+      { at: 1500, expect: [ok(1)] },
+      settle(1500, [-2], 0),
+      { at: 1500, expect: [ok(1)] },
+      { at: 1500, expect: [ok(0)] },
+      { at: 1500, expect: [no(500, { remaining: 0 })] }
+    ]
+  },
+  {
+    name: 'settle, sliding window: a post-charge fills the current window up to the quota',
+    origin: ALIGNED,
+    policies: [policy('4/s', 4, 'default', 'sliding-window')],
+    steps: [
+      { at: 0, expect: [ok(3)] },
+      settle(0, [10], 0),
+      { at: 0, expect: [no(1250, { remaining: 0 })] },
+      { at: 1500, expect: [ok(1)] }
+    ]
+  },
+  {
+    name: 'settle: each limit by its own difference, under its own subject; 0 leaves a limit alone',
+    policies: [policy('10/s', 3, 'default'), policy('10/s', 3, 'rule')],
+    steps: [
+      { at: 0, subjects: ['client', 'user-1'], expect: [ok(2), ok(2)] },
+      { at: 0, subjects: ['client', 'user-1'], expect: [ok(1), ok(1)] },
+      settle(0, [0, -2], 0, { subjects: ['client', 'user-1'] }),
+      { at: 0, subjects: ['client', 'user-1'], expect: [ok(0), ok(2)] },
+      { at: 0, client: 'other', subjects: ['other', 'user-1'], expect: [ok(2), ok(1)] }
+    ]
+  },
+  {
+    name: 'in-flight: a slot is taken only with an admitted request; a full limit refuses and charges nothing',
+    policies: [policy('10/s', 3)],
+    concurrency: [makeConcurrencyLimit('concurrency', 1)],
+    steps: [
+      { at: 0, slots: { limits: [0], lease: 'a' }, expect: [ok(2)] },
+      { at: 0, slots: { limits: [0], lease: 'b' }, expect: [full('concurrency')] },
+      { at: 0, expect: [ok(1)] },
+      { at: 0, client: 'other', slots: { limits: [0], lease: 'c' }, expect: [ok(2)] },
+      { at: 10, release: 'a' },
+      { at: 10, slots: { limits: [0], lease: 'd' }, expect: [ok(0)] },
+      { at: 10, release: 'd' },
+      // Refused by the rate limit with the slot free: it takes no slot, so e finds it free.
+      { at: 10, slots: { limits: [0], lease: 'x' }, expect: [no(90)] },
+      { at: 100, slots: { limits: [0], lease: 'e' }, expect: [ok(0)] }
+    ]
+  },
+  {
+    name: 'in-flight: a shared limit counts every client, and a lease is given back once',
+    policies: [policy('10/s', 3)],
+    concurrency: [makeConcurrencyLimit('global-concurrency', 2, true)],
+    steps: [
+      { at: 0, client: 'a', slots: { limits: [0], lease: 'a1' }, expect: [ok(2)] },
+      { at: 0, client: 'b', slots: { limits: [0], lease: 'b1' }, expect: [ok(2)] },
+      { at: 0, client: 'c', slots: { limits: [0], lease: 'c1' }, expect: [full('global-concurrency')] },
+      { at: 0, client: 'a', release: 'a1' },
+      { at: 0, client: 'a', release: 'a1' },
+      { at: 0, client: 'c', slots: { limits: [0], lease: 'c2' }, expect: [ok(2)] },
+      { at: 0, client: 'd', slots: { limits: [0], lease: 'd1' }, expect: [full('global-concurrency')] }
     ]
   }
 ]

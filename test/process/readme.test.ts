@@ -18,6 +18,8 @@ const ROOT = fileURLToPath(new URL('../../..', import.meta.url))
 const README = readFileSync(join(ROOT, 'README.md'), 'utf8')
 /** Longest one session may take (it builds the TypeScript once or twice and starts servers). */
 const SESSION_TIMEOUT_MS = 120_000
+// Some 20 sessions, one after another: longer than tap's 120 s per file on a loaded machine.
+t.setTimeout(600_000)
 
 t.test('the parser: commands, continuations, comments, expectations, servers', async t => {
   const [block] = parseReadme([

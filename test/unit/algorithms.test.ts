@@ -1,7 +1,7 @@
 import t from 'tap'
 import { ManualClock } from '../../src/core/clock.js'
 import { tokenBucket } from '../../src/algorithms/token-bucket.js'
-import { decide, type State } from '../../src/algorithms/index.js'
+import { decide, settle, type State } from '../../src/algorithms/index.js'
 import { MemoryStore } from '../../src/store/memory.js'
 import { retryAfterSeconds } from '../../src/limiter/headers.js'
 import { CONTRACT, START, policy } from '../helpers/store-contract.js'
@@ -17,13 +17,23 @@ t.test('store contract: memory store', async t => {
 
 t.test('the pure functions are exactly what the store contract says, state threaded by hand', async t => {
   // Bans are the stores' bookkeeping, not an algorithm's.
-  for (const c of CONTRACT.filter(c => c.bans === undefined)) {
+  // In-flight slots too: the stores' bookkeeping (the slots contract).
+  for (const c of CONTRACT.filter(c => c.bans === undefined && c.concurrency === undefined)) {
     // Keyed by policy name and subject, as the stores key them.
     const state = new Map<string, State>()
     c.steps.forEach((step, i) => {
+      if ('release' in step) return
       const policies = (step.keys ?? c.policies.map((_, k) => k)).map(k => c.policies[k]!)
       const keys = policies.map((p, j) => p.name + '|' + (step.subjects?.[j] ?? step.client ?? 'client'))
-      const ds = policies.map((p, j) => decide(p, state.get(keys[j]!), (c.origin ?? START) + step.at, step.cost ?? 1))
+      const now = (c.origin ?? START) + step.at
+      if ('settle' in step) {
+        policies.forEach((p, j) => {
+          const next = settle(p, state.get(keys[j]!), now, (c.origin ?? START) + step.settle.chargedAt, step.settle.deltas[j]!)
+          if (next !== undefined) state.set(keys[j]!, next.state)
+        })
+        return
+      }
+      const ds = policies.map((p, j) => decide(p, state.get(keys[j]!), now, step.cost ?? 1))
       const admitted = ds.every(d => d.allowed || d.policy.dryRun)
       ds.forEach((d, j) => { if ((admitted && d.allowed) || d.repair) state.set(keys[j]!, d.state) })
       ds.forEach((d, j) => {
