@@ -23,7 +23,7 @@ import { rateLimitHeaders, retryAfterSeconds } from './headers.js'
 import { refusedAsMalformed } from '../proxy/hygiene.js'
 import { SKIP, type Selection, type SelectLimits, type SettlePlan } from './limits.js'
 import { MAX_COST } from '../config/rules.js'
-import { systemClock, type Clock } from '../core/clock.js'
+import type { Clock } from '../core/clock.js'
 import type { ResponseSettlement } from '../proxy/forward.js'
 import { createThrottledLog } from '../log.js'
 import type { CostIgnored, RequestOutcome, SettleKind } from '../observe/metrics.js'
@@ -109,18 +109,27 @@ class Settlement implements ResponseSettlement {
     if (!refund && extra === 0) return
     const n = selection.policies.length
     const deltas: number[] = new Array(n)
-    let changed = false
+    let given = false
+    let charged = false
+    let costGiven = false
     for (let i = 0; i < n; i++) {
       // A limit that refused in dry run was not charged: nothing to settle.
-      const delta = !decisions[i]!.allowed ? 0 : (refund && i >= plan.ownFrom ? -paid : extra)
-      deltas[i] = delta
-      if (delta !== 0) changed = true
+      if (!decisions[i]!.allowed) {
+        deltas[i] = 0
+      } else if (refund && i >= plan.ownFrom) {
+        deltas[i] = -paid
+        given = true
+      } else {
+        deltas[i] = extra
+        if (extra > 0) charged = true
+        else if (extra < 0) costGiven = true
+      }
     }
-    if (!changed) return
+    if (!given && !charged && !costGiven) return
     const { observer, store } = this.settler
-    if (refund) observer.settled(plan.rule, 'refund')
-    if (extra > 0 && (!refund || plan.ownFrom > 0)) observer.settled(plan.rule, 'post_charge')
-    if (extra < 0 && (!refund || plan.ownFrom > 0)) observer.settled(plan.rule, 'cost_refund')
+    if (given) observer.settled(plan.rule, 'refund')
+    if (charged) observer.settled(plan.rule, 'post_charge')
+    if (costGiven) observer.settled(plan.rule, 'cost_refund')
     store.settle(this.client, selection.policies, deltas, selection.subjects, this.chargedAt)
   }
 }
@@ -136,8 +145,8 @@ export interface LimiterOptions {
   limits: LimitsHolder
   headers: HeadersMode
   observer: LimiterObserver
-  /** The decisions' clock: when a request was charged, for settling it (default: the system's). */
-  clock?: Clock
+  /** The decisions' clock: when a request was charged, for settling it. */
+  clock: Clock
 }
 
 const RATE_LIMITED_CODE = new RateLimitedError().code
@@ -164,7 +173,7 @@ type Holding = ServerResponse & { [kSlots]?: { client: string, slots: SlotReques
 
 export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opts) {
   const { store, identify, limits, headers, observer } = opts
-  const clock = opts.clock ?? systemClock
+  const clock = opts.clock
   const settler: Settler = { store, observer }
   // Lease ids name a request's slots in a store shared by instances: unique per instance.
   const instance = randomBytes(6).toString('base64url')

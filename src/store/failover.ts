@@ -44,9 +44,9 @@ interface Circuit {
   fallbackDecisions: number
 }
 
-/** The refunds of a settlement (its negative differences), the rest 0. */
-function refundsOf (deltas: readonly number[]): number[] {
-  return deltas.map(d => d < 0 ? d : 0)
+/** The refunds of a settlement (its negative differences, the rest 0); undefined: none. */
+function refundsOf (deltas: readonly number[]): number[] | undefined {
+  return deltas.some(d => d < 0) ? deltas.map(d => d < 0 ? d : 0) : undefined
 }
 
 export class FailoverStore implements Store, DecisionWatcher {
@@ -178,12 +178,9 @@ export class FailoverStore implements Store, DecisionWatcher {
     const isLocal = this.opened > 0 && this.circuits.get(primary.shardFor(client, policies, subjects))?.open === true
     if (!isLocal) primary.settle(client, policies, deltas, subjects, chargedAt)
     if (failureMode !== 'local') return
-    if (isLocal) {
-      local.settle(client, policies, deltas, subjects, chargedAt)
-      primary.settle(client, policies, refundsOf(deltas), subjects, chargedAt)
-    } else {
-      local.settle(client, policies, refundsOf(deltas), subjects, chargedAt)
-    }
+    if (isLocal) local.settle(client, policies, deltas, subjects, chargedAt)
+    const refunds = refundsOf(deltas)
+    if (refunds !== undefined) (isLocal ? primary : local).settle(client, policies, refunds, subjects, chargedAt)
   }
 
   /** The shared state (Redis): what every instance decides with. */

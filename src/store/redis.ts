@@ -507,7 +507,6 @@ export class RedisStore implements SharedStore {
       args.push(ALGORITHM_CODE[p.algorithm], String(p.intervalMs), String(p.quota), String(p.windowMs), String(p.maxDelayMs), String(delta))
       if (delta < 0 && this.denials.size > 0) this.denials.delete(key)
     }
-    if (keys.length === 0) return
     this.corkWrites()
     const settle = (this.client as unknown as { rlSettle: (n: number, ...a: string[]) => Promise<number> }).rlSettle
     settle.call(this.client, keys.length, ...keys, ...args).catch(ignoreReply)

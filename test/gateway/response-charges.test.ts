@@ -11,6 +11,7 @@ import { rulesFile, startGateway, type TestGateway } from '../helpers/gateway.js
 import { agentFrom, send } from '../helpers/http.js'
 import { eventually } from '../helpers/load.js'
 import { startHoldingUpstream } from '../helpers/holding-upstream.js'
+import { startUpstream } from '../helpers/upstream.js'
 
 const EXAMPLE = fileURLToPath(new URL('../../../examples/rules.json', import.meta.url))
 /** The start of a UTC day: fixed windows begin here, so no test crosses a boundary by accident. */
@@ -87,7 +88,8 @@ t.test('costHeader: an upstream reporting cost 50 drains a 100-per-minute client
 t.test('costHeader: absent, negative, non-numeric or absurd values leave the up-front cost standing, and are counted; below the cost, the difference is given back', async t => {
   const upstream = await startHoldingUpstream(t)
   const rules = rulesFile(t, [{ name: 'rows', path: '/rows', algorithm: 'fixed-window', rate: '10/m', cost: 2, exclusive: true, costHeader: 'x-request-cost' }])
-  const gw = await startGateway(t, { UPSTREAM_URL: upstream.url, RATE_LIMIT_RULES_FILE: rules, ...ROOMY }, { clock: new ManualClock(DAY) })
+  const token = 'test-admin-token-0123456789'
+  const gw = await startGateway(t, { UPSTREAM_URL: upstream.url, RATE_LIMIT_RULES_FILE: rules, ADMIN_TOKEN: token, ...ROOMY }, { clock: new ManualClock(DAY) })
   const get = (query: string) => send(`${gw.url}/rows${query}`, { from: '127.0.0.2' })
   t.equal((await get('')).status, 200, 'no cost header')
   t.equal(await counted(gw, 'gateway_cost_header_ignored_total', { rule: 'rows', reason: 'absent' }), 1, 'absent')
@@ -105,12 +107,20 @@ t.test('costHeader: absent, negative, non-numeric or absurd values leave the up-
   t.equal(await counted(gw, 'gateway_charge_settlements_total', { rule: 'rows', kind: 'cost_refund' }), 5)
   for (let i = 0; i < 5; i++) t.equal((await other('?cost=2')).status, 200, `reported 2: as paid (${i + 1})`)
   t.equal((await other('?cost=2')).status, 429, 'then the quota of 10 is spent')
+  const stats = JSON.parse((await send(`${gw.adminUrl}/admin/stats`, { headers: { authorization: `Bearer ${token}` } })).body)
+  t.same(stats.settlements, [
+    { rule: 'rows', kind: 'cost_refund', count: 5 },
+    { rule: 'rows', kind: 'ignored_absent', count: 1 },
+    { rule: 'rows', kind: 'ignored_invalid', count: 3 },
+    { rule: 'rows', kind: 'ignored_too_large', count: 1 }
+  ], '/admin/stats (and the dashboard) show them per rule')
 })
 
 t.test('rules that cannot be settled stop the gateway at start-up, naming the rule', async t => {
   const bad = [
     [{ name: 'a', path: '/a', rate: '1/s', count: { status: [401] }, refund: { status: ['5xx'] } }, /either count .* or refund/],
     [{ name: 'b', path: '/b', count: { status: [401] } }, /count applies to the rule's own limits/],
+    [{ name: 'b2', path: '/b', cost: 2, refund: { status: [503] } }, /refund applies to the rule's own limits/],
     [{ name: 'c', path: '/c', rate: '1/s', costHeader: 'RateLimit' }, /costHeader "RateLimit" is a header the gateway or HTTP itself sets/],
     [{ name: 'd', path: '/d', rate: '1/s', refund: { status: [600] } }, /rule 1 \("d"\) refund.status/],
     [{ name: 'e', path: '/e', skip: true, costHeader: 'x-cost' }, /a skip rule charges nothing/]
@@ -118,4 +128,24 @@ t.test('rules that cannot be settled stop the gateway at start-up, naming the ru
   for (const [rule, message] of bad) {
     await t.rejects(startGateway(t, { UPSTREAM_URL: 'http://127.0.0.1:1', RATE_LIMIT_RULES_FILE: rulesFile(t, [rule]) }), message, rule.name)
   }
+})
+
+t.test('a dry-run limit that refused was never charged: its response gives nothing back', async t => {
+  const upstream = await startHoldingUpstream(t)
+  const rules = rulesFile(t, [{ name: 'trial', path: '/trial', rate: '1/m', dryRun: true, refund: { status: ['5xx'] } }])
+  const gw = await startGateway(t, { UPSTREAM_URL: upstream.url, RATE_LIMIT_RULES_FILE: rules, ...ROOMY }, { clock: new ManualClock(DAY) })
+  t.equal((await send(`${gw.url}/trial`, { from: '127.0.0.2' })).status, 200, 'charged: the 1 of 1/m')
+  const over = await send(`${gw.url}/trial?status=503`, { from: '127.0.0.2' })
+  t.equal(over.status, 503, 'over the dry-run limit: let through, not charged')
+  t.equal(await counted(gw, 'gateway_charge_settlements_total', { rule: 'trial', kind: 'refund' }), 0, 'nothing given back')
+  t.match((await send(`${gw.url}/trial`, { from: '127.0.0.2' })).headers['ratelimit'], /"trial";r=0;/, 'the first charge still stands')
+})
+
+t.test('the demo upstream answers ?status= and ?cost= on any path (what the README\'s examples use)', async t => {
+  const upstream = await startUpstream(t)
+  const teapot = await send(`${upstream.url}/anything?status=418`)
+  t.same([teapot.status, JSON.parse(teapot.body)], [418, { status: 418 }])
+  const costed = await send(`${upstream.url}/ping?cost=7`)
+  t.same([costed.status, costed.headers['x-request-cost']], [200, '7'], 'a cost alone: the route answers, with the header')
+  t.equal((await send(`${upstream.url}/ping?status=99`)).status, 200, 'not a final status: ignored')
 })
