@@ -95,6 +95,33 @@ export function adminApi (opts: AdminOptions, log: FastifyBaseLogger, token: str
 
     api.delete('/admin/config', async request => await changeSettings(control, {}, actorOf(request)))
 
+    // Per-key quotas: a key's own quota in place of its tier's, for the current period at
+    // once (the period's count carries over: the quota keeps its tier quota's name).
+    const KEY_QUERY = { type: 'object', additionalProperties: false, required: ['apiKey'], properties: { apiKey: { type: 'string', maxLength: 512 } } } as const
+    const keyOf = (apiKey: string): string => clientOf({ apiKey }).key
+    api.get<{ Querystring: { apiKey: string } }>('/admin/keys/quota', { schema: { querystring: KEY_QUERY } }, async request => {
+      const key = keyOf(request.query.apiKey)
+      const tier = config.apiKeys.get(request.query.apiKey)
+      const own = manager.runtimeSettings.keyQuotas?.[key]
+      const tierLimit = tier === undefined ? manager.effective.limits.limit : manager.effective.limits.tiers.get(tier)!
+      return { client: key, tier: tier ?? null, quota: own ?? tierLimit.quota?.text ?? null, source: own !== undefined ? 'key' : (tierLimit.quota !== undefined ? 'tier' : 'none') }
+    })
+    api.put<{ Querystring: { apiKey: string }, Body: { quota: string } }>('/admin/keys/quota', {
+      schema: { querystring: KEY_QUERY, body: { type: 'object', additionalProperties: false, required: ['quota'], properties: { quota: { type: 'string', maxLength: 64 } } } }
+    }, async request => {
+      const key = keyOf(request.query.apiKey)
+      const settings = manager.runtimeSettings
+      await changeSettings(control, { ...settings, keyQuotas: { ...settings.keyQuotas, [key]: request.body.quota } }, actorOf(request))
+      return { client: key, quota: request.body.quota, source: 'key' }
+    })
+    api.delete<{ Querystring: { apiKey: string } }>('/admin/keys/quota', { schema: { querystring: KEY_QUERY } }, async (request, reply) => {
+      const key = keyOf(request.query.apiKey)
+      const settings = manager.runtimeSettings
+      const { [key]: _dropped, ...rest } = settings.keyQuotas ?? {}
+      await changeSettings(control, { ...settings, keyQuotas: rest }, actorOf(request))
+      reply.code(204)
+    })
+
     api.get<{ Querystring: ClientQuery }>('/admin/clients', { schema: { querystring: CLIENT_QUERY } }, async request => {
       const client = clientOf(request.query)
       const limits = manager.holder.current

@@ -15,6 +15,7 @@
  *   full refill, as after using its whole quota.
  */
 import type { Policy } from '../core/policy.js'
+import { fixedPeriod } from './fixed-window.js'
 import { countsAt } from './sliding-window.js'
 import type { State } from './types.js'
 
@@ -53,15 +54,15 @@ export function settle (policy: Policy, state: State | undefined, now: number, c
   if (policy.algorithm === 'fixed-window') {
     const fixed = tuple?.length === 2 ? tuple : undefined
     if (delta < 0) {
-      const charged = Math.floor(chargedAt / size) * size
+      const [charged, end] = fixedPeriod(policy, chargedAt)
       if (fixed === undefined || fixed[0] !== charged || fixed[1]! <= 0) return undefined
-      return { state: [charged, Math.max(0, fixed[1]! + delta)], expiresAt: charged + size }
+      return { state: [charged, Math.max(0, fixed[1]! + delta)], expiresAt: end }
     }
-    const start = Math.floor(now / size) * size
+    const [start, end] = fixedPeriod(policy, now)
     const count = fixed !== undefined && fixed[0] === start ? fixed[1]! : 0
     const next = Math.min(Math.max(count, policy.quota), count + delta)
     if (next <= count) return undefined
-    return { state: [start, next], expiresAt: start + size }
+    return { state: [start, next], expiresAt: end }
   }
   const sliding = tuple?.length === 3 ? tuple : undefined
   if (delta < 0) {

@@ -6,11 +6,12 @@ import { readFileSync } from 'node:fs'
 import envSchema from 'env-schema'
 import type { FromSchema } from 'json-schema-to-ts'
 import { ConfigError } from '../errors.js'
+import { isTimeZone } from '../algorithms/calendar.js'
 import { ALGORITHMS, type AlgorithmName, type BanSettings, type LimitSpec } from '../core/policy.js'
 import { parseRate, type RateSpec } from '../core/rate.js'
 import { checkWindowRate, loadRulesFile, type Rule, type RulesContext } from './rules.js'
 import {
-  parseAllowlist, parseApiKeys, parseDuration, parseHeaderName, parseTiers, parseWebhookUrl, parseHostPorts, parseKeyBy, parseRedisUrl, parseTrustProxy, parseUpstreamUrl,
+  parseAllowlist, parseApiKeys, parseDuration, parseHeaderName, parseQuota, parseTiers, parseWebhookUrl, parseHostPorts, parseKeyBy, parseRedisUrl, parseTrustProxy, parseUpstreamUrl,
   type Allowlist, type HostPort, type KeySource
 } from './parse.js'
 
@@ -105,8 +106,12 @@ export interface Config {
   readonly algorithm: AlgorithmName
   /** Leaky bucket: the longest a request is held back before it is refused instead. */
   readonly maxDelayMs: number
-  /** The per-client default limit. */
+  /** The per-client default limit (and its quota, RATE_LIMIT_QUOTA). */
   readonly limit: LimitSpec
+  /** QUOTA_TIMEZONE: the IANA zone calendar days, weeks and months are counted in. */
+  readonly timeZone: string
+  /** Per API key (client key `key:<digest>`), a quota replacing its tier's: set at run time (PUT /admin/keys/quota). */
+  readonly keyQuotas: ReadonlyMap<string, RateSpec>
   /** Identity sources in order; the first present names the client (IP is the last resort). */
   readonly keyBy: readonly KeySource[]
   /** Lower-cased header carrying the API key. */
@@ -183,8 +188,10 @@ const ENV_SCHEMA = {
     RATE_LIMIT_BAN_AFTER: { type: 'integer', minimum: 0, maximum: 1_000_000, default: 0, description: 'a number of refusals, 0-1000000 (0: no bans)' },
     RATE_LIMIT_BAN_WINDOW: { type: 'string', default: '1m', description: 'a duration such as 30s, 1m, 1h' },
     RATE_LIMIT_BAN_DURATION: { type: 'string', default: '15m', description: 'a duration such as 30s, 15m, 1h' },
-    RATE_LIMIT_RATE: { type: 'string', default: '10/s', description: 'N/s, N/m, N/h or N/d' },
+    RATE_LIMIT_RATE: { type: 'string', default: '10/s', description: 'N/s, N/m, N/h or N/d (N/w, N/mo: fixed-window only)' },
     RATE_LIMIT_BURST: { type: 'integer', minimum: 1, maximum: 1_000_000_000, default: 20, description: 'a whole number ≥ 1' },
+    RATE_LIMIT_QUOTA: { type: 'string', default: '', description: 'N/d, N/w or N/mo (whole requests per calendar period), or empty for none' },
+    QUOTA_TIMEZONE: { type: 'string', default: 'UTC', description: 'an IANA time zone such as Europe/Berlin' },
     RATE_LIMIT_KEY_BY: { type: 'string', default: 'api-key,ip', description: 'ip, api-key, header:<name>, global, comma-separated' },
     API_KEY_HEADER: { type: 'string', default: 'x-api-key', description: 'a header name' },
     API_KEYS: { type: 'string', default: '', description: 'key[:tier] items, comma-separated' },
@@ -195,7 +202,7 @@ const ENV_SCHEMA = {
     GLOBAL_CONCURRENCY_LIMIT: { type: 'integer', minimum: 0, maximum: 1_000_000_000, default: 0, description: 'requests in progress in all, 0-1000000000 (0: no limit)' },
     CONCURRENCY_LEASE_MS: { type: 'integer', minimum: 1000, maximum: 3_600_000, default: DEFAULT_CONCURRENCY_LEASE_MS, description: 'milliseconds, 1000-3600000' },
     TRUST_PROXY: { type: 'string', default: '', description: 'IP addresses or CIDRs, comma-separated' },
-    RATE_LIMIT_TIERS: { type: 'string', default: '', description: 'name=RATE:BURST items, comma-separated' },
+    RATE_LIMIT_TIERS: { type: 'string', default: '', description: 'name=RATE:BURST items, each with an optional +QUOTA, comma-separated' },
     ALLOWLIST: { type: 'string', default: '', description: 'IPs, CIDRs and key:<api-key> items, comma-separated' },
     RATE_LIMIT_DRY_RUN: { type: 'boolean', default: false, description: 'true or false' },
     IPV6_SUBNET: { type: 'integer', minimum: 1, maximum: 128, default: 64, description: 'a prefix length 1-128' },
@@ -272,7 +279,7 @@ function isLoopback (host: string): boolean {
  * The part of the Config that says which limits apply: what the runtime settings and the
  * adaptive factor change (control/settings.ts) and what the limiter is built from.
  */
-export type LimitsConfig = Pick<Config, 'algorithm' | 'maxDelayMs' | 'dryRun' | 'limit' | 'globalLimit' | 'concurrency' | 'tiers' | 'keyBy' | 'apiKeyHeader' | 'apiKeys' | 'ipv6Subnet'>
+export type LimitsConfig = Pick<Config, 'algorithm' | 'maxDelayMs' | 'dryRun' | 'limit' | 'timeZone' | 'keyQuotas' | 'globalLimit' | 'concurrency' | 'tiers' | 'keyBy' | 'apiKeyHeader' | 'apiKeys' | 'ipv6Subnet'>
 
 export function rulesContext (config: Pick<Config, 'algorithm' | 'maxDelayMs' | 'limit' | 'tiers' | 'globalLimit'>): RulesContext {
   const clientLimits = new Map<string, LimitSpec>([['default', config.limit]])
@@ -358,7 +365,10 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
   }
 
   const algorithm = raw.RATE_LIMIT_ALGORITHM
-  const limit: LimitSpec = { rate: field('RATE_LIMIT_RATE', () => parseRate(raw.RATE_LIMIT_RATE)), burst: raw.RATE_LIMIT_BURST }
+  const limitRate = field('RATE_LIMIT_RATE', () => parseRate(raw.RATE_LIMIT_RATE))
+  const quota = raw.RATE_LIMIT_QUOTA === '' ? undefined : field('RATE_LIMIT_QUOTA', () => parseQuota(raw.RATE_LIMIT_QUOTA))
+  const limit: LimitSpec = quota === undefined ? { rate: limitRate, burst: raw.RATE_LIMIT_BURST } : { rate: limitRate, burst: raw.RATE_LIMIT_BURST, quota }
+  if (!isTimeZone(raw.QUOTA_TIMEZONE)) throw new ConfigError(`QUOTA_TIMEZONE: "${raw.QUOTA_TIMEZONE}" is not an IANA time zone (e.g. UTC, Europe/Berlin, America/New_York)`)
   field('RATE_LIMIT_RATE', () => checkWindowRate(algorithm, limit.rate))
   if (globalLimit !== undefined) field('GLOBAL_RATE_LIMIT_RATE', () => checkWindowRate(algorithm, globalLimit.rate))
   for (const [name, tier] of tiers) field('RATE_LIMIT_TIERS', () => checkWindowRate(algorithm, tier.rate), name)
@@ -414,6 +424,8 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
     algorithm,
     maxDelayMs,
     limit,
+    timeZone: raw.QUOTA_TIMEZONE,
+    keyQuotas: new Map(),
     keyBy: field('RATE_LIMIT_KEY_BY', () => parseKeyBy(raw.RATE_LIMIT_KEY_BY)),
     apiKeyHeader: field('API_KEY_HEADER', () => parseHeaderName(raw.API_KEY_HEADER)),
     apiKeys: readOnly(apiKeys),

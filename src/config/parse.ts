@@ -133,18 +133,29 @@ export function parseRedisUrl (text: string): string {
 export interface TierSpec {
   readonly rate: RateSpec
   readonly burst: number
+  readonly quota?: RateSpec
 }
 
 /**
  * Names a tier or a rule's limit must not take: the built-in limits' (it would share
  * their counters) and the names of a client's ban keys (ban, ban-count).
  */
-export const RESERVED_POLICY_NAMES: ReadonlySet<string> = new Set(['default', 'global', 'ban', 'ban-count', 'concurrency', 'global-concurrency'])
+export const RESERVED_POLICY_NAMES: ReadonlySet<string> = new Set(['default', 'global', 'ban', 'ban-count', 'concurrency', 'global-concurrency', 'quota'])
 
-const TIER_ITEM_RE = /^([A-Za-z0-9_-]{1,64})\s*=\s*([^:]+):\s*(\d+)$/
-export const TIERS_FORMAT = 'name=RATE:BURST items, comma-separated (e.g. free=10/s:20,pro=100/s:200)'
+const TIER_ITEM_RE = /^([A-Za-z0-9_-]{1,64})\s*=\s*([^:+]+):\s*(\d+)(?:\s*\+\s*(\S+))?$/
+export const TIERS_FORMAT = 'name=RATE:BURST items, each with an optional +QUOTA, comma-separated (e.g. free=10/s:20+10000/mo,pro=100/s:200)'
 
-/** Named tiers with their own limit: `free=10/s:20,pro=100/s:200`. */
+/**
+ * A quota: whole requests per period, counted in calendar periods for `d`, `w` and `mo`
+ * (RATE_LIMIT_QUOTA, a tier's `+10000/mo`).
+ */
+export function parseQuota (text: string): RateSpec {
+  const quota = parseRate(text)
+  if (!Number.isInteger(quota.count)) throw new Error(`a quota counts whole requests; "${quota.text}" is not a whole number`)
+  return quota
+}
+
+/** Named tiers with their own limit and, optionally, a quota: `free=10/s:20+10000/mo,pro=100/s:200`. */
 export function parseTiers (text: string): Map<string, TierSpec> {
   const tiers = new Map<string, TierSpec>()
   for (const item of splitList(text)) {
@@ -154,9 +165,23 @@ export function parseTiers (text: string): Map<string, TierSpec> {
     if (!(burst >= 1 && burst <= 1_000_000_000)) throw new Error(`tier "${m[1]}": the burst must be a whole number from 1 to 1000000000`)
     if (tiers.has(m[1]!)) throw new Error(`tier "${m[1]}" is defined twice`)
     if (RESERVED_POLICY_NAMES.has(m[1]!)) throw new Error(`"${m[1]}" is the name of a built-in limit; choose another tier name`)
-    tiers.set(m[1]!, { rate: parseRate(m[2]!.trim()), burst })
+    let quota: RateSpec | undefined
+    if (m[4] !== undefined) {
+      try {
+        quota = parseQuota(m[4])
+      } catch (err) {
+        throw new Error(`tier "${m[1]}": quota: ${(err as Error).message}`)
+      }
+    }
+    const rate = parseRate(m[2]!.trim())
+    tiers.set(m[1]!, quota === undefined ? { rate, burst } : { rate, burst, quota })
   }
   return tiers
+}
+
+/** The name of a client limit's quota: `quota` for the default limit's, `<tier>-quota` for a tier's. */
+export function quotaName (tier: string | undefined): string {
+  return tier === undefined ? 'quota' : `${tier}-quota`
 }
 
 export interface Allowlist {

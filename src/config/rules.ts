@@ -11,7 +11,7 @@ import { normalizePath } from '../core/path.js'
 import { ALGORITHMS, isWindow, type AlgorithmName, type LimitSpec } from '../core/policy.js'
 import { parseRate, type RateSpec } from '../core/rate.js'
 import { RATE_LIMIT_HEADER_NAMES } from '../core/headers.js'
-import { parseKeyBy, RESERVED_POLICY_NAMES, type KeySource } from './parse.js'
+import { parseKeyBy, quotaName, RESERVED_POLICY_NAMES, type KeySource } from './parse.js'
 
 export const MAX_RULES = 1000
 export const MAX_LIMITS_PER_RULE = 8
@@ -181,8 +181,14 @@ export function capacityOf (algorithm: AlgorithmName, limit: LimitSpec): number 
   return isWindow(algorithm) ? limit.rate.count : limit.burst
 }
 
-/** A window counts whole requests; throws if the rate does not give a whole number. */
+/**
+ * A window counts whole requests; throws if the rate does not give a whole number. Weeks
+ * and months are calendar periods only a fixed window counts.
+ */
 export function checkWindowRate (algorithm: AlgorithmName, rate: RateSpec): void {
+  if ((rate.calendar === 'week' || rate.calendar === 'month') && algorithm !== 'fixed-window') {
+    throw new Error(`"${rate.text}" counts calendar ${rate.calendar}s, which only the fixed-window algorithm does (a rule's "algorithm": "fixed-window", or a quota)`)
+  }
   if (isWindow(algorithm) && !Number.isInteger(rate.count)) {
     throw new Error(`${algorithm} counts whole requests per period; "${rate.text}" is not a whole number (write e.g. 1/2s as 30/m)`)
   }
@@ -195,11 +201,21 @@ export function checkWindowRate (algorithm: AlgorithmName, rate: RateSpec): void
 export function checkCost (rule: Pick<Rule, 'cost' | 'exclusive' | 'limits'>, ctx: RulesContext): void {
   const applies: Array<[string, AlgorithmName, LimitSpec]> = rule.limits.map(l => [l.name, l.algorithm, l])
   if (ctx.globalLimit !== undefined) applies.push(['global', ctx.algorithm, ctx.globalLimit])
-  if (!rule.exclusive) for (const [name, limit] of ctx.clientLimits) applies.push([name, ctx.algorithm, limit])
+  if (!rule.exclusive) {
+    for (const [name, limit] of ctx.clientLimits) {
+      applies.push([name, ctx.algorithm, limit])
+      if (limit.quota !== undefined) applies.push([quotaName(name === 'default' ? undefined : name), 'fixed-window', { rate: limit.quota, burst: limit.quota.count }])
+    }
+  }
   for (const [name, algorithm, limit] of applies) {
     const capacity = capacityOf(algorithm, limit)
     if (rule.cost > capacity) throw new Error(`cost ${rule.cost} is more than the quota of limit "${name}" (${capacity}): such a request could never pass`)
   }
+}
+
+/** Whether `name` is a tier's quota (`<tier>-quota`). */
+function isTierQuota (name: string, ctx: RulesContext): boolean {
+  return name.endsWith('-quota') && ctx.clientLimits.get(name.slice(0, -'-quota'.length))?.quota !== undefined
 }
 
 /** A rate as `algorithm` counts it (a window's must be whole requests per period). */
@@ -248,7 +264,7 @@ function parseRule (raw: RawRule, ctx: RulesContext, names: Set<string>): Rule {
   const rawLimits: RawLimit[] = raw.limits ?? (raw.rate !== undefined ? [{ ...raw, rate: raw.rate, name: raw.name }] : [])
   const limits = rawLimits.map((l, i) => {
     const name = l.name ?? (rawLimits.length === 1 ? raw.name : `${raw.name}-${i + 1}`)
-    if (RESERVED_POLICY_NAMES.has(name) || ctx.clientLimits.has(name)) throw new Error(`limit name "${name}" is taken by a built-in limit or a tier; name the limit`)
+    if (RESERVED_POLICY_NAMES.has(name) || ctx.clientLimits.has(name) || isTierQuota(name, ctx)) throw new Error(`limit name "${name}" is taken by a built-in limit, a tier or a tier's quota; name the limit`)
     if (names.has(name)) throw new Error(`limit name "${name}" is used by another rule; limits need unique names (they name the counters)`)
     names.add(name)
     try {

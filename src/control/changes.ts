@@ -51,7 +51,7 @@ export async function changeSettings (control: SettingsControl, settings: Runtim
 /** The settings in force, as GET /admin/config shows them. */
 export function describeSettings ({ config, manager, sync }: Pick<SettingsControl, 'config' | 'manager' | 'sync'>) {
   const eff = manager.effective
-  const limit = (l: { rate: { text: string }, burst: number }) => ({ rate: l.rate.text, burst: l.burst })
+  const limit = (l: { rate: { text: string }, burst: number, quota?: { text: string } }) => ({ rate: l.rate.text, burst: l.burst, ...(l.quota === undefined ? {} : { quota: l.quota.text }) })
   const settings = manager.runtimeSettings
   return {
     version: manager.version,

@@ -7,10 +7,12 @@
 import type { AlgorithmName, Config, LimitsConfig, LimitSpec, Rule } from '../config/index.js'
 import { rulesContext } from '../config/index.js'
 import { checkCost, parseRateFor, parseRules } from '../config/rules.js'
-import type { RateSpec } from '../core/rate.js'
+import { parseQuota } from '../config/parse.js'
+import { UNIT_OF_PERIOD, type RateSpec } from '../core/rate.js'
 import { isWindow } from '../core/policy.js'
 
-export interface LimitInput { rate: string, burst: number }
+/** A limit as the admin API takes it; `quota`: a client limit's quota (null: none; absent: the environment's). */
+export interface LimitInput { rate: string, burst: number, quota?: string | null }
 
 export interface RuntimeSettings {
   /** Replaces RATE_LIMIT_RATE / RATE_LIMIT_BURST. */
@@ -23,6 +25,8 @@ export interface RuntimeSettings {
   dryRun?: boolean
   /** Emergency: every limit scaled by this, above 0 and at most 1 (1: as configured). */
   factor?: number
+  /** Per API key (its client key, `key:<digest>`): a quota replacing its tier's (PUT /admin/keys/quota). */
+  keyQuotas?: Record<string, string>
 }
 
 /** The JSON Schema of RuntimeSettings (the admin API validates bodies with it). */
@@ -30,14 +34,15 @@ const LIMIT_SCHEMA = {
   type: 'object',
   additionalProperties: false,
   required: ['rate', 'burst'],
-  properties: { rate: { type: 'string' }, burst: { type: 'integer', minimum: 1, maximum: 1_000_000_000 } }
+  properties: { rate: { type: 'string' }, burst: { type: 'integer', minimum: 1, maximum: 1_000_000_000 }, quota: { type: ['string', 'null'] } }
 } as const
 export const SETTINGS_SCHEMA = {
   limit: LIMIT_SCHEMA,
   tiers: { type: 'object', additionalProperties: LIMIT_SCHEMA },
   rules: { type: 'object', required: ['rules'], properties: { rules: { type: 'array' } } },
   dryRun: { type: 'boolean' },
-  factor: { type: 'number', exclusiveMinimum: 0, maximum: 1 }
+  factor: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
+  keyQuotas: { type: 'object', maxProperties: 100_000, additionalProperties: { type: 'string' } }
 } as const
 
 /** The limits in force: what createLimits() builds from. */
@@ -49,7 +54,6 @@ export interface Effective {
   readonly factor: number
 }
 
-const UNIT: Record<number, string> = { 1000: 's', 60_000: 'm', 3_600_000: 'h', 86_400_000: 'd' }
 
 /** `value` × factor rounded down, never below `floor` unless it was already (no limit rises). */
 function scaleDown (value: number, factor: number, floor: number): number {
@@ -59,7 +63,7 @@ function scaleDown (value: number, factor: number, floor: number): number {
 function scaleRate (rate: RateSpec, factor: number, floor: number, whole: boolean): RateSpec {
   // A window counts whole requests; a bucket's rate may be any positive number.
   const count = whole ? scaleDown(rate.count, factor, floor) : rate.count * factor
-  return { count, periodMs: rate.periodMs, text: `${+count.toFixed(6)}/${UNIT[rate.periodMs]}` }
+  return { ...rate, count, text: `${+count.toFixed(6)}/${UNIT_OF_PERIOD[rate.periodMs]!}` }
 }
 
 /**
@@ -69,17 +73,29 @@ function scaleRate (rate: RateSpec, factor: number, floor: number, whole: boolea
  */
 function scale (limit: LimitSpec, algorithm: AlgorithmName, factor: number, floor: number): LimitSpec {
   if (factor === 1) return limit
+  // A quota (sold by the month) is not scaled: only the rate is the upstream's protection.
   return {
+    ...limit,
     rate: scaleRate(limit.rate, factor, floor, isWindow(algorithm)),
     burst: scaleDown(limit.burst, factor, floor)
   }
 }
 
-function parseLimit (input: LimitInput, algorithm: AlgorithmName, what: string): LimitSpec {
+function parseLimit (input: LimitInput, algorithm: AlgorithmName, what: string, before: LimitSpec | undefined): LimitSpec {
   try {
-    return { rate: parseRateFor(algorithm, input.rate), burst: input.burst }
+    const limit = { rate: parseRateFor(algorithm, input.rate), burst: input.burst }
+    const quota = input.quota === undefined ? before?.quota : input.quota === null ? undefined : parseQuotaIn(input.quota)
+    return quota === undefined ? limit : { ...limit, quota }
   } catch (err) {
     throw new Error(`${what}: ${(err as Error).message}`)
+  }
+}
+
+function parseQuotaIn (text: string): RateSpec {
+  try {
+    return parseQuota(text)
+  } catch (err) {
+    throw new Error(`quota: ${(err as Error).message}`)
   }
 }
 
@@ -89,11 +105,20 @@ function parseLimit (input: LimitInput, algorithm: AlgorithmName, what: string):
  * what is wrong when the settings do not validate.
  */
 export function resolve (base: Config, fileRules: readonly Rule[], settings: RuntimeSettings, adaptiveFactor: number): Effective {
-  const limit = settings.limit ? parseLimit(settings.limit, base.algorithm, 'limit') : base.limit
+  const limit = settings.limit ? parseLimit(settings.limit, base.algorithm, 'limit', base.limit) : base.limit
   const tiers = new Map(base.tiers)
   for (const [name, input] of Object.entries(settings.tiers ?? {})) {
     if (!tiers.has(name)) throw new Error(`tiers: "${name}" is not a tier (defined: ${[...base.tiers.keys()].join(', ') || 'none'})`)
-    tiers.set(name, parseLimit(input, base.algorithm, `tiers.${name}`))
+    tiers.set(name, parseLimit(input, base.algorithm, `tiers.${name}`, base.tiers.get(name)))
+  }
+  const keyQuotas = new Map<string, RateSpec>()
+  for (const [key, text] of Object.entries(settings.keyQuotas ?? {})) {
+    if (!key.startsWith('key:')) throw new Error(`keyQuotas: "${key}" is not an API key's client key (key:<digest>)`)
+    try {
+      keyQuotas.set(key, parseQuota(text))
+    } catch (err) {
+      throw new Error(`keyQuotas.${key}: ${(err as Error).message}`)
+    }
   }
   const unscaled = { ...base, limit, tiers }
   let rules = fileRules
@@ -132,6 +157,8 @@ export function resolve (base: Config, fileRules: readonly Rule[], settings: Run
     apiKeys: base.apiKeys,
     ipv6Subnet: base.ipv6Subnet,
     concurrency: base.concurrency,
+    timeZone: base.timeZone,
+    keyQuotas,
     limit: scale(limit, base.algorithm, factor, clientFloor),
     tiers: scaledTiers,
     globalLimit: base.globalLimit && scale(base.globalLimit, base.algorithm, factor, globalFloor),

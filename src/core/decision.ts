@@ -28,6 +28,7 @@ export const BAN_POLICY: Policy = Object.freeze({
   maxDelayMs: 0,
   dryRun: false,
   refundable: false,
+  calendar: undefined,
   rate: '',
   shared: false,
   policyItem: '"ban";q=0',

@@ -3,7 +3,7 @@
  * algorithm and its parameters, with the parts of the headers that never change rendered
  * once at start-up (or rules load).
  */
-import type { RateSpec } from './rate.js'
+import type { CalendarPeriods, RateSpec } from './rate.js'
 
 export const ALGORITHMS = ['token-bucket', 'sliding-window', 'fixed-window', 'leaky-bucket'] as const
 export type AlgorithmName = typeof ALGORITHMS[number]
@@ -12,6 +12,11 @@ export type AlgorithmName = typeof ALGORITHMS[number]
 export interface LimitSpec {
   readonly rate: RateSpec
   readonly burst: number
+  /**
+   * A client limit's quota besides its rate (RATE_LIMIT_QUOTA, a tier's `+N/mo`): a fixed
+   * window over calendar periods, never scaled by the emergency or adaptive factor.
+   */
+  readonly quota?: RateSpec
 }
 
 /** RATE_LIMIT_BAN_*: after `after` refusals within `windowMs`, refuse the client for `durationMs`. */
@@ -44,6 +49,8 @@ export interface Policy {
    * `costHeader`): a refusal is then no lasting knowledge (the Redis deny cache skips it).
    */
   readonly refundable: boolean
+  /** A fixed window counting calendar periods (days, weeks, months in QUOTA_TIMEZONE); else undefined. */
+  readonly calendar: CalendarPeriods | undefined
   /** The rate as configured, e.g. `10/s`. */
   readonly rate: string
   /** Whether the key is shared by every client (the global limit). */
@@ -61,6 +68,8 @@ export interface PolicySpec extends LimitSpec {
   readonly dryRun: boolean
   /** See Policy.refundable (default false). */
   readonly refundable?: boolean
+  /** A fixed window of `N/d`, `N/w` or `N/mo`: its calendar periods (ignored by the other algorithms). */
+  readonly calendar?: CalendarPeriods
 }
 
 /** Window algorithms count whole requests per period; buckets refill a burst at a rate. */
@@ -108,6 +117,7 @@ export function makePolicy (name: string, spec: PolicySpec, shared = false): Pol
     maxDelayMs: algorithm === 'leaky-bucket' ? spec.maxDelayMs : 0,
     dryRun: spec.dryRun,
     refundable: spec.refundable ?? false,
+    calendar: algorithm === 'fixed-window' ? spec.calendar : undefined,
     rate: rate.text,
     shared,
     policyItem: `"${name}";q=${q};w=${w}`,
@@ -134,7 +144,7 @@ export interface ConcurrencyLimit {
 export function makeConcurrencyLimit (name: string, max: number, shared = false): ConcurrencyLimit {
   const policyItem = `"${name}";q=${max};qu="concurrent-requests"`
   const policy: Policy = Object.freeze({
-    name, algorithm: 'fixed-window', quota: max, intervalMs: 0, windowMs: 0, maxDelayMs: 0, dryRun: false, refundable: false, rate: '', shared, policyItem, limitItemPrefix: `"${name}";r=`
+    name, algorithm: 'fixed-window', quota: max, intervalMs: 0, windowMs: 0, maxDelayMs: 0, dryRun: false, refundable: false, calendar: undefined, rate: '', shared, policyItem, limitItemPrefix: `"${name}";r=`
   })
   return Object.freeze({ name, max, shared, policyItem, policy })
 }

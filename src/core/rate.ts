@@ -1,22 +1,42 @@
 /**
  * Rates: `10/s` is 10 requests per second. The vocabulary's leaf: imports nothing.
  */
+/** Calendar periods a fixed window can count in (quotas): a day, a week, a month. */
+export type CalendarUnit = 'day' | 'week' | 'month'
+
+/** A fixed window's calendar periods in a time zone (algorithms/calendar.ts). */
+export interface CalendarPeriods {
+  readonly unit: CalendarUnit
+  /** Start and end (epoch ms) of the period holding `now`. */
+  periodStart (now: number): number
+  periodEnd (now: number): number
+}
+
 /** A rate such as `10/s`: `count` requests per `periodMs`. */
 export interface RateSpec {
   readonly count: number
+  /** The period; a week's or a 30-day month's for `w` and `mo` (a fixed window counts calendar ones). */
   readonly periodMs: number
   /** As written by the operator, normalised (`10/s`). */
   readonly text: string
+  /** `d`, `w` and `mo`: the calendar period a fixed window counts in (other algorithms: days only, as a rate). */
+  readonly calendar?: CalendarUnit
 }
 
+const DAY_MS = 86_400_000
 const PERIOD_MS: Record<string, number> = {
   s: 1_000, sec: 1_000, second: 1_000,
   m: 60_000, min: 60_000, minute: 60_000,
   h: 3_600_000, hour: 3_600_000,
-  d: 86_400_000, day: 86_400_000
+  d: DAY_MS, day: DAY_MS,
+  w: 7 * DAY_MS, week: 7 * DAY_MS,
+  mo: 30 * DAY_MS, month: 30 * DAY_MS
 }
+const CALENDAR: Record<number, CalendarUnit> = { [DAY_MS]: 'day', [7 * DAY_MS]: 'week', [30 * DAY_MS]: 'month' }
+/** How a rate is written back, per period. */
+export const UNIT_OF_PERIOD: Record<number, string> = { 1000: 's', 60_000: 'm', 3_600_000: 'h', [DAY_MS]: 'd', [7 * DAY_MS]: 'w', [30 * DAY_MS]: 'mo' }
 const RATE_RE = /^\s*(\d+(?:\.\d+)?)\s*\/\s*([a-z]+)\s*$/i
-export const RATE_FORMAT = 'a positive number of requests per unit: N/s, N/m, N/h or N/d (e.g. 10/s, 600/m)'
+export const RATE_FORMAT = 'a positive number of requests per unit: N/s, N/m, N/h, N/d, N/w or N/mo (e.g. 10/s, 600/m, 10000/mo)'
 /**
  * Fastest rate a limit may have. Bucket times are epoch milliseconds, whose doubles
  * resolve ~0.0002 ms; at 100,000/s a token is 0.01 ms, still 40 steps of that.
@@ -34,5 +54,7 @@ export function parseRate (text: string): RateSpec {
   if (count * 1000 / periodMs > MAX_RATE_PER_SECOND) {
     throw new Error(`"${text}" is faster than the maximum of ${MAX_RATE_PER_SECOND}/s per limit`)
   }
-  return Object.freeze({ count, periodMs, text: `${count}/${unit![0]}` })
+  const calendar = CALENDAR[periodMs]
+  const normal = `${count}/${UNIT_OF_PERIOD[periodMs]!}`
+  return Object.freeze(calendar === undefined ? { count, periodMs, text: normal } : { count, periodMs, text: normal, calendar })
 }

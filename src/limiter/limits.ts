@@ -9,6 +9,9 @@ import type { Config, LimitsConfig, LimitSpec, Rule } from '../config/index.js'
 import { createIdentify, type Identify, type Identity } from '../identity/identify.js'
 import { makeConcurrencyLimit, makePolicy, type ConcurrencyLimit, type Policy, type PolicySpec } from '../core/policy.js'
 import { normalizePath } from '../core/path.js'
+import type { CalendarUnit, RateSpec } from '../core/rate.js'
+import { Calendar } from '../algorithms/calendar.js'
+import { quotaName } from '../config/parse.js'
 
 /** The limits of one request, what it costs, and whose each limit is. */
 export interface Selection {
@@ -22,6 +25,8 @@ export interface Selection {
   readonly slots: readonly ConcurrencyLimit[] | undefined
   /** Per slot, the subject when it is not the client (a rule keyed by another identity). */
   readonly slotSubjects: readonly string[] | undefined
+  /** Index of the matched rule's first own policy (the client's own come before it); the length without a rule. */
+  readonly ownFrom: number
   /** How the charge is settled once the response is known; undefined: it stands. */
   readonly settle: SettlePlan | undefined
 }
@@ -39,7 +44,7 @@ export interface SettlePlan {
 }
 
 /** A request matching a `skip` rule: not limited at all. */
-export const SKIP: Selection = Object.freeze({ policies: Object.freeze([]), cost: 0, subjects: undefined, rule: undefined, slots: undefined, slotSubjects: undefined, settle: undefined })
+export const SKIP: Selection = Object.freeze({ policies: Object.freeze([]), cost: 0, subjects: undefined, rule: undefined, slots: undefined, slotSubjects: undefined, ownFrom: 0, settle: undefined })
 
 export interface SelectLimits {
   (request: FastifyRequest, identity: Identity): Selection
@@ -63,8 +68,6 @@ interface CompiledRule {
   readonly identify: Identify | undefined
   /** The rule's keyBy, when `identify` is set. */
   readonly keyBy: Config['keyBy'] | undefined
-  /** Index of the rule's first own policy in the selection. */
-  readonly ownFrom: number
   /** Whether the selection's last slot is the rule's own in-flight limit. */
   readonly ownSlot: boolean
   readonly slot: ConcurrencyLimit | undefined
@@ -101,11 +104,49 @@ function settlePlan (rule: Rule, ownFrom: number): SettlePlan | undefined {
   return Object.freeze({ rule: rule.name, ownFrom, refunds, costHeader: rule.costHeader })
 }
 
+/**
+ * A selection with a key's own quota in place of its tier's (under the tier quota's name,
+ * so the period's count carries over), or added after the client's rate when its tier has
+ * none. A selection without the client's limits (an `exclusive` rule) stays as it is.
+ */
+function overrideQuota (chosen: Selection, tier: string | undefined, quota: RateSpec, calendarOf: (rate: RateSpec) => Calendar | undefined, dryRun: boolean): Selection {
+  const name = quotaName(tier)
+  const rateName = tier ?? 'default'
+  const own = makePolicy(name, { rate: quota, burst: quota.count, algorithm: 'fixed-window', maxDelayMs: 0, dryRun, calendar: calendarOf(quota) })
+  const policies = [...chosen.policies]
+  const at = policies.findIndex((p, i) => i < chosen.ownFrom && p.name === name)
+  let ownFrom = chosen.ownFrom
+  if (at !== -1) {
+    policies[at] = own
+  } else {
+    const rate = policies.findIndex((p, i) => i < chosen.ownFrom && p.name === rateName)
+    if (rate === -1) return chosen
+    policies.splice(rate + 1, 0, own)
+    ownFrom++
+  }
+  return Object.freeze({ ...chosen, policies: Object.freeze(policies), ownFrom, settle: chosen.settle && Object.freeze({ ...chosen.settle, ownFrom }) })
+}
+
 export function createLimits (config: LimitsConfig, rules: readonly Rule[]): SelectLimits {
-  const spec = (limit: LimitSpec): PolicySpec => ({ ...limit, algorithm: config.algorithm, maxDelayMs: config.maxDelayMs, dryRun: config.dryRun })
+  // One calendar per unit: every limit counting months shares the current month.
+  const calendars = new Map<CalendarUnit, Calendar>()
+  const calendarOf = (rate: RateSpec): Calendar | undefined => {
+    if (rate.calendar === undefined) return undefined
+    let calendar = calendars.get(rate.calendar)
+    if (calendar === undefined) calendars.set(rate.calendar, calendar = new Calendar(rate.calendar, config.timeZone))
+    return calendar
+  }
+  const spec = (limit: LimitSpec): PolicySpec => ({ rate: limit.rate, burst: limit.burst, algorithm: config.algorithm, maxDelayMs: config.maxDelayMs, dryRun: config.dryRun, calendar: calendarOf(limit.rate) })
   const global = config.globalLimit ? makePolicy('global', spec(config.globalLimit), true) : undefined
-  const clientPolicies = new Map<string, Policy>([['', makePolicy('default', spec(config.limit))]])
-  for (const [name, limit] of config.tiers) clientPolicies.set(name, makePolicy(name, spec(limit)))
+  // A client's limits: its rate, and its quota if it has one (a fixed window, whatever the algorithm).
+  const ofClient = (name: string, tier: string | undefined, limit: LimitSpec): Policy[] => {
+    const rate = makePolicy(name, spec(limit))
+    const quota = limit.quota
+    if (quota === undefined) return [rate]
+    return [rate, makePolicy(quotaName(tier), { rate: quota, burst: quota.count, algorithm: 'fixed-window', maxDelayMs: 0, dryRun: config.dryRun, calendar: calendarOf(quota) })]
+  }
+  const clientPolicies = new Map<string, Policy[]>([['', ofClient('default', undefined, config.limit)]])
+  for (const [name, limit] of config.tiers) clientPolicies.set(name, ofClient(name, name, limit))
   // In-flight limits: everyone's, then the client's, then a rule's own.
   const globalSlot = config.concurrency.global === undefined ? undefined : makeConcurrencyLimit('global-concurrency', config.concurrency.global, true)
   const clientSlot = config.concurrency.perClient === undefined ? undefined : makeConcurrencyLimit('concurrency', config.concurrency.perClient)
@@ -115,23 +156,23 @@ export function createLimits (config: LimitsConfig, rules: readonly Rule[]): Sel
   }
   const selection = (policies: Policy[], cost: number, slots: readonly ConcurrencyLimit[] | undefined, rule?: Rule, ownCount = 0): Selection => {
     const all = Object.freeze(global ? [global, ...policies] : policies)
-    return Object.freeze({ policies: all, cost, subjects: undefined, rule: rule?.name, slots, slotSubjects: undefined, settle: rule === undefined ? undefined : settlePlan(rule, all.length - ownCount) })
+    const ownFrom = all.length - ownCount
+    return Object.freeze({ policies: all, cost, subjects: undefined, rule: rule?.name, slots, slotSubjects: undefined, ownFrom, settle: rule === undefined ? undefined : settlePlan(rule, ownFrom) })
   }
 
   const baseSlots = slotSet(true, undefined)
   const base = new Map<string, Selection>()
-  for (const [tier, p] of clientPolicies) base.set(tier, selection([p], 1, baseSlots))
-  const byDefault = base.get('')!
+  for (const [tier, ps] of clientPolicies) base.set(tier, selection(ps, 1, baseSlots))
 
   const compiled: CompiledRule[] = rules.map(rule => {
     const refundable = rule.refundStatuses !== undefined || rule.costHeader !== undefined
     const own = rule.limits.map(l => makePolicy(l.name, {
-      algorithm: l.algorithm, rate: l.rate, burst: l.burst, maxDelayMs: l.maxDelayMs, dryRun: config.dryRun || rule.dryRun, refundable
+      algorithm: l.algorithm, rate: l.rate, burst: l.burst, maxDelayMs: l.maxDelayMs, dryRun: config.dryRun || rule.dryRun, refundable, calendar: calendarOf(l.rate)
     }))
     const ownSlot = rule.concurrency === undefined ? undefined : makeConcurrencyLimit(`${rule.name}-concurrency`, rule.concurrency)
     const slots = slotSet(!rule.exclusive, ownSlot)
     const byTier = new Map<string, Selection>()
-    for (const [tier, p] of clientPolicies) byTier.set(tier, selection(rule.exclusive ? own : [p, ...own], rule.cost, slots, rule, own.length))
+    for (const [tier, ps] of clientPolicies) byTier.set(tier, selection(rule.exclusive ? own : [...ps, ...own], rule.cost, slots, rule, own.length))
     const foreign = rule.keyBy !== undefined && (own.length > 0 || ownSlot !== undefined) && !sameSources(rule.keyBy, config.keyBy)
     return {
       methods: rule.methods && new Set(rule.methods),
@@ -140,17 +181,32 @@ export function createLimits (config: LimitsConfig, rules: readonly Rule[]): Sel
       byTier,
       identify: foreign ? createIdentify({ ...config, keyBy: rule.keyBy!, allowlist: NO_ALLOWLIST }) : undefined,
       keyBy: foreign ? rule.keyBy : undefined,
-      ownFrom: byDefault.policies.length - (rule.exclusive ? 1 : 0),
       ownSlot: ownSlot !== undefined,
       slot: ownSlot
     }
   })
 
-  const forClient = (identity: Identity, byTier: ReadonlyMap<string, Selection>): Selection =>
-    // Every key's tier is defined (config refuses others), so the lookup always finds one.
-    identity.tier === undefined ? byTier.get('')! : byTier.get(identity.tier)!
+  // Per-key quotas (PUT /admin/keys/quota): each key's selections, built when first needed.
+  const overrides = config.keyQuotas
+  const overridden = new Map<string, Map<ReadonlyMap<string, Selection>, Selection>>()
+  const withOverride = (identity: Identity, byTier: ReadonlyMap<string, Selection>, chosen: Selection): Selection => {
+    let perKey = overridden.get(identity.key)
+    if (perKey === undefined) overridden.set(identity.key, perKey = new Map())
+    let selection = perKey.get(byTier)
+    if (selection === undefined) perKey.set(byTier, selection = overrideQuota(chosen, identity.tier, overrides.get(identity.key)!, calendarOf, config.dryRun))
+    return selection
+  }
 
-  const ownOf = (r: CompiledRule): readonly Policy[] => r.byTier.get('')!.policies.slice(r.ownFrom)
+  const forClient = (identity: Identity, byTier: ReadonlyMap<string, Selection>): Selection => {
+    // Every key's tier is defined (config refuses others), so the lookup always finds one.
+    const chosen = identity.tier === undefined ? byTier.get('')! : byTier.get(identity.tier)!
+    return overrides.size === 0 || !overrides.has(identity.key) ? chosen : withOverride(identity, byTier, chosen)
+  }
+
+  const ownOf = (r: CompiledRule): readonly Policy[] => {
+    const chosen = r.byTier.get('')!
+    return chosen.policies.slice(chosen.ownFrom)
+  }
   const ruleOwn = compiled.filter(r => r.identify === undefined && !r.skip).flatMap(ownOf)
   const foreign = compiled.filter(r => r.identify !== undefined && !r.skip)
   const policiesOf = (identity: Identity): readonly Policy[] => [
@@ -178,14 +234,14 @@ export function createLimits (config: LimitsConfig, rules: readonly Rule[]): Sel
       if (rule.identify === undefined) return chosen
       const other = rule.identify(request).key
       const subjects: string[] = new Array(chosen.policies.length)
-      for (let k = 0; k < subjects.length; k++) subjects[k] = k < rule.ownFrom ? identity.key : other
+      for (let k = 0; k < subjects.length; k++) subjects[k] = k < chosen.ownFrom ? identity.key : other
       let slotSubjects: string[] | undefined
       if (rule.ownSlot) {
         const slots = chosen.slots!
         slotSubjects = new Array(slots.length)
         for (let k = 0; k < slots.length; k++) slotSubjects[k] = k === slots.length - 1 ? other : identity.key
       }
-      return { policies: chosen.policies, cost: chosen.cost, subjects, rule: chosen.rule, slots: chosen.slots, slotSubjects, settle: chosen.settle }
+      return { policies: chosen.policies, cost: chosen.cost, subjects, rule: chosen.rule, slots: chosen.slots, slotSubjects, ownFrom: chosen.ownFrom, settle: chosen.settle }
     }
     return forClient(identity, base)
   }, { policiesOf, slotsOf })

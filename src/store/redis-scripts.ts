@@ -10,8 +10,9 @@
  * ARGV[2]           cost: what the request takes from every limit
  * ARGV[3..5]        bans: refusals that ban (0: none counted), their window ms, the ban's ms
  * ARGV[6]           m, the in-flight limits the request takes a slot in (KEYS[n+3..n+2+m])
- * ARGV[7+6(i-1)..]  policy i: algorithm (t, l, f, s), intervalMs, quota, windowMs,
- *                   maxDelayMs, dry run (1/0)
+ * ARGV[7+6(i-1)..]  policy i: algorithm (t, l, f, s; c: a fixed window over a calendar
+ *                   period, whose start is given in intervalMs' place and whose length
+ *                   as windowMs), intervalMs, quota, windowMs, maxDelayMs, dry run (1/0)
  * then, with m > 0: the request's lease id, the lease's ms, and each in-flight limit's max
  *
  * An in-flight limit is a sorted set of leases scored by when they expire: a slot is taken
@@ -112,8 +113,10 @@ for i = 1, n do
       ttls[i] = math.max(ttlFloor, math.ceil(reset))
     end
     if remaining < 0 then remaining = 0 end
-  elseif algo == 'f' then
-    local start = math.floor(now / size) * size
+  elseif algo == 'f' or algo == 'c' then
+    -- 'c': a calendar period, its start given (in intervalMs' place) and its length as windowMs.
+    local start = interval
+    if algo == 'f' then start = math.floor(now / size) * size end
     local count = 0
     if raw then
       local s, c = string.match(raw, '^(%S+) (%S+)$')
@@ -252,17 +255,20 @@ for i = 1, #KEYS do
       local nxt = math.min(limit, base + delta * interval)
       if nxt > base then state, expires = fmt(nxt), nxt end
     end
-  elseif algo == 'f' then
+  elseif algo == 'f' or algo == 'c' then
     local s, c
     if raw then s, c = string.match(raw, '^(%S+) (%S+)$') end
     s, c = tonumber(s), tonumber(c)
     if delta < 0 then
-      local charged = math.floor(chargedAt / size) * size
+      -- 'c': the period holding the charge, as the gateway gave it.
+      local charged = interval
+      if algo == 'f' then charged = math.floor(chargedAt / size) * size end
       if s ~= nil and s == charged and c > 0 then
         state, expires = fmt(charged) .. ' ' .. fmt(math.max(0, c + delta)), charged + size
       end
     else
-      local start = math.floor(now / size) * size
+      local start = interval
+      if algo == 'f' then start = math.floor(now / size) * size end
       local count = 0
       if s ~= nil and s == start then count = c end
       local nxt = math.min(math.max(count, quota), count + delta)

@@ -25,7 +25,7 @@ import type { RedisSettings } from '../config/index.js'
 import { bannedDecision, concurrencyDecision, type Decision } from '../core/decision.js'
 import type { ConcurrencyLimit, Policy, SlotRequest } from '../core/policy.js'
 import { StoreConnectError } from '../errors.js'
-import { ALGORITHM_CODE, BAN_LUA, CONSUME_LUA, CONSUME_SHA, INSPECT_LUA, RENEW_LUA, SETTLE_LUA } from './redis-scripts.js'
+import { ALGORITHM_CODE, ARGS_PER_POLICY, BAN_LUA, CONSUME_LUA, CONSUME_SHA, INSPECT_LUA, RENEW_LUA, SETTLE_LUA } from './redis-scripts.js'
 import { decide, type State } from '../algorithms/index.js'
 import type { BanSettings, ClientState, DecisionWatcher, SharedStore } from './types.js'
 
@@ -178,6 +178,20 @@ function escapeTag (subject: string): string {
   return subject.indexOf('{') === -1 && subject.indexOf('}') === -1 ? subject : subject.replace(/\{/g, '%7B').replace(/\}/g, '%7D')
 }
 
+/**
+ * A policy's six arguments to the scripts: algorithm, intervalMs, quota, windowMs,
+ * maxDelayMs, dry run. A fixed window over calendar periods is `c`, with the start of the
+ * period holding `at` in intervalMs' place and the period's length as windowMs.
+ */
+function policyArgs (p: Policy, at: number): string[] {
+  const calendar = p.calendar
+  if (calendar !== undefined) {
+    const start = calendar.periodStart(at)
+    return ['c', String(start), String(p.quota), String(calendar.periodEnd(at) - start), '0', p.dryRun ? '1' : '0']
+  }
+  return [ALGORITHM_CODE[p.algorithm], String(p.intervalMs), String(p.quota), String(p.windowMs), String(p.maxDelayMs), p.dryRun ? '1' : '0']
+}
+
 /** Whose limit policy `i` is: the subject given for it (tag-escaped), else the client's `c`. */
 function subjectOf (c: string, subjects: readonly string[] | undefined, i: number): string {
   return subjects === undefined ? c : escapeTag(subjects[i]!)
@@ -311,7 +325,7 @@ export class RedisStore implements SharedStore {
   private argsOf (keys: string[], policies: readonly Policy[], cost: number, slots: SlotRequest | undefined): string[] {
     let perPolicy = this.policyArgs.get(policies)
     if (perPolicy === undefined) {
-      perPolicy = policies.flatMap(p => [ALGORITHM_CODE[p.algorithm], String(p.intervalMs), String(p.quota), String(p.windowMs), String(p.maxDelayMs), p.dryRun ? '1' : '0'])
+      perPolicy = policies.flatMap(p => policyArgs(p, 0))
       this.policyArgs.set(policies, perPolicy)
     }
     const n = keys.length
@@ -327,7 +341,17 @@ export class RedisStore implements SharedStore {
     args[a++] = this.banArgs[1]!
     args[a++] = this.banArgs[2]!
     args[a++] = String(m)
+    const first = a
     for (let i = 0; i < perPolicy.length; i++) args[a++] = perPolicy[i]!
+    // A calendar period (a quota's month) is the gateway's to say: its start and length.
+    for (let i = 0; i < policies.length; i++) {
+      const calendar = policies[i]!.calendar
+      if (calendar === undefined) continue
+      const now = (this.decisionClock ?? this.clock).now()
+      const start = calendar.periodStart(now)
+      args[first + ARGS_PER_POLICY * i + 1] = String(start)
+      args[first + ARGS_PER_POLICY * i + 3] = String(calendar.periodEnd(now) - start)
+    }
     if (slots !== undefined) {
       args[a++] = slots.lease
       args[a++] = this.leaseArg
@@ -504,7 +528,10 @@ export class RedisStore implements SharedStore {
       const p = policies[i]!
       const key = this.keyOf(p, subjectOf(c, subjects, i))
       keys.push(key)
-      args.push(ALGORITHM_CODE[p.algorithm], String(p.intervalMs), String(p.quota), String(p.windowMs), String(p.maxDelayMs), String(delta))
+      // A calendar period: the one holding the charge (a refund) or now (a post-charge).
+      const args6 = policyArgs(p, delta < 0 ? chargedAt : (this.decisionClock ?? this.clock).now())
+      args6[5] = String(delta)
+      for (const arg of args6) args.push(arg)
       if (delta < 0 && this.denials.size > 0) this.denials.delete(key)
     }
     this.corkWrites()

@@ -5,6 +5,7 @@
  */
 import { makePolicy } from '../../src/core/policy.js'
 import { parseRate } from '../../src/core/rate.js'
+import { Calendar } from '../../src/algorithms/calendar.js'
 import { makeConcurrencyLimit, type ConcurrencyLimit, type Policy } from '../../src/core/policy.js'
 import type { AlgorithmName } from '../../src/core/policy.js'
 import type { BanSettings } from '../../src/core/policy.js'
@@ -71,6 +72,15 @@ export interface ContractCase {
 
 export const policy = (rate: string, burst: number, name = 'default', algorithm: AlgorithmName = 'token-bucket', extra: { maxDelayMs?: number, dryRun?: boolean } = {}): Policy =>
   makePolicy(name, { rate: parseRate(rate), burst, algorithm, maxDelayMs: extra.maxDelayMs ?? 0, dryRun: extra.dryRun ?? false })
+
+/** A quota: a fixed window over calendar periods (`N/d`, `N/w`, `N/mo`) in a time zone. */
+export const quota = (rate: string, zone = 'UTC', name = 'quota'): Policy => {
+  const spec = parseRate(rate)
+  return makePolicy(name, { rate: spec, burst: spec.count, algorithm: 'fixed-window', maxDelayMs: 0, dryRun: false, calendar: new Calendar(spec.calendar!, zone) })
+}
+
+const HOUR = 3_600_000
+const DAY = 24 * HOUR
 
 const ok = (remaining: number, extra: Partial<Expect> = {}): Expect => ({ allowed: true, remaining, retryAfterMs: 0, ...extra })
 const no = (retryAfterMs: number, extra: Partial<Expect> = {}): Expect => ({ allowed: false, retryAfterMs, ...extra })
@@ -488,6 +498,69 @@ export const CONTRACT: ContractCase[] = [
       { at: 0, client: 'a', release: 'a1' },
       { at: 0, client: 'c', slots: { limits: [0], lease: 'c2' }, expect: [ok(2)] },
       { at: 0, client: 'd', slots: { limits: [0], lease: 'd1' }, expect: [full('global-concurrency')] }
+    ]
+  },
+  {
+    name: 'calendar month: 31 January to 1 February, and a leap year\'s February of 29 days',
+    origin: Date.UTC(2028, 0, 31, 23, 59),
+    policies: [quota('2/mo')],
+    steps: [
+      { at: 0, expect: [ok(1, { resetMs: 60_000 })] },
+      { at: 1, expect: [ok(0)] },
+      { at: 2, expect: [no(59_998, { remaining: 0, resetMs: 59_998 })] },
+      { at: 60_000, expect: [ok(1, { resetMs: 29 * DAY })] },
+      { at: 60_000 + 29 * DAY - 1, expect: [ok(0, { resetMs: 1 })] },
+      { at: 60_000 + 29 * DAY, expect: [ok(1, { resetMs: 31 * DAY })] }
+    ]
+  },
+  {
+    name: 'calendar month: a February of 28 days; a refund lands in the month that holds the charge',
+    origin: Date.UTC(2027, 1, 28, 12),
+    policies: [quota('2/mo')],
+    steps: [
+      { at: 0, expect: [ok(1, { resetMs: 12 * HOUR })] },
+      { at: 0, expect: [ok(0)] },
+      settle(1, [-1], 0),
+      { at: 2, expect: [ok(0)] },
+      { at: 12 * HOUR, expect: [ok(1, { resetMs: 31 * DAY })] },
+      // Charged in February: nothing of it is left in March.
+      settle(12 * HOUR, [-1], 0),
+      { at: 12 * HOUR, expect: [ok(0)] }
+    ]
+  },
+  {
+    name: 'calendar week: from Monday 00:00',
+    // Sunday 29 November 2026, 23:00 UTC.
+    origin: Date.UTC(2026, 10, 29, 23),
+    policies: [quota('1/w')],
+    steps: [
+      { at: 0, expect: [ok(0, { resetMs: HOUR })] },
+      { at: HOUR / 2, expect: [no(HOUR / 2)] },
+      { at: HOUR, expect: [ok(0, { resetMs: 7 * DAY })] }
+    ]
+  },
+  {
+    name: 'calendar day in a time zone: midnight in New York, not in UTC',
+    // 23:59 on 29 November in New York (EST, UTC-5).
+    origin: Date.UTC(2026, 10, 30, 4, 59),
+    policies: [quota('1/d', 'America/New_York')],
+    steps: [
+      { at: 0, expect: [ok(0, { resetMs: 60_000 })] },
+      { at: 30_000, expect: [no(30_000)] },
+      { at: 60_000, expect: [ok(0, { resetMs: DAY })] }
+    ]
+  },
+  {
+    name: 'calendar days across daylight-saving changes: 23 hours in spring, 25 in autumn (Berlin)',
+    // 28 March 2027 00:00 CET: clocks go forward at 02:00.
+    origin: Date.UTC(2027, 2, 27, 23),
+    policies: [quota('1/d', 'Europe/Berlin')],
+    steps: [
+      { at: 0, expect: [ok(0, { resetMs: 23 * HOUR })] },
+      { at: 23 * HOUR - 1, expect: [no(1)] },
+      { at: 23 * HOUR, expect: [ok(0, { resetMs: 24 * HOUR })] },
+      // 31 October 2027 00:00 CEST: clocks go back at 03:00.
+      { at: Date.UTC(2027, 9, 30, 22) - Date.UTC(2027, 2, 27, 23), expect: [ok(0, { resetMs: 25 * HOUR })] }
     ]
   }
 ]

@@ -38,7 +38,7 @@ const BAD: Array<[string, string, RegExp]> = [
   ['an in-flight limit named like another limit', rules({ name: 'a', path: '/a', concurrency: 1 }, { name: 'c', path: '/c', limits: [{ name: 'a-concurrency', rate: '1/s' }] }), /"a-concurrency" is used by another rule/],
   ['a bad keyBy', rules({ name: 'a', path: '/a', rate: '1/s', keyBy: 'cookie' }), /rule 1 \("a"\): keyBy: unknown identity source "cookie"/],
   ['two rules with one name', rules({ name: 'a', path: '/a' }, { name: 'a', path: '/b' }), /rule 2 \("a"\): the name is used by another rule/],
-  ['a limit named like a tier', rules({ name: 'free', path: '/a', rate: '1/s' }), /limit name "free" is taken by a built-in limit or a tier/],
+  ['a limit named like a tier', rules({ name: 'free', path: '/a', rate: '1/s' }), /limit name "free" is taken by a built-in limit, a tier or a tier's quota/],
   ['a limit named like a built-in', rules({ name: 'x', path: '/a', limits: [{ name: 'global', rate: '1/s' }] }), /"global" is taken/],
   ['a limit named like a ban key', rules({ name: 'ban-count', path: '/a', rate: '1/s' }), /"ban-count" is taken/],
   ['two limits with one name', rules({ name: 'a', path: '/a', rate: '1/s' }, { name: 'b', path: '/b', limits: [{ name: 'a', rate: '1/s' }] }), /rule 2 \("b"\): limit name "a" is used by another rule/],

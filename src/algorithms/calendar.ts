@@ -1,0 +1,54 @@
+/**
+ * Calendar periods for quotas: a fixed window of `N/d`, `N/w` or `N/mo` is a calendar day,
+ * a week from Monday 00:00, or a calendar month, in QUOTA_TIMEZONE (an IANA zone; UTC by
+ * default). Days are 23 or 25 hours across a daylight-saving change, months 28 to 31 days:
+ * the period is found by the zone's own calendar (luxon), never by adding milliseconds.
+ *
+ * Pure (a period is a function of the instant, the unit and the zone); each Calendar keeps
+ * the period it last answered, so the hot path asks luxon only when a period ends.
+ */
+import { DateTime, IANAZone } from 'luxon'
+import type { CalendarPeriods, CalendarUnit } from '../core/rate.js'
+
+export function isTimeZone (zone: string): boolean {
+  return IANAZone.isValidZone(zone)
+}
+
+const LUXON_UNIT = { day: 'day', week: 'week', month: 'month' } as const
+
+/** The period of `unit` in `zone` holding `now` (epoch ms): [start, end). */
+export function periodAt (now: number, unit: CalendarUnit, zone: string): { start: number, end: number } {
+  const at = DateTime.fromMillis(now, { zone })
+  // luxon's weeks are ISO weeks: from Monday.
+  const start = at.startOf(LUXON_UNIT[unit])
+  return { start: start.toMillis(), end: start.plus({ [`${unit}s`]: 1 }).toMillis() }
+}
+
+/** The calendar day (YYYY-MM-DD) holding `now` in `zone`. */
+export function dayOf (now: number, zone: string): string {
+  return DateTime.fromMillis(now, { zone }).toISODate()!
+}
+
+export class Calendar implements CalendarPeriods {
+  private start = 0
+  private end = 0
+
+  constructor (readonly unit: CalendarUnit, readonly zone: string) {}
+
+  /** The period holding `now`; the same object until it ends (or `now` goes back before it). */
+  periodStart (now: number): number {
+    if (now >= this.end || now < this.start) this.move(now)
+    return this.start
+  }
+
+  periodEnd (now: number): number {
+    if (now >= this.end || now < this.start) this.move(now)
+    return this.end
+  }
+
+  private move (now: number): void {
+    const p = periodAt(now, this.unit, this.zone)
+    this.start = p.start
+    this.end = p.end
+  }
+}
