@@ -11,6 +11,7 @@ import { systemClock, type Clock } from './core/clock.js'
 import type { Config } from './config/index.js'
 import { createIdentify } from './identity/identify.js'
 import { limiterPlugin } from './limiter/plugin.js'
+import { createQuotaEndpoint } from './limiter/quota-endpoint.js'
 import { registerProxy } from './proxy/index.js'
 import { addHygieneHook } from './proxy/hygiene.js'
 import { createGatewayListener } from './proxy/listener.js'
@@ -88,7 +89,11 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
   const rules = new RulesFile({ config, manager, counted: result => metrics.rulesReloads[result].inc(), log: log.child({ component: 'rules' }) })
 
   if (store !== undefined) {
-    await gateway.register(limiterPlugin, { store, identify: createIdentify(config), limits: manager.holder, headers: config.headers, observer: observe.limiter, clock })
+    const quota = config.quotaPath === undefined
+      ? undefined
+      : createQuotaEndpoint({ path: config.quotaPath, store, limits: manager.holder, apiKeyHeader: config.apiKeyHeader, apiKeys: config.apiKeys, timeZone: config.timeZone, retentionDays: config.usage.retentionDays, clock })
+    const usage = { ips: config.usage.ips, retentionDays: config.usage.retentionDays, timeZone: config.timeZone }
+    await gateway.register(limiterPlugin, { store, identify: createIdentify(config), limits: manager.holder, headers: config.headers, observer: observe.limiter, clock, usage, quota })
   } else {
     addHygieneHook(gateway)
   }
@@ -101,7 +106,7 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
   })
 
   const upstream = new UpstreamProbe(config.upstreamUrl)
-  const admin = buildAdmin({ upstream, logger: log, config, store, state, manager, sync, metrics, offenders: observe.offenders })
+  const admin = buildAdmin({ upstream, logger: log, config, store, state, manager, sync, metrics, offenders: observe.offenders, clock })
 
   let closing: Promise<void> | undefined
   return {

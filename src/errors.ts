@@ -53,6 +53,12 @@ export const InvalidChangeError = createError('GW_ADMIN_INVALID', '%s', 400)
 /** An admin API request naming a tier, rule or client that does not exist. */
 export const NotFoundError = createError('GW_ADMIN_NOT_FOUND', '%s', 404)
 
+/** The quota endpoint (QUOTA_PATH) asked without a registered API key. */
+export const QuotaKeyRequiredError = createError('GW_QUOTA_KEY_REQUIRED', 'A registered API key is required to read its quota', 401)
+
+/** The quota endpoint asked too often from one address. */
+export const QuotaEndpointLimitedError = createError('GW_QUOTA_ENDPOINT_LIMITED', 'The quota endpoint is asked too often; retry in %d s', 429)
+
 /** Anything unexpected: answered without internals. */
 export const InternalError = createError('GW_INTERNAL', 'Internal error', 500)
 

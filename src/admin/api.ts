@@ -11,6 +11,7 @@ import { apiKeyId, ipIdentity, sourceOfKey, type Identity } from '../identity/id
 import { changeSettings, describeSettings, type SettingsControl } from '../control/changes.js'
 import { SETTINGS_SCHEMA, type RuntimeSettings } from '../control/settings.js'
 import { countsByLabel, settlementsOf } from '../observe/metrics.js'
+import { dayOf, daysBefore, daysBetween } from '../algorithms/calendar.js'
 import type { ClientAdmin } from '../store/types.js'
 import { requireToken } from './auth.js'
 import type { AdminOptions } from './options.js'
@@ -25,6 +26,17 @@ const CLIENT_QUERY = {
   additionalProperties: false,
   properties: { client: { type: 'string', minLength: 1, maxLength: 600 }, ip: { type: 'string', maxLength: 64 }, apiKey: { type: 'string', maxLength: 512 } }
 } as const
+
+const DAY_PATTERN = '^\\d{4}-\\d{2}-\\d{2}$'
+
+/** RFC 4180 CSV: a header line, then the rows; a field with a comma, quote or line break is quoted. */
+function toCsv (header: string[], rows: Array<Array<string | number>>): string {
+  const field = (v: string | number): string => {
+    const text = String(v)
+    return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text
+  }
+  return [header, ...rows].map(r => r.map(field).join(',')).join('\r\n') + '\r\n'
+}
 
 /** The API's routes, to register on the admin listener. */
 export function adminApi (opts: AdminOptions, log: FastifyBaseLogger, token: string): (api: FastifyInstance) => Promise<void> {
@@ -120,6 +132,40 @@ export function adminApi (opts: AdminOptions, log: FastifyBaseLogger, token: str
       const { [key]: _dropped, ...rest } = settings.keyQuotas ?? {}
       await changeSettings(control, { ...settings, keyQuotas: rest }, actorOf(request))
       reply.code(204)
+    })
+
+    // The usage ledger: a client's days (JSON, or CSV with Accept: text/csv), and the heaviest clients.
+    const RANGE = { from: { type: 'string', pattern: DAY_PATTERN }, to: { type: 'string', pattern: DAY_PATTERN } }
+    const USAGE_QUERY = { ...CLIENT_QUERY, properties: { ...CLIENT_QUERY.properties, ...RANGE } }
+    const TOP_QUERY = { type: 'object', additionalProperties: false, properties: { ...RANGE, limit: { type: 'integer', minimum: 1, maximum: 1000, default: 20 } } }
+    /** The days asked for: `from` to `to` (default: the 30 days to today in QUOTA_TIMEZONE), within the retention. */
+    function rangeOf (query: { from?: string, to?: string }): string[] {
+      const to = query.to ?? dayOf(opts.clock.now(), config.timeZone)
+      const from = query.from ?? daysBefore(to, 29)
+      const days = daysBetween(from, to, config.usage.retentionDays)
+      if (days === undefined) throw new InvalidChangeError(`from ${from} to ${to}: from must be a day no later than to, and at most USAGE_RETENTION_DAYS (${config.usage.retentionDays}) days before it`)
+      return days
+    }
+    const wantsCsv = (request: FastifyRequest): boolean => request.headers.accept?.includes('text/csv') === true
+    api.get<{ Querystring: ClientQuery & { from?: string, to?: string } }>('/admin/usage', { schema: { querystring: USAGE_QUERY } }, async (request, reply) => {
+      const client = clientOf(request.query)
+      const days = rangeOf(request.query)
+      const rows = await withStore(async store => await store.usage(client.key, days))
+      if (wantsCsv(request)) {
+        reply.type('text/csv; charset=utf-8')
+        return toCsv(['day', 'admitted', 'refused', 'cost'], rows.map(r => [r.day, r.admitted, r.refused, r.cost]))
+      }
+      const total = rows.reduce((t, r) => ({ admitted: t.admitted + r.admitted, refused: t.refused + r.refused, cost: t.cost + r.cost }), { admitted: 0, refused: 0, cost: 0 })
+      return { client: client.key, timeZone: config.timeZone, from: days[0], to: days.at(-1), days: rows, total }
+    })
+    api.get<{ Querystring: { from?: string, to?: string, limit: number } }>('/admin/usage/top', { schema: { querystring: TOP_QUERY } }, async (request, reply) => {
+      const days = rangeOf(request.query)
+      const top = await withStore(async store => await store.topUsage(days, request.query.limit))
+      if (wantsCsv(request)) {
+        reply.type('text/csv; charset=utf-8')
+        return toCsv(['client', 'admitted', 'refused', 'cost'], top.map(r => [r.client, r.admitted, r.refused, r.cost]))
+      }
+      return { timeZone: config.timeZone, from: days[0], to: days.at(-1), clients: top }
     })
 
     api.get<{ Querystring: ClientQuery }>('/admin/clients', { schema: { querystring: CLIENT_QUERY } }, async request => {

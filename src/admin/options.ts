@@ -7,6 +7,7 @@ import type { Metrics } from '../observe/metrics.js'
 import type { TopOffenders } from '../observe/offenders.js'
 import type { ClientAdmin, StoreStatus } from '../store/types.js'
 import type { UpstreamProbe } from '../proxy/probe.js'
+import type { Clock } from '../core/clock.js'
 
 export interface AdminState {
   /** Set at shutdown: readiness fails so load balancers stop sending traffic. */
@@ -23,4 +24,6 @@ export interface AdminOptions {
   metrics: Metrics
   offenders: TopOffenders
   upstream: UpstreamProbe
+  /** Today's date for the usage ledger's default range. */
+  clock: Clock
 }

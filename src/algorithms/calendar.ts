@@ -52,3 +52,40 @@ export class Calendar implements CalendarPeriods {
     this.end = p.end
   }
 }
+
+/** Where requests go in the usage ledger: the day holding `now`, one object per day. */
+export class LedgerDays<T extends { readonly day: string }> {
+  private current: T | undefined
+  private end = 0
+  private start = 0
+
+  constructor (private readonly zone: string, private readonly make: (day: string) => T) {}
+
+  at (now: number): T {
+    if (this.current === undefined || now >= this.end || now < this.start) {
+      const p = periodAt(now, 'day', this.zone)
+      this.start = p.start
+      this.end = p.end
+      this.current = this.make(dayOf(now, this.zone))
+    }
+    return this.current
+  }
+}
+
+/** The days from `from` to `to` (YYYY-MM-DD, both included), at most `max` of them; undefined when `from` is after `to` or there are more. */
+export function daysBetween (from: string, to: string, max: number): string[] | undefined {
+  let day = DateTime.fromISO(from, { zone: 'UTC' })
+  const last = DateTime.fromISO(to, { zone: 'UTC' })
+  const out: string[] = []
+  while (day <= last) {
+    if (out.length === max) return undefined
+    out.push(day.toISODate()!)
+    day = day.plus({ days: 1 })
+  }
+  return out.length === 0 ? undefined : out
+}
+
+/** The day `n` days before `day` (YYYY-MM-DD). */
+export function daysBefore (day: string, n: number): string {
+  return DateTime.fromISO(day, { zone: 'UTC' }).minus({ days: n }).toISODate()!
+}

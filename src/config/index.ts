@@ -112,6 +112,13 @@ export interface Config {
   readonly timeZone: string
   /** Per API key (client key `key:<digest>`), a quota replacing its tier's: set at run time (PUT /admin/keys/quota). */
   readonly keyQuotas: ReadonlyMap<string, RateSpec>
+  /**
+   * The usage ledger: on with USAGE_LEDGER (`forced`) or any quota; IP clients too with
+   * USAGE_LEDGER_IPS; each day kept USAGE_RETENTION_DAYS.
+   */
+  readonly usage: { readonly forced: boolean, readonly ips: boolean, readonly retentionDays: number }
+  /** QUOTA_PATH: where key holders read their own quota on the client port; undefined: off. */
+  readonly quotaPath: string | undefined
   /** Identity sources in order; the first present names the client (IP is the last resort). */
   readonly keyBy: readonly KeySource[]
   /** Lower-cased header carrying the API key. */
@@ -192,6 +199,10 @@ const ENV_SCHEMA = {
     RATE_LIMIT_BURST: { type: 'integer', minimum: 1, maximum: 1_000_000_000, default: 20, description: 'a whole number ≥ 1' },
     RATE_LIMIT_QUOTA: { type: 'string', default: '', description: 'N/d, N/w or N/mo (whole requests per calendar period), or empty for none' },
     QUOTA_TIMEZONE: { type: 'string', default: 'UTC', description: 'an IANA time zone such as Europe/Berlin' },
+    USAGE_LEDGER: { type: 'boolean', default: false, description: 'true or false (on by itself when a quota is configured)' },
+    USAGE_LEDGER_IPS: { type: 'boolean', default: false, description: 'true or false' },
+    USAGE_RETENTION_DAYS: { type: 'integer', minimum: 1, maximum: 3660, default: 90, description: 'days, 1-3660' },
+    QUOTA_PATH: { type: 'string', default: '', pattern: '^(/[A-Za-z0-9._~/-]*)?$', maxLength: 200, description: 'a path such as /_quota, or empty for off' },
     RATE_LIMIT_KEY_BY: { type: 'string', default: 'api-key,ip', description: 'ip, api-key, header:<name>, global, comma-separated' },
     API_KEY_HEADER: { type: 'string', default: 'x-api-key', description: 'a header name' },
     API_KEYS: { type: 'string', default: '', description: 'key[:tier] items, comma-separated' },
@@ -279,7 +290,7 @@ function isLoopback (host: string): boolean {
  * The part of the Config that says which limits apply: what the runtime settings and the
  * adaptive factor change (control/settings.ts) and what the limiter is built from.
  */
-export type LimitsConfig = Pick<Config, 'algorithm' | 'maxDelayMs' | 'dryRun' | 'limit' | 'timeZone' | 'keyQuotas' | 'globalLimit' | 'concurrency' | 'tiers' | 'keyBy' | 'apiKeyHeader' | 'apiKeys' | 'ipv6Subnet'>
+export type LimitsConfig = Pick<Config, 'algorithm' | 'maxDelayMs' | 'dryRun' | 'limit' | 'timeZone' | 'keyQuotas' | 'usage' | 'globalLimit' | 'concurrency' | 'tiers' | 'keyBy' | 'apiKeyHeader' | 'apiKeys' | 'ipv6Subnet'>
 
 export function rulesContext (config: Pick<Config, 'algorithm' | 'maxDelayMs' | 'limit' | 'tiers' | 'globalLimit'>): RulesContext {
   const clientLimits = new Map<string, LimitSpec>([['default', config.limit]])
@@ -426,6 +437,8 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
     limit,
     timeZone: raw.QUOTA_TIMEZONE,
     keyQuotas: new Map(),
+    usage: { forced: raw.USAGE_LEDGER, ips: raw.USAGE_LEDGER_IPS, retentionDays: raw.USAGE_RETENTION_DAYS },
+    quotaPath: raw.QUOTA_PATH === '' || raw.QUOTA_PATH === '/' ? undefined : raw.QUOTA_PATH,
     keyBy: field('RATE_LIMIT_KEY_BY', () => parseKeyBy(raw.RATE_LIMIT_KEY_BY)),
     apiKeyHeader: field('API_KEY_HEADER', () => parseHeaderName(raw.API_KEY_HEADER)),
     apiKeys: readOnly(apiKeys),

@@ -159,6 +159,7 @@ export function resolve (base: Config, fileRules: readonly Rule[], settings: Run
     concurrency: base.concurrency,
     timeZone: base.timeZone,
     keyQuotas,
+    usage: base.usage,
     limit: scale(limit, base.algorithm, factor, clientFloor),
     tiers: scaledTiers,
     globalLimit: base.globalLimit && scale(base.globalLimit, base.algorithm, factor, globalFloor),

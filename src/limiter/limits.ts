@@ -55,6 +55,8 @@ export interface SelectLimits {
   policiesOf (identity: Identity): readonly Policy[]
   /** The in-flight limits keyed by this client: its own and the rules' (admin inspection). */
   slotsOf (identity: Identity): readonly ConcurrencyLimit[]
+  /** Whether requests go in the usage ledger: USAGE_LEDGER, or any quota in force. */
+  readonly ledger: boolean
 }
 
 
@@ -220,7 +222,8 @@ export function createLimits (config: LimitsConfig, rules: readonly Rule[]): Sel
     ...compiled.filter(r => r.slot !== undefined && (r.identify === undefined || mayKey(r.keyBy!, identity))).map(r => r.slot!)
   ]
 
-  if (compiled.length === 0) return Object.assign((_request: FastifyRequest, identity: Identity) => forClient(identity, base), { policiesOf, slotsOf })
+  const ledger = config.usage.forced || config.limit.quota !== undefined || config.keyQuotas.size > 0 || [...config.tiers.values()].some(t => t.quota !== undefined)
+  if (compiled.length === 0) return Object.assign((_request: FastifyRequest, identity: Identity) => forClient(identity, base), { policiesOf, slotsOf, ledger })
 
   return Object.assign(function select (request: FastifyRequest, identity: Identity): Selection {
     const path = normalizePath(request.url)
@@ -244,5 +247,5 @@ export function createLimits (config: LimitsConfig, rules: readonly Rule[]): Sel
       return { policies: chosen.policies, cost: chosen.cost, subjects, rule: chosen.rule, slots: chosen.slots, slotSubjects, ownFrom: chosen.ownFrom, settle: chosen.settle }
     }
     return forClient(identity, base)
-  }, { policiesOf, slotsOf })
+  }, { policiesOf, slotsOf, ledger })
 }

@@ -24,6 +24,9 @@ import { refusedAsMalformed } from '../proxy/hygiene.js'
 import { SKIP, type Selection, type SelectLimits, type SettlePlan } from './limits.js'
 import { MAX_COST } from '../config/rules.js'
 import type { Clock } from '../core/clock.js'
+import { LedgerDays } from '../algorithms/calendar.js'
+import type { UsageMark } from '../store/usage.js'
+import type { QuotaEndpoint } from './quota-endpoint.js'
 import type { ResponseSettlement } from '../proxy/forward.js'
 import { createThrottledLog } from '../log.js'
 import type { CostIgnored, RequestOutcome, SettleKind } from '../observe/metrics.js'
@@ -147,6 +150,10 @@ export interface LimiterOptions {
   observer: LimiterObserver
   /** The decisions' clock: when a request was charged, for settling it. */
   clock: Clock
+  /** The usage ledger: IP clients too, how long a day is kept, the zone days are counted in. */
+  usage: { readonly ips: boolean, readonly retentionDays: number, readonly timeZone: string }
+  /** QUOTA_PATH's endpoint, answered here instead of going upstream; undefined: off. */
+  quota?: QuotaEndpoint
 }
 
 const RATE_LIMITED_CODE = new RateLimitedError().code
@@ -174,6 +181,11 @@ type Holding = ServerResponse & { [kSlots]?: { client: string, slots: SlotReques
 export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opts) {
   const { store, identify, limits, headers, observer } = opts
   const clock = opts.clock
+  // The ledger's day, one mark per day; a line is kept the retention past its last write.
+  const ledgerTtlMs = opts.usage.retentionDays * 86_400_000
+  const days = new LedgerDays<UsageMark>(opts.usage.timeZone, day => Object.freeze({ day, ttlMs: ledgerTtlMs }))
+  const ledgerIps = opts.usage.ips
+  const quota = opts.quota
   const settler: Settler = { store, observer }
   // Lease ids name a request's slots in a store shared by instances: unique per instance.
   const instance = randomBytes(6).toString('base64url')
@@ -292,6 +304,10 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
 
   app.addHook('onRequest', function rateLimit (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
     if (refusedAsMalformed(request, reply)) return
+    if (quota !== undefined && quota.matches(request.url)) {
+      quota.answer(request, reply)
+      return
+    }
     const started = performance.now()
     const identity = identify(request)
     if (identity === ALLOWLISTED) {
@@ -311,8 +327,9 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
     // TIME: a gateway clock off by d misplaces only charges within d of a window boundary,
     // and then gives back nothing, or from the next window's count.
     const chargedAt = selection.settle === undefined ? 0 : clock.now()
+    const usage = limits.current.ledger && (identity.source === 'api-key' || (ledgerIps && identity.source === 'ip')) ? days.at(clock.now()) : undefined
     try {
-      result = store.consume(identity.key, selection.policies, selection.cost, selection.subjects, slots)
+      result = store.consume(identity.key, selection.policies, selection.cost, selection.subjects, slots, usage)
     } catch (err) {
       storeFailed(reply, err)
       return

@@ -17,6 +17,7 @@ import { StoreUnavailableError } from '../errors.js'
 import type { Decision } from '../core/decision.js'
 import type { ConcurrencyLimit, Policy, SlotRequest } from '../core/policy.js'
 import type { ClientState, DecisionWatcher, SharedStore, Store } from './types.js'
+import type { UsageMark, UsageRow, UsageTotal } from './usage.js'
 
 /** Consecutive failed decisions on one node that open its circuit. */
 export const FAILURES_TO_OPEN = 3
@@ -64,14 +65,23 @@ export class FailoverStore implements Store, DecisionWatcher {
     opts.primary.watcher = this
   }
 
-  consume (client: string, policies: readonly Policy[], cost: number, subjects?: readonly string[], slots?: SlotRequest): Decision[] | Promise<Decision[]> {
+  consume (client: string, policies: readonly Policy[], cost: number, subjects?: readonly string[], slots?: SlotRequest, usage?: UsageMark): Decision[] | Promise<Decision[]> {
     if (this.opened > 0) {
       const circuit = this.circuits.get(this.opts.primary.shardFor(client, policies, subjects))
+      // The ledger is Redis's: what is decided without it goes unrecorded.
       if (circuit?.open === true) {
         return this.opts.primary.deniedLocally(client, policies, cost, subjects) ?? this.fallback(circuit, client, policies, cost, subjects, slots)
       }
     }
-    return this.opts.primary.consume(client, policies, cost, subjects, slots)
+    return this.opts.primary.consume(client, policies, cost, subjects, slots, usage)
+  }
+
+  async usage (client: string, days: readonly string[]): Promise<UsageRow[]> {
+    return await this.opts.primary.usage(client, days)
+  }
+
+  async topUsage (days: readonly string[], limit: number): Promise<UsageTotal[]> {
+    return await this.opts.primary.topUsage(days, limit)
   }
 
   /** Redis answered: a node with failures counted is healthy again. */

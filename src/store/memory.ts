@@ -11,6 +11,7 @@ import { bannedDecision, concurrencyDecision, type Decision } from '../core/deci
 import type { ConcurrencyLimit, Policy, SlotRequest } from '../core/policy.js'
 import { decide, settle, type Verdict, type State } from '../algorithms/index.js'
 import { Slab } from './slab.js'
+import { MemoryLedger, type UsageMark, type UsageRow, type UsageTotal } from './usage.js'
 import { localKey, type BanSettings, type ClientState, type Store } from './types.js'
 
 /** How often idle (refilled) keys are swept out, besides being dropped when touched. */
@@ -38,6 +39,8 @@ export class MemoryStore implements Store {
   /** Requests in progress per in-flight limit and subject, and the keys each lease took. */
   private readonly inFlight = new Map<string, number>()
   private readonly leases = new Map<string, string[]>()
+  /** The usage ledger's lines (USAGE_LEDGER), bounded like the states. */
+  private readonly ledger: MemoryLedger
   private readonly clock: Clock
   private readonly timer: NodeJS.Timeout | undefined
   private readonly bans: BanSettings | undefined
@@ -48,6 +51,7 @@ export class MemoryStore implements Store {
     this.cache = new Slab(opts.maxKeys)
     this.banned = new Slab(opts.maxKeys)
     this.refusals = new Slab(opts.maxKeys)
+    this.ledger = new MemoryLedger(opts.maxKeys)
     const every = opts.purgeIntervalMs ?? DEFAULT_PURGE_INTERVAL_MS
     if (every > 0) {
       this.timer = setInterval(() => this.purgeStale(), every)
@@ -63,12 +67,15 @@ export class MemoryStore implements Store {
     this.refusals.purge(now)
   }
 
-  consume (client: string, policies: readonly Policy[], cost: number, subjects?: readonly string[], slots?: SlotRequest): Decision[] {
+  consume (client: string, policies: readonly Policy[], cost: number, subjects?: readonly string[], slots?: SlotRequest, usage?: UsageMark): Decision[] {
     const now = this.clock.now()
     // A ban (RATE_LIMIT_BAN_AFTER, or the admin API's) comes before any limit.
     if (this.banned.size > 0) {
       const until = this.banned.get(client)
-      if (typeof until === 'number' && until > now) return bannedDecision(until - now)
+      if (typeof until === 'number' && until > now) {
+        if (usage !== undefined) this.ledger.record(client, usage, false, cost)
+        return bannedDecision(until - now)
+      }
     }
     const n = policies.length
     if (n === 1) {
@@ -79,10 +86,14 @@ export class MemoryStore implements Store {
       const admitted = d.allowed || policy.dryRun
       if (admitted && slots !== undefined) {
         const full = this.take(client, slots)
-        if (full !== undefined) return full
+        if (full !== undefined) {
+          if (usage !== undefined) this.ledger.record(client, usage, false, cost)
+          return full
+        }
       }
       this.commit(key, d, admitted, now)
       if (!admitted && this.bans !== undefined) this.refused(client, now)
+      if (usage !== undefined) this.ledger.record(client, usage, admitted, cost)
       return [d]
     }
     const keys: string[] = new Array(n)
@@ -97,11 +108,23 @@ export class MemoryStore implements Store {
     }
     if (admitted && slots !== undefined) {
       const full = this.take(client, slots)
-      if (full !== undefined) return full
+      if (full !== undefined) {
+        if (usage !== undefined) this.ledger.record(client, usage, false, cost)
+        return full
+      }
     }
     for (let i = 0; i < n; i++) this.commit(keys[i]!, out[i]!, admitted, now)
     if (!admitted && this.bans !== undefined) this.refused(client, now)
+    if (usage !== undefined) this.ledger.record(client, usage, admitted, cost)
     return out
+  }
+
+  usage (client: string, days: readonly string[]): UsageRow[] {
+    return this.ledger.usage(client, days)
+  }
+
+  topUsage (days: readonly string[], limit: number): UsageTotal[] {
+    return this.ledger.topUsage(days, limit)
   }
 
   /**
@@ -229,5 +252,6 @@ export class MemoryStore implements Store {
     this.cache.clear()
     this.banned.clear()
     this.refusals.clear()
+    this.ledger.clear()
   }
 }

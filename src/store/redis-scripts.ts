@@ -10,7 +10,9 @@
  * ARGV[2]           cost: what the request takes from every limit
  * ARGV[3..5]        bans: refusals that ban (0: none counted), their window ms, the ban's ms
  * ARGV[6]           m, the in-flight limits the request takes a slot in (KEYS[n+3..n+2+m])
- * ARGV[7+6(i-1)..]  policy i: algorithm (t, l, f, s; c: a fixed window over a calendar
+ * ARGV[7]           the usage ledger: how long the day's line (the last KEY, a hash) is
+ *                   kept in ms; 0: not recorded
+ * ARGV[8+6(i-1)..]  policy i: algorithm (t, l, f, s; c: a fixed window over a calendar
  *                   period, whose start is given in intervalMs' place and whose length
  *                   as windowMs), intervalMs, quota, windowMs, maxDelayMs, dry run (1/0)
  * then, with m > 0: the request's lease id, the lease's ms, and each in-flight limit's max
@@ -62,15 +64,32 @@ local function us(x) return math.floor(x * 1000 + 0.5) end
 local cost = tonumber(ARGV[2])
 local banAfter = tonumber(ARGV[3])
 local m = tonumber(ARGV[6])
+local usage = tonumber(ARGV[7])
 local n = #KEYS - 2 - m
+if usage > 0 then n = n - 1 end
+-- The usage ledger: the request admitted (with its cost) or refused, on the client's day.
+local function ledger(admitted)
+  if usage == 0 then return end
+  local line = KEYS[#KEYS]
+  if admitted then
+    redis.call('HINCRBY', line, 'admitted', 1)
+    redis.call('HINCRBY', line, 'cost', cost)
+  else
+    redis.call('HINCRBY', line, 'refused', 1)
+  end
+  redis.call('PEXPIRE', line, usage)
+end
 -- A ban (RATE_LIMIT_BAN_AFTER, or the admin API's) comes before any limit.
 local untilv = tonumber(redis.call('GET', KEYS[n + 1]))
-if untilv ~= nil and untilv > now then return {1, us(untilv - now)} end
+if untilv ~= nil and untilv > now then
+  ledger(false)
+  return {1, us(untilv - now)}
+end
 local admitted = true
 local oks, states, ttls, repairs = {}, {}, {}, {}
 local out = {0}
 for i = 1, n do
-  local b = 6 + ${ARGS_PER_POLICY} * (i - 1)
+  local b = 7 + ${ARGS_PER_POLICY} * (i - 1)
   local algo = ARGV[b + 1]
   local interval = tonumber(ARGV[b + 2])
   local quota = tonumber(ARGV[b + 3])
@@ -175,12 +194,15 @@ for i = 1, n do
   out[#out + 1] = us(delay)
 end
 if admitted and m > 0 then
-  local base = 7 + ${ARGS_PER_POLICY} * n
+  local base = 8 + ${ARGS_PER_POLICY} * n
   local lease, leaseMs = ARGV[base], tonumber(ARGV[base + 1])
   for j = 1, m do
     local key = KEYS[n + 2 + j]
     redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
-    if redis.call('ZCARD', key) >= tonumber(ARGV[base + 1 + j]) then return {2, j} end
+    if redis.call('ZCARD', key) >= tonumber(ARGV[base + 1 + j]) then
+      ledger(false)
+      return {2, j}
+    end
   end
   for j = 1, m do
     local key = KEYS[n + 2 + j]
@@ -213,6 +235,7 @@ if not admitted and banAfter > 0 then
     redis.call('SET', KEYS[n + 2], fmt(start) .. ' ' .. count, 'PX', math.max(ttlFloor, math.ceil(start + window - now)))
   end
 end
+ledger(admitted)
 return out
 `
 

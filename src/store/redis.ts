@@ -28,9 +28,13 @@ import { StoreConnectError } from '../errors.js'
 import { ALGORITHM_CODE, ARGS_PER_POLICY, BAN_LUA, CONSUME_LUA, CONSUME_SHA, INSPECT_LUA, RENEW_LUA, SETTLE_LUA } from './redis-scripts.js'
 import { decide, type State } from '../algorithms/index.js'
 import type { BanSettings, ClientState, DecisionWatcher, SharedStore } from './types.js'
+import { heaviest, type UsageMark, type UsageRow, type UsageTotal } from './usage.js'
 
 /** The callback of a command whose answer nobody needs (a failure included). */
 function ignoreReply (): void {}
+
+/** How soon refusals answered locally reach the Redis ledger. */
+const LEDGER_FLUSH_MS = 1000
 
 /** CONCURRENCY_LEASE_MS's default (config), for a store built without it. */
 const DEFAULT_LEASE_MS = 60_000
@@ -173,6 +177,10 @@ function samePolicies (a: readonly Policy[], b: readonly Policy[]): boolean {
   return true
 }
 
+function unescapeTag (subject: string): string {
+  return subject.replace(/%7B/g, '{').replace(/%7D/g, '}')
+}
+
 function escapeTag (subject: string): string {
   // A brace in a client-supplied id would end the hash tag early; keep tags unambiguous.
   return subject.indexOf('{') === -1 && subject.indexOf('}') === -1 ? subject : subject.replace(/\{/g, '%7B').replace(/\}/g, '%7D')
@@ -222,6 +230,9 @@ export class RedisStore implements SharedStore {
   /** In-flight slots this instance holds: lease id → keys (renewed until released). */
   private readonly held = new Map<string, string[]>()
   private renewer: NodeJS.Timeout | undefined
+  /** Ledger lines' refusals answered here, not yet added in Redis: count and the line's TTL. */
+  private readonly unrecorded = new Map<string, [number, number]>()
+  private ledgerFlush: NodeJS.Timeout | undefined
 
   constructor (opts: RedisStoreOptions) {
     this.settings = opts.settings
@@ -296,21 +307,90 @@ export class RedisStore implements SharedStore {
       : [`${this.prefix}{${c}}:ban`, `${this.prefix}{${c}}:ban-count`]
   }
 
-  consume (client: string, policies: readonly Policy[], cost: number, subjects?: readonly string[], slots?: SlotRequest): Decision[] | Promise<Decision[]> {
+  consume (client: string, policies: readonly Policy[], cost: number, subjects?: readonly string[], slots?: SlotRequest, usage?: UsageMark): Decision[] | Promise<Decision[]> {
     // The deny cache needs only the limits' keys: a refused client builds no other.
     const c = escapeTag(client)
     const keys = this.policyKeys(c, policies, subjects)
     const denied = this.bannedHere(client) ?? this.denied(keys, policies, cost)
-    if (denied !== undefined) return denied
+    if (denied !== undefined) {
+      // Refused here, not in Redis: the ledger hears of it with the next flush.
+      if (usage !== undefined) this.refusedHere(this.usageKey(c, usage.day), usage.ttlMs)
+      return denied
+    }
     this.pushBanKeys(keys, c)
     let slotKeys: string[] | undefined
     if (slots !== undefined) {
       slotKeys = this.slotKeysOf(client, slots.limits, slots.subjects)
       for (const key of slotKeys) keys.push(key)
     }
-    const command = new DecisionCommand(this, client, keys, policies, cost, subjects, slots, slotKeys, this.argsOf(keys, policies, cost, slots))
+    if (usage !== undefined) keys.push(this.usageKey(c, usage.day))
+    const command = new DecisionCommand(this, client, keys, policies, cost, subjects, slots, slotKeys, this.argsOf(keys, policies, cost, slots, usage))
     this.corkWrites()
     return this.client.sendCommand(command) as Promise<Decision[]>
+  }
+
+  /** A client's line in the usage ledger for a day (the client already escaped), in its decision's hash slot. */
+  private usageKey (c: string, day: string): string {
+    return this.singleSlot ? `${this.prefix}{*}:usage:${day}:${c}` : `${this.prefix}{${c}}:usage:${day}`
+  }
+
+  /** Which client and day a ledger line's key is for (what usageKey() built). */
+  private lineOf (key: string): [client: string, day: string] | undefined {
+    const single = `${this.prefix}{*}:usage:`
+    if (key.startsWith(single)) return [unescapeTag(key.slice(single.length + 11)), key.slice(single.length, single.length + 10)]
+    const m = /^\{(.*)\}:usage:(\d{4}-\d{2}-\d{2})$/.exec(key.slice(this.prefix.length))
+    return m === null ? undefined : [unescapeTag(m[1]!), m[2]!]
+  }
+
+  /** Refusals answered here (deny cache, a cached ban): added to the ledger within a second. */
+  private refusedHere (line: string, ttlMs: number): void {
+    const pending = this.unrecorded.get(line)
+    if (pending !== undefined) pending[0]++
+    else this.unrecorded.set(line, [1, ttlMs])
+    if (this.ledgerFlush === undefined) {
+      this.ledgerFlush = setTimeout(() => this.flushLedger(), LEDGER_FLUSH_MS)
+      this.ledgerFlush.unref()
+    }
+  }
+
+  private flushLedger (): void {
+    this.ledgerFlush = undefined
+    this.corkWrites()
+    // A flush that fails (Redis away) loses those refusals' count; their requests were answered.
+    for (const [line, [count, ttlMs]] of this.unrecorded) {
+      this.client.sendCommand(new Command('hincrby', [line, 'refused', String(count)], {}, ignoreReply))
+      this.client.sendCommand(new Command('pexpire', [line, String(ttlMs)], {}, ignoreReply))
+    }
+    this.unrecorded.clear()
+  }
+
+  async usage (client: string, days: readonly string[]): Promise<UsageRow[]> {
+    this.flushLedger()
+    const c = escapeTag(client)
+    const lines = await Promise.all(days.map(day => this.client.hmget(this.usageKey(c, day), 'admitted', 'refused', 'cost')))
+    return days.map((day, i) => ({ day, admitted: Number(lines[i]![0] ?? 0), refused: Number(lines[i]![1] ?? 0), cost: Number(lines[i]![2] ?? 0) }))
+  }
+
+  /** The ledger's lines of these days, found by SCAN on every master: an admin's question, never the hot path's. */
+  async topUsage (days: readonly string[], limit: number): Promise<UsageTotal[]> {
+    this.flushLedger()
+    const wanted = new Set(days)
+    const nodes = this.client instanceof Cluster ? this.client.nodes('master') : [this.client]
+    const lines: Array<[string, number, number, number]> = []
+    for (const node of nodes) {
+      let cursor = '0'
+      do {
+        const [next, keys] = await node.scan(cursor, 'MATCH', `${this.prefix}*:usage:*`, 'COUNT', 1000)
+        cursor = next
+        for (const key of keys) {
+          const line = this.lineOf(key)
+          if (line === undefined || !wanted.has(line[1])) continue
+          const [admitted, refused, cost] = await node.hmget(key, 'admitted', 'refused', 'cost')
+          lines.push([line[0], Number(admitted ?? 0), Number(refused ?? 0), Number(cost ?? 0)])
+        }
+      } while (cursor !== '0')
+    }
+    return heaviest(lines, limit)
   }
 
   /** The keys of a request's in-flight slots, in its decision's hash slot. */
@@ -322,7 +402,7 @@ export class RedisStore implements SharedStore {
   }
 
   /** EVALSHA's arguments: the script, the keys, then ARGV as CONSUME_LUA documents it. */
-  private argsOf (keys: string[], policies: readonly Policy[], cost: number, slots: SlotRequest | undefined): string[] {
+  private argsOf (keys: string[], policies: readonly Policy[], cost: number, slots: SlotRequest | undefined, usage: UsageMark | undefined): string[] {
     let perPolicy = this.policyArgs.get(policies)
     if (perPolicy === undefined) {
       perPolicy = policies.flatMap(p => policyArgs(p, 0))
@@ -330,7 +410,7 @@ export class RedisStore implements SharedStore {
     }
     const n = keys.length
     const m = slots === undefined ? 0 : slots.limits.length
-    const args: string[] = new Array(8 + n + perPolicy.length + (m === 0 ? 0 : 2 + m))
+    const args: string[] = new Array(9 + n + perPolicy.length + (m === 0 ? 0 : 2 + m))
     args[0] = CONSUME_SHA
     args[1] = String(n)
     for (let i = 0; i < n; i++) args[2 + i] = keys[i]!
@@ -341,6 +421,7 @@ export class RedisStore implements SharedStore {
     args[a++] = this.banArgs[1]!
     args[a++] = this.banArgs[2]!
     args[a++] = String(m)
+    args[a++] = usage === undefined ? '0' : String(usage.ttlMs)
     const first = a
     for (let i = 0; i < perPolicy.length; i++) args[a++] = perPolicy[i]!
     // A calendar period (a quota's month) is the gateway's to say: its start and length.
@@ -643,6 +724,10 @@ export class RedisStore implements SharedStore {
 
   async close (): Promise<void> {
     clearInterval(this.renewer)
+    if (this.ledgerFlush !== undefined) {
+      clearTimeout(this.ledgerFlush)
+      if (this.client.status === 'ready') this.flushLedger()
+    }
     this.held.clear()
     this.denials.clear()
     this.banned.clear()

@@ -8,6 +8,7 @@ import type { BanSettings, ConcurrencyLimit, Policy, SlotRequest } from '../core
 
 export type { BanSettings } from '../core/policy.js'
 import type { State } from '../algorithms/index.js'
+import type { UsageLedger, UsageMark } from './usage.js'
 
 /** Whether a store answered asynchronously (remote) rather than with the decisions at once. */
 export function isPromise<T> (v: T | Promise<T>): v is Promise<T> {
@@ -58,10 +59,12 @@ export interface DecidingStore {
    * @param slots    in-flight limits to take a slot in, in the same atomic step: only when
    *                 the request is admitted, and all or none; one full refuses the request
    *                 (one decision with `concurrency` set) and nothing is charged
+   * @param usage    where the request goes in the usage ledger (admitted with its cost, or
+   *                 refused), in the same atomic step; undefined: not recorded
    * @returns one decision per policy, in order. Synchronous stores return the array
    *          directly so the hot path pays no promise; remote stores return a promise.
    */
-  consume (client: string, policies: readonly Policy[], cost: number, subjects?: readonly string[], slots?: SlotRequest): Decision[] | Promise<Decision[]>
+  consume (client: string, policies: readonly Policy[], cost: number, subjects?: readonly string[], slots?: SlotRequest, usage?: UsageMark): Decision[] | Promise<Decision[]>
   /**
    * Gives back the slots a request took under `slots.lease` (at most once; an unknown lease
    * is ignored). Never waits: a remote store sends it and moves on (its leases expire).
@@ -79,7 +82,7 @@ export interface DecidingStore {
 }
 
 /** Administering clients: what the admin API uses. */
-export interface ClientAdmin {
+export interface ClientAdmin extends UsageLedger {
   /** A client's standing under these limits (never changes anything). */
   inspect (client: string, policies: readonly Policy[], slots?: readonly ConcurrencyLimit[]): ClientState | Promise<ClientState>
   /** Gives the client its full quota back under these limits, and clears its refusal count. */

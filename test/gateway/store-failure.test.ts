@@ -15,7 +15,7 @@ import { eventually } from '../helpers/load.js'
  */
 function store (consume: Store['consume']): Store {
   const nothing = () => { throw new Error('not used') }
-  return { kind: 'test', consume, release: nothing, settle: nothing, inspect: nothing, reset: nothing, ban: nothing, unban: nothing, size: () => 0, ready: () => true, mode: () => 'test', close: async () => {} }
+  return { kind: 'test', consume, release: nothing, settle: nothing, usage: nothing, topUsage: nothing, inspect: nothing, reset: nothing, ban: nothing, unban: nothing, size: () => 0, ready: () => true, mode: () => 'test', close: async () => {} }
 }
 const allow = (policies: readonly Policy[]): Decision[] =>
   policies.map(policy => ({ policy, allowed: true, remaining: 7, resetMs: 1500, retryAfterMs: 0, delayMs: 0 }))
