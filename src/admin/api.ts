@@ -165,7 +165,7 @@ export function adminApi (opts: AdminOptions, log: FastifyBaseLogger, token: str
         reply.type('text/csv; charset=utf-8')
         return toCsv(['client', 'admitted', 'refused', 'cost'], top.map(r => [r.client, r.admitted, r.refused, r.cost]))
       }
-      return { timeZone: config.timeZone, from: days[0], to: days.at(-1), clients: top }
+      return { timeZone: config.timeZone, retentionDays: config.usage.retentionDays, from: days[0], to: days.at(-1), clients: top }
     })
 
     api.get<{ Querystring: ClientQuery }>('/admin/clients', { schema: { querystring: CLIENT_QUERY } }, async request => {

@@ -68,6 +68,12 @@ export const DASHBOARD_HTML = `<!doctype html>
     <table><tbody id="rules"></tbody></table>
   </section>
   <section>
+    <h2>Usage by API key (<span id="usage-range">…</span>)</h2>
+    <table><thead><tr><th>key</th><th>admitted</th><th>refused</th><th>cost</th></tr></thead><tbody id="usage-top"></tbody></table>
+    <div class="muted" style="margin-top: 6px">admitted per day, <span id="usage-key">no key</span>: <span id="usage-days"></span></div>
+    <svg id="usage-chart" viewBox="0 0 120 40" preserveAspectRatio="none"><polyline id="usage-line" fill="none" stroke="#1565c0" stroke-width="0.8" points=""/></svg>
+  </section>
+  <section>
     <h2>Top offenders (last 5 minutes)</h2>
     <table><thead><tr><th>client</th><th>refusals</th></tr></thead><tbody id="offenders"></tbody></table>
   </section>
@@ -127,6 +133,44 @@ export const DASHBOARD_HTML = `<!doctype html>
     rows($('offenders'), s.offenders.length ? s.offenders.map(function (o) { return [o.client, o.count] }) : [['none', '']])
     $('updated').textContent = 'updated ' + new Date(now).toLocaleTimeString()
   }
+  // The usage ledger: the heaviest keys over the retained days, and one key's days as a line.
+  var USAGE_MS = 30000, usageKey = null, usageRange = null
+  function get (path) {
+    return fetch(path, { headers: { authorization: 'Bearer ' + token } }).then(function (res) {
+      if (!res.ok) throw new Error('HTTP ' + res.status)
+      return res.json()
+    })
+  }
+  function showKey (key) {
+    usageKey = key
+    $('usage-key').textContent = key
+    get('/admin/usage?client=' + encodeURIComponent(key) + '&from=' + usageRange.from + '&to=' + usageRange.to).then(function (u) {
+      var max = Math.max.apply(null, u.days.map(function (d) { return d.admitted }).concat([1]))
+      var step = 120 / Math.max(1, u.days.length - 1)
+      $('usage-line').setAttribute('points', u.days.map(function (d, i) {
+        return (i * step).toFixed(1) + ',' + (40 - 38 * d.admitted / max).toFixed(1)
+      }).join(' '))
+      $('usage-days').textContent = u.days.length + ' days, ' + u.total.admitted + ' admitted'
+    }, function () {})
+  }
+  function pollUsage () {
+    get('/admin/usage/top?limit=10').then(function (first) {
+      var to = first.to, n = first.retentionDays
+      var from = new Date(Date.parse(to + 'T00:00:00Z') - (n - 1) * 86400000).toISOString().slice(0, 10)
+      usageRange = { from: from, to: to }
+      $('usage-range').textContent = from + ' to ' + to + ', ' + first.timeZone
+      return get('/admin/usage/top?limit=10&from=' + from + '&to=' + to)
+    }).then(function (top) {
+      var tbody = $('usage-top')
+      rows(tbody, top.clients.length ? top.clients.map(function (c) { return [c.client, c.admitted, c.refused, c.cost] }) : [['none', '', '', '']])
+      Array.prototype.forEach.call(tbody.children, function (tr, i) {
+        var c = top.clients[i]
+        if (c) { tr.style.cursor = 'pointer'; tr.addEventListener('click', function () { showKey(c.client) }) }
+      })
+      if (top.clients.length) showKey(usageKey && top.clients.some(function (c) { return c.client === usageKey }) ? usageKey : top.clients[0].client)
+      setTimeout(pollUsage, USAGE_MS)
+    }, function () { setTimeout(pollUsage, USAGE_MS) })
+  }
   function poll () {
     fetch('/admin/stats', { headers: { authorization: 'Bearer ' + token } }).then(function (res) {
       if (res.status === 401) throw new Error('the token was refused')
@@ -147,8 +191,9 @@ export const DASHBOARD_HTML = `<!doctype html>
     sessionStorage.setItem('gw-admin-token', token)
     previous = null; history = []
     poll()
+    pollUsage()
   })
-  if (token) poll()
+  if (token) { poll(); pollUsage() }
 })()
 </script>
 </body>

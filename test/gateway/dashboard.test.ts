@@ -16,7 +16,7 @@ t.test('the dashboard, opened in headless Chromium, shows live numbers after tra
   const token = 'test-admin-token-0123456789'
   const gw = await startGateway(t, {
     UPSTREAM_URL: upstream.url, ADMIN_TOKEN: token, RATE_LIMIT_RATE: '1/h', RATE_LIMIT_BURST: '5',
-    RATE_LIMIT_TIERS: 'pro=100/s:200', API_KEYS: 'k-pro:pro',
+    RATE_LIMIT_TIERS: 'pro=100/s:200', API_KEYS: 'k-pro:pro', USAGE_LEDGER: 'true',
     RATE_LIMIT_RULES_FILE: rulesFile(t, [{ name: 'api', path: '/status/', rate: '100/s', refund: { status: ['5xx'] } }])
   })
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking'] })
@@ -67,6 +67,16 @@ t.test('the dashboard, opened in headless Chromium, shows live numbers after tra
   t.equal(await text('#factor'), '1')
   t.match(await text('#rules'), /\/status\/api 100\/s · refunds 5xx/, 'the rule, with what it gives back')
   t.match(await text('#settlements'), /api refund\s*[1-9]/, 'the 503s given back')
+
+  // The usage ledger, read when the page opens (and every 30 s): a reload shows the traffic's.
+  await page.reload()
+  await page.waitForFunction(() => /^key:/.test((globalThis as any).document.querySelector('#usage-top td')?.textContent ?? ''))
+  const cells = await page.$$eval('#usage-top tr:first-child td', tds => tds.map(td => td.textContent))
+  t.equal(cells.length, 4)
+  t.match(cells[0], /^key:/, 'the pro key (its digest)')
+  t.ok(Number(cells[1]) > 0 && cells[2] === '0' && cells[3] === cells[1], `admitted ${cells[1]}, refused ${cells[2]}, cost ${cells[3]}`)
+  await page.waitForFunction(() => (globalThis as any).document.getElementById('usage-line').getAttribute('points').split(' ').length === 90)
+  t.match(await text('#usage-days'), /^90 days, [1-9]\d* admitted$/, 'its days over the 90 kept, as a line')
 
   mkdirSync(ARTIFACTS, { recursive: true })
   const file = `${ARTIFACTS}dashboard.png`
