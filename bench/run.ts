@@ -121,6 +121,8 @@ async function main (): Promise<void> {
     ['redis-inflight', 'gateway, Redis store, with an in-flight limit', { ...allowed, CONCURRENCY_LIMIT: '1000', ...viaRedis('bench-g:') }, true],
     ['memory-settle', 'gateway, memory store, every response settled (`count`)', settled, false],
     ['redis-settle', 'gateway, Redis store, every response settled (`count`)', { ...settled, ...viaRedis('bench-h:') }, true],
+    ['memory-ledger', 'gateway, memory store, every request in the usage ledger', { ...allowed, USAGE_LEDGER: 'true', USAGE_LEDGER_IPS: 'true' }, false],
+    ['redis-ledger', 'gateway, Redis store, every request in the usage ledger', { ...allowed, USAGE_LEDGER: 'true', USAGE_LEDGER_IPS: 'true', ...viaRedis('bench-i:') }, true],
     ['refused-memory', 'gateway, memory store, every request over its limit', overLimit, false],
     ['refused-redis', 'gateway, Redis store, every request over its limit', { ...overLimit, ...viaRedis('bench-f:') }, true]
   ]
@@ -217,6 +219,7 @@ node:http + undici \`Pool.dispatch\`, the least a Node proxy can do.
 ${rows.join('\n')}
 
 An in-flight limit (\`CONCURRENCY_LIMIT\`, never reached here) adds ${(us('memory-inflight') - us('memory')).toFixed(1)} µs of CPU per request on the memory store and ${(us('redis-inflight') - us('redis')).toFixed(1)} µs on Redis (a lease taken in the same script, given back by a ZREM nothing waits for; redis-server's CPU per decision includes it).
+The usage ledger (\`USAGE_LEDGER=true\`, here with \`USAGE_LEDGER_IPS=true\` so that every request is recorded) adds ${(us('memory-ledger') - us('memory')).toFixed(1)} µs per request on the memory store and ${(us('redis-ledger') - us('redis')).toFixed(1)} µs on Redis (the day's hash written by the decision's own script: no extra round trip; redis-server's CPU per decision includes it).
 A route rule that settles every request by its response (\`count\`: each 200 given back; its own limit besides the client's) adds ${(us('memory-settle') - us('memory')).toFixed(1)} µs on the memory store and ${(us('redis-settle') - us('redis')).toFixed(1)} µs on Redis (a second limit in the decision, and one SETTLE_LUA call nothing waits for).
 
 Latency at a fixed ${rate} requests/s (${rate === halfCeiling ? 'half the ceiling\'s capacity on one core' : `the probe's own limit; half the ceiling's capacity would be ${halfCeiling}/s`}), ${LATENCY_S} s, medians of ${fixed.get('ceiling')!.length} rounds:

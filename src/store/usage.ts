@@ -87,10 +87,6 @@ export class MemoryLedger implements UsageLedger {
     return heaviest(lines, limit)
   }
 
-  get size (): number {
-    return this.lines.size
-  }
-
   clear (): void {
     this.lines.clear()
   }

@@ -112,3 +112,19 @@ t.test('QUOTA_PATH: a key holder reads its own quota, never through to the upstr
   clock.set(clock.now() + 1000)
   t.equal((await call(gw, 'k1', '/_quota')).status, 200, 'a second later, one more')
 })
+
+t.test('USAGE_LEDGER_IPS=true: clients without a key are in the ledger too, by address', async t => {
+  const upstream = await startUpstream(t)
+  const clock = new ManualClock(Date.UTC(2026, 10, 29, 12))
+  const gw = await startGateway(t, { UPSTREAM_URL: upstream.url, ADMIN_TOKEN: TOKEN, USAGE_LEDGER: 'true', USAGE_LEDGER_IPS: 'true', RATE_LIMIT_BURST: '2' }, { clock })
+  for (let i = 0; i < 3; i++) await call(gw)
+  t.same(JSON.parse((await admin(gw, '/admin/usage?ip=127.0.0.1&from=2026-11-29&to=2026-11-29')).body).days, [{ day: '2026-11-29', admitted: 2, refused: 1, cost: 2 }])
+})
+
+t.test('a key\'s quota: none, its tier\'s, or its own; a key never given one has nothing to take back', async t => {
+  const upstream = await startUpstream(t)
+  const gw = await startGateway(t, { UPSTREAM_URL: upstream.url, ADMIN_TOKEN: TOKEN, API_KEYS: 'plain' })
+  t.match(JSON.parse((await admin(gw, '/admin/keys/quota?apiKey=plain')).body), { tier: null, quota: null, source: 'none' })
+  const deleted = await send(`${gw.adminUrl}/admin/keys/quota?apiKey=plain`, { method: 'DELETE', headers: { authorization: `Bearer ${TOKEN}` } })
+  t.equal(deleted.status, 204)
+})

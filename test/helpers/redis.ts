@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { execFile } from 'node:child_process'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -97,6 +97,41 @@ export async function startRedis (t: Teardown, opts: RedisOptions = {}): Promise
   return server
 }
 
+/** Held by the test process running a cluster (a directory: mkdir is atomic), with its pid inside. */
+const CLUSTER_LOCK = join(tmpdir(), 'gw-test-redis-cluster.lock')
+
+/**
+ * Two clusters of six redis-servers at once, each under load, on a 2-core machine (tap runs
+ * two test files at a time) make each other's latencies the test: one cluster at a time,
+ * held until the test that started it ends. A lock left by a process that died is taken over.
+ */
+async function oneClusterAtATime (t: Teardown): Promise<void> {
+  const pidFile = join(CLUSTER_LOCK, 'pid')
+  for (;;) {
+    try {
+      mkdirSync(CLUSTER_LOCK)
+      writeFileSync(pidFile, String(process.pid))
+      break
+    } catch {
+      let holder = 0
+      try { holder = Number(readFileSync(pidFile, 'utf8')) } catch {}
+      if (holder === process.pid) break
+      if (holder > 0 && !isAlive(holder)) rmSync(CLUSTER_LOCK, { recursive: true, force: true })
+      else await new Promise(resolve => setTimeout(resolve, 100))
+    }
+  }
+  t.teardown(() => rmSync(CLUSTER_LOCK, { recursive: true, force: true }))
+}
+
+function isAlive (pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
 export interface ClusterOptions {
   /** Replicas per master (each promoted when its master fails). */
   replicas?: number
@@ -111,6 +146,7 @@ export interface ClusterOptions {
  * `replicas` per master. The first `masters` returned are the masters.
  */
 export async function startCluster (t: Teardown, masters = 3, opts: ClusterOptions = {}): Promise<RedisServer[]> {
+  await oneClusterAtATime(t)
   const dir = mkdtempSync(join(tmpdir(), 'gw-cluster-'))
   const nodes: RedisServer[] = []
   const count = masters * (1 + (opts.replicas ?? 0))

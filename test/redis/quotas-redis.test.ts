@@ -9,6 +9,7 @@ import { send } from '../helpers/http.js'
 import { eventually } from '../helpers/load.js'
 import { startRedis } from '../helpers/redis.js'
 import { startUpstream } from '../helpers/upstream.js'
+import { ManualClock } from '../../src/core/clock.js'
 
 const TOKEN = 'test-admin-token-0123456789'
 const usageOf = async (gw: TestGateway, key: string) => JSON.parse((await send(`${gw.adminUrl}/admin/usage?apiKey=${key}`, { headers: { authorization: `Bearer ${TOKEN}` } })).body).total as { admitted: number, refused: number, cost: number }
@@ -35,4 +36,49 @@ t.test('two instances on one Redis share a monthly quota and the ledger', async 
   const ttl = await redis.admin.pttl(lines[0]!)
   t.ok(ttl > 89 * 86_400_000 && ttl <= 90 * 86_400_000, `kept USAGE_RETENTION_DAYS (${ttl} ms)`)
   t.equal(upstream.total(), 5)
+})
+
+t.test('on Redis, the ledger\'s days are the gateway\'s (QUOTA_TIMEZONE), and equal what the upstream saw across midnight; a key\'s quota reaches every instance', async t => {
+  const redis = await startRedis(t)
+  const upstream = await startUpstream(t)
+  // The ledger's day is the gateway's clock's, here a manual one: a second before the next
+  // UTC midnight, then a second after it (the limits themselves run on Redis's clock).
+  const midnight = Math.ceil((Date.now() + 1) / 86_400_000) * 86_400_000
+  const clock = new ManualClock(midnight - 1000)
+  const env = { UPSTREAM_URL: upstream.url, STORE: 'redis', REDIS_URL: redis.url, ADMIN_TOKEN: TOKEN, USAGE_LEDGER: 'true', RATE_LIMIT_TIERS: 'free=100/s:100', API_KEYS: 'k1:free' }
+  const a = await startGateway(t, env, { clock })
+  const b = await startGateway(t, env, { clock })
+  const ping = (gw: TestGateway) => send(`${gw.url}/ping`, { headers: { 'x-api-key': 'k1' } })
+  for (let i = 0; i < 3; i++) t.equal((await ping(i % 2 === 0 ? a : b)).status, 200)
+  clock.set(midnight + 1000)
+  for (let i = 0; i < 2; i++) t.equal((await ping(i % 2 === 0 ? b : a)).status, 200)
+  const [before, after] = [new Date(midnight - 1000).toISOString().slice(0, 10), new Date(midnight).toISOString().slice(0, 10)]
+  const days = JSON.parse((await send(`${a.adminUrl}/admin/usage?apiKey=k1&from=${before}&to=${after}`, { headers: { authorization: `Bearer ${TOKEN}` } })).body).days
+  t.same(days.map((d: { day: string, admitted: number }) => [d.day, d.admitted]), [[before, 3], [after, 2]], 'three before midnight, two after')
+  t.equal(upstream.total(), 5)
+
+  const put = await send(`${a.adminUrl}/admin/keys/quota?apiKey=k1`, { method: 'PUT', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify({ quota: '500/mo' }) })
+  t.equal(put.status, 200)
+  t.ok(await eventually(async () => JSON.parse((await send(`${b.adminUrl}/admin/keys/quota?apiKey=k1`, { headers: { authorization: `Bearer ${TOKEN}` } })).body).quota === '500/mo', 5000), 'the other instance has the key\'s quota')
+  t.match((await ping(b)).headers['ratelimit-policy'], /"free-quota";q=500;/, 'and applies it')
+})
+
+t.test('Redis away: the quota endpoint answers 503; a store closing sends the refusals it still holds to the ledger', async t => {
+  const redis = await startRedis(t)
+  const upstream = await startUpstream(t)
+  const env = { UPSTREAM_URL: upstream.url, STORE: 'redis', REDIS_URL: redis.url, REDIS_TIMEOUT_MS: '200', QUOTA_PATH: '/_quota', RATE_LIMIT_TIERS: 'free=1/m:1+100/mo', API_KEYS: 'k1:free' }
+  const gw = await startGateway(t, env)
+  const call = () => send(`${gw.url}/ping`, { headers: { 'x-api-key': 'k1' } })
+  t.equal((await call()).status, 200)
+  t.equal((await call()).status, 429, 'refused by Redis (1 a minute)')
+  t.equal((await call()).status, 429, 'then by the deny cache, held for the ledger')
+  await gw.app.close()
+  const line = (await redis.admin.keys('rl:*usage*'))[0]!
+  t.same(await redis.admin.hgetall(line), { admitted: '1', refused: '2', cost: '1' }, 'the held refusal written on close')
+
+  const again = await startGateway(t, env)
+  await redis.kill()
+  const answer = await send(`${again.url}/_quota`, { headers: { 'x-api-key': 'k1' } })
+  t.equal(answer.status, 503)
+  t.match(JSON.parse(answer.body), { code: 'GW_STORE_UNAVAILABLE' })
 })
