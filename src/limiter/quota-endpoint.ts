@@ -20,6 +20,8 @@ import type { SelectLimits } from './limits.js'
 
 /** The endpoint's own limit, per address: 1 a second, 10 at once. */
 export const QUOTA_ENDPOINT_LIMIT = makePolicy('quota-endpoint', { rate: parseRate('1/s'), burst: 10, algorithm: 'token-bucket', maxDelayMs: 0, dryRun: false })
+/** The longest calendar period, in days (a month). */
+const MAX_PERIOD_DAYS = 31
 /** Addresses the endpoint's limit remembers at most. */
 const TRACKED = 10_000
 const KEY_REQUIRED = new QuotaKeyRequiredError()
@@ -61,11 +63,12 @@ export function createQuotaEndpoint (opts: QuotaEndpointOptions): QuotaEndpoint 
         : { periodStart: new Date(policy.calendar.periodStart(now)).toISOString(), periodEnd: new Date(policy.calendar.periodEnd(now)).toISOString() }
       return { name: policy.name, rate: policy.rate, quota: policy.quota, remaining: s.remaining, resetSeconds: Math.ceil(s.resetMs / 1000), ...period }
     })
-    // This quota period's usage: from the first day of the client's calendar quota (today without one).
-    const quota = policies.find(p => p.calendar !== undefined && p.name.endsWith('quota')) ?? policies.find(p => p.calendar !== undefined)
+    // This quota period's usage: from the first day of the client's quota (its first
+    // calendar limit; today without one), at most the days the ledger keeps.
+    const calendar = policies.find(p => p.calendar !== undefined)?.calendar
     const today = dayOf(now, opts.timeZone)
-    const from = quota === undefined ? today : dayOf(quota.calendar!.periodStart(now), opts.timeZone)
-    const days = daysBetween(from, today, opts.retentionDays) ?? [today]
+    const from = dayOf(calendar?.periodStart(now) ?? now, opts.timeZone)
+    const days = daysBetween(from, today, MAX_PERIOD_DAYS)!.slice(-opts.retentionDays)
     const rows = await store.usage(identity.key, days)
     const total = rows.reduce((t, r) => ({ admitted: t.admitted + r.admitted, refused: t.refused + r.refused, cost: t.cost + r.cost }), { admitted: 0, refused: 0, cost: 0 })
     return { client: identity.key, tier: identity.tier ?? null, limits, usage: { from: days[0], to: today, ...total } }
@@ -88,9 +91,8 @@ export function createQuotaEndpoint (opts: QuotaEndpointOptions): QuotaEndpoint 
         return
       }
       asked.set(address, d.state as number)
-      const header = request.headers[opts.apiKeyHeader]
-      const key = typeof header === 'string' ? header : undefined
-      if (key === undefined || !opts.apiKeys.has(key)) {
+      const key = request.headers[opts.apiKeyHeader]
+      if (typeof key !== 'string' || !opts.apiKeys.has(key)) {
         sendProblem(reply.header('www-authenticate', `ApiKey header="${opts.apiKeyHeader}"`), 401, KEY_REQUIRED_BODY)
         return
       }

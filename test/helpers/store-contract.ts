@@ -74,9 +74,9 @@ export const policy = (rate: string, burst: number, name = 'default', algorithm:
   makePolicy(name, { rate: parseRate(rate), burst, algorithm, maxDelayMs: extra.maxDelayMs ?? 0, dryRun: extra.dryRun ?? false })
 
 /** A quota: a fixed window over calendar periods (`N/d`, `N/w`, `N/mo`) in a time zone. */
-export const quota = (rate: string, zone = 'UTC', name = 'quota'): Policy => {
+export const quota = (rate: string, zone = 'UTC', name = 'quota', dryRun = false): Policy => {
   const spec = parseRate(rate)
-  return makePolicy(name, { rate: spec, burst: spec.count, algorithm: 'fixed-window', maxDelayMs: 0, dryRun: false, calendar: new Calendar(spec.calendar!, zone) })
+  return makePolicy(name, { rate: spec, burst: spec.count, algorithm: 'fixed-window', maxDelayMs: 0, dryRun, calendar: new Calendar(spec.calendar!, zone) })
 }
 
 const HOUR = 3_600_000
@@ -561,6 +561,15 @@ export const CONTRACT: ContractCase[] = [
       { at: 23 * HOUR, expect: [ok(0, { resetMs: 24 * HOUR })] },
       // 31 October 2027 00:00 CEST: clocks go back at 03:00.
       { at: Date.UTC(2027, 9, 30, 22) - Date.UTC(2027, 2, 27, 23), expect: [ok(0, { resetMs: 25 * HOUR })] }
+    ]
+  },
+  {
+    name: 'calendar month in dry run: counted and reported, never refusing',
+    origin: Date.UTC(2026, 10, 30, 12),
+    policies: [quota('1/mo', 'UTC', 'trial', true)],
+    steps: [
+      { at: 0, expect: [ok(0, { resetMs: 12 * HOUR })] },
+      { at: 1, expect: [no(12 * HOUR - 1, { remaining: 0 })] }
     ]
   }
 ]

@@ -162,7 +162,18 @@ for (const { fault, fullCoverage } of CASES) {
       const slotsOwners = [victim, promoted].map(n => `127.0.0.1:${nodes[n]!.port}`)
       for (const [i, { lines }] of logs.entries()) {
         const opened = lines.filter(l => String(l.msg).startsWith('redis unavailable')).map(l => String(l.node))
-        t.ok(opened.includes(slotsOwners[0]!) && opened.every(node => slotsOwners.includes(node)), `instance ${i + 1}: circuits opened for ${JSON.stringify(opened)}: only those of the failed node's slots (${slotsOwners.join(', ')})`)
+        t.ok(opened.includes(slotsOwners[0]!), `instance ${i + 1}: the failed node's circuit opened (${JSON.stringify(opened)})`)
+        // What each circuit answered with the fallback while open (logged when it closes). A
+        // healthy node's may open too when three decisions in a row time out on a loaded
+        // machine (50 ms is tight there), but its probe closes it within a probe interval.
+        let failed = 0
+        let healthy = 0
+        for (const l of lines) {
+          if (l.fallbackDecisions === undefined) continue
+          if (slotsOwners.includes(String(l.node))) failed += Number(l.fallbackDecisions)
+          else healthy += Number(l.fallbackDecisions)
+        }
+        t.ok(failed > 0 && healthy * 4 < failed, `instance ${i + 1}: the fallback answered ${failed} decisions for the failed node's slots, ${healthy} for the healthy nodes'`)
       }
     }
     t.comment(`polite client: ${gentle.sent} requests, worst ${max(gentle.latencies).toFixed(0)} ms`)

@@ -13,6 +13,7 @@ import { parseRules } from '../../src/config/rules.js'
 import { resolve } from '../../src/control/settings.js'
 import { createLimits } from '../../src/limiter/limits.js'
 import { MemoryStore } from '../../src/store/memory.js'
+import { heaviest } from '../../src/store/usage.js'
 import { apiKeyId, type Identity } from '../../src/identity/identify.js'
 import { policy } from '../helpers/store-contract.js'
 
@@ -84,4 +85,8 @@ t.test('the memory store\'s ledger counts every refusal: a ban, a full in-flight
   t.equal(store.consume('c', one, 1, undefined, undefined, mark)[0]!.banned, true)
   t.same(store.usage('c', ['2026-11-29']), [{ day: '2026-11-29', admitted: 1, refused: 3, cost: 1 }])
   t.same(parseRate('3/mo').calendar, 'month')
+})
+
+t.test('the heaviest clients: most admitted, then most cost, then by name', async t => {
+  t.same(heaviest([['b', 5, 0, 5], ['a', 5, 0, 5], ['c', 5, 1, 9], ['d', 7, 0, 1], ['a', 0, 2, 0]], 3).map(u => u.client), ['d', 'c', 'a'])
 })
