@@ -21,21 +21,11 @@ import {
   freePort, has, interleave, latencyAtFixedRate, load, median, runBench, start, startGatewayProcess, startRedis, startUpstream, waitFor,
   type Sample, type Target
 } from './harness.js'
+import { nginxMainConfig } from '../test/helpers/nginx.js'
 
 function nginxConfig (dir: string, port: number, upstreamPort: number): string {
   const conf = join(dir, 'nginx.conf')
-  writeFileSync(conf, `
-worker_processes 1;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/body;
-  proxy_temp_path ${dir}/proxy;
-  fastcgi_temp_path ${dir}/fastcgi;
-  uwsgi_temp_path ${dir}/uwsgi;
-  scgi_temp_path ${dir}/scgi;
+  writeFileSync(conf, nginxMainConfig(dir, `
   limit_req_zone $binary_remote_addr zone=clients:10m rate=100000r/s;
   limit_req_zone $binary_remote_addr zone=tight:10m rate=1r/m;
   limit_req_status 429;
@@ -52,9 +42,7 @@ http {
       limit_req zone=tight;
       proxy_pass http://app;
     }
-  }
-}
-`)
+  }`, 4096))
   return conf
 }
 
@@ -130,6 +118,10 @@ async function main (): Promise<void> {
     const gw = await startGatewayProcess(upstream, env)
     targets.push({ name, label, url: gw.url, pid: gw.pid, ...(usesRedis ? { redis, redisPid } : {}) })
   }
+  // The decision listener (MODE=decision), asked about GET /ping: allowed, as a proxy asks.
+  const decisionPort = await freePort()
+  const decider = await startGatewayProcess(upstream, { ...allowed, MODE: 'decision', DECISION_PORT: String(decisionPort) })
+  targets.push({ name: 'decision', label: 'decision listener (MODE=decision), every answer 200', url: `http://127.0.0.1:${decisionPort}/ping`, pid: decider.pid })
 
   if (has('nginx')) {
     const dir = mkdtempSync(join(tmpdir(), 'gw-bench-nginx-'))
@@ -193,6 +185,7 @@ async function main (): Promise<void> {
     ['redis-server ≤ 20 µs per decision', med('redis', 'redisUsPerDecision').toFixed(1) + ' µs', med('redis', 'redisUsPerDecision') <= 20],
     ['rejection path (memory) ≤ 0.5× the ceiling', ratio('refused-memory', 'ceiling').toFixed(2) + '×', ratio('refused-memory', 'ceiling') <= 0.5],
     ['rejection path (Redis) ≤ 0.5× the ceiling', ratio('refused-redis', 'ceiling').toFixed(2) + '×', ratio('refused-redis', 'ceiling') <= 0.5],
+    ['a decision (MODE=decision) ≤ the inline rejection path (memory)', `${us('decision').toFixed(1)} vs ${us('refused-memory').toFixed(1)} µs`, us('decision') <= us('refused-memory')],
     ['Redis round trips per refused request = 0 (deny cache)', med('refused-redis', 'redisPerRequest').toFixed(4), med('refused-redis', 'redisPerRequest') < 0.001],
     [`p99 at ${rate}/s within 1 ms of the ceiling's (memory)`, `+${(fixedMed('memory', 'p99') - fixedMed('ceiling', 'p99')).toFixed(2)} ms`, fixedMed('memory', 'p99') - fixedMed('ceiling', 'p99') <= 1],
     [`p99 at ${rate}/s within 1 ms of the ceiling's (Redis)`, `+${(fixedMed('redis', 'p99') - fixedMed('ceiling', 'p99')).toFixed(2)} ms`, fixedMed('redis', 'p99') - fixedMed('ceiling', 'p99') <= 1],

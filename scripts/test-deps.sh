@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # `npm test`'s prerequisites beyond npm, installed when missing (Debian packages):
-# redis-server (the tests start real servers and kill them) and Chromium (the dashboard
-# test drives it headless through playwright-core). Run by `pretest`.
+# redis-server (the tests start real servers and kill them), Chromium (the dashboard
+# test drives it headless through playwright-core), nginx-light and caddy (the decision
+# listener is tested behind their auth_request and forward_auth; both run as the tests'
+# own processes on loopback ports, never as services). Run by `pretest`.
 set -uo pipefail
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 [ -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] || need+=(chromium)
+command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
+command -v caddy >/dev/null 2>&1 || need+=(caddy)
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "test: installing ${need[*]} (Debian packages)"
 if [ "$(id -u)" -eq 0 ]; then sudo=""
@@ -14,5 +18,13 @@ else
   echo "test: ${need[*]} missing and no way to install them here: apt-get install ${need[*]}" >&2
   exit 1
 fi
-$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null \
-  || { echo "test: could not install ${need[*]}" >&2; exit 1; }
+# A package must not start its service (nginx would take port 80): policy-rc.d says no,
+# Debian's way, for the install only, where nothing said so already.
+guard=""
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null && $sudo chmod +x /usr/sbin/policy-rc.d && guard=1
+fi
+$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+installed=$?
+[ -n "$guard" ] && $sudo rm -f /usr/sbin/policy-rc.d
+[ "$installed" -eq 0 ] || { echo "test: could not install ${need[*]}" >&2; exit 1; }

@@ -12,6 +12,7 @@ import type { Config } from './config/index.js'
 import { createIdentify } from './identity/identify.js'
 import { limiterPlugin } from './limiter/plugin.js'
 import { createQuotaEndpoint } from './limiter/quota-endpoint.js'
+import { buildDecisionListener } from './decision/index.js'
 import { registerProxy } from './proxy/index.js'
 import { addHygieneHook } from './proxy/hygiene.js'
 import { createGatewayListener } from './proxy/listener.js'
@@ -38,7 +39,10 @@ export interface AppDeps {
 
 export interface App {
   readonly config: Config
+  /** The client listener (PORT): with MODE=decision, built but never listening. */
   readonly gateway: FastifyInstance
+  /** The decision listener (DECISION_PORT), if on. */
+  readonly decision: FastifyInstance | undefined
   readonly admin: FastifyInstance
   /** Undefined when RATE_LIMIT_ENABLED=false. */
   readonly store: Store | undefined
@@ -50,8 +54,8 @@ export interface App {
   readonly alerts: Alerts | undefined
   /** With Redis: the fleet-wide settings sync. */
   readonly sync: SettingsSync | undefined
-  /** Whether UPSTREAM_URL accepts connections (start-up warning, /readyz). */
-  readonly upstream: UpstreamProbe
+  /** Whether UPSTREAM_URL accepts connections (start-up warning, /readyz); undefined without one. */
+  readonly upstream: UpstreamProbe | undefined
   /**
    * Reads RATE_LIMIT_RULES_FILE again and puts its rules in force; a bad file is logged
    * and the rules in force stay. Returns whether new rules were applied.
@@ -88,30 +92,39 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
   }
   const rules = new RulesFile({ config, manager, counted: result => metrics.rulesReloads[result].inc(), log: log.child({ component: 'rules' }) })
 
-  if (store !== undefined) {
-    const quota = config.quotaPath === undefined
-      ? undefined
-      : createQuotaEndpoint({ path: config.quotaPath, store, limits: manager.holder, apiKeyHeader: config.apiKeyHeader, apiKeys: config.apiKeys, timeZone: config.timeZone, retentionDays: config.usage.retentionDays, clock })
-    const usage = { ips: config.usage.ips, retentionDays: config.usage.retentionDays, timeZone: config.timeZone }
-    await gateway.register(limiterPlugin, { store, identify: createIdentify(config), limits: manager.holder, headers: config.headers, observer: observe.limiter, clock, usage, quota })
-  } else {
-    addHygieneHook(gateway)
+  // The limiter as the inline path and the decision listener both run it: one code path.
+  const limiter = store === undefined
+    ? undefined
+    : { store, identify: createIdentify(config), limits: manager.holder, headers: config.headers, observer: observe.limiter, clock, usage: { ips: config.usage.ips, retentionDays: config.usage.retentionDays, timeZone: config.timeZone } }
+  if (config.mode === 'proxy') {
+    if (limiter !== undefined) {
+      const quota = config.quotaPath === undefined
+        ? undefined
+        : createQuotaEndpoint({ path: config.quotaPath, store: store!, limits: manager.holder, apiKeyHeader: config.apiKeyHeader, apiKeys: config.apiKeys, timeZone: config.timeZone, retentionDays: config.usage.retentionDays, clock })
+      await gateway.register(limiterPlugin, { ...limiter, quota })
+    } else {
+      addHygieneHook(gateway)
+    }
+    await registerProxy(gateway, {
+      upstreamUrl: config.upstreamUrl!,
+      timeoutMs: config.upstreamTimeoutMs,
+      connections: config.upstreamConnections,
+      isTrustedPeer: (address) => isTrusted(address, 0),
+      observer: observe.upstream(adaptive && ((ms, bad) => adaptive.observe(ms, bad)))
+    })
   }
-  await registerProxy(gateway, {
-    upstreamUrl: config.upstreamUrl,
-    timeoutMs: config.upstreamTimeoutMs,
-    connections: config.upstreamConnections,
-    isTrustedPeer: (address) => isTrusted(address, 0),
-    observer: observe.upstream(adaptive && ((ms, bad) => adaptive.observe(ms, bad)))
-  })
+  const decision = config.decision === undefined || limiter === undefined
+    ? undefined
+    : await buildDecisionListener({ config, log, isTrusted, limiter, denyStatus: config.decision.denyStatus })
 
-  const upstream = new UpstreamProbe(config.upstreamUrl)
+  const upstream = config.upstreamUrl === undefined ? undefined : new UpstreamProbe(config.upstreamUrl)
   const admin = buildAdmin({ upstream, logger: log, config, store, state, manager, sync, metrics, offenders: observe.offenders, clock })
 
   let closing: Promise<void> | undefined
   return {
     config,
     gateway,
+    decision,
     admin,
     store,
     state,
@@ -129,9 +142,12 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
         state.draining = true
         // server.close() closes the connections idle at that moment only; a keep-alive
         // connection whose in-flight request finishes later would hold the drain open.
-        const sweep = setInterval(() => gateway.server.closeIdleConnections(), DRAIN_SWEEP_MS)
+        const sweep = setInterval(() => {
+          gateway.server.closeIdleConnections()
+          decision?.server.closeIdleConnections()
+        }, DRAIN_SWEEP_MS)
         try {
-          await gateway.close()
+          await Promise.all([gateway.close(), decision?.close()])
         } finally {
           clearInterval(sweep)
         }

@@ -39,7 +39,8 @@ export async function main (env: Record<string, string | undefined> = process.en
     return undefined
   }
   try {
-    await app.gateway.listen({ port: config.port, host: config.host })
+    if (config.mode === 'proxy') await app.gateway.listen({ port: config.port, host: config.host })
+    if (app.decision !== undefined) await app.decision.listen({ port: config.decision!.port, host: config.decision!.host })
     await app.admin.listen({ port: config.adminPort, host: config.adminHost })
   } catch (err) {
     logger.fatal({ err }, 'could not listen')
@@ -48,7 +49,9 @@ export async function main (env: Record<string, string | undefined> = process.en
     return undefined
   }
   logger.info({
+    mode: config.mode,
     upstream: config.upstreamUrl,
+    decisionPort: config.decision?.port,
     rateLimiting: config.rateLimitEnabled,
     store: config.store,
     storeFailureMode: config.storeFailureMode,
@@ -58,7 +61,7 @@ export async function main (env: Record<string, string | undefined> = process.en
     rules: config.rules.length
   }, 'gateway ready')
   // Not a reason to stop: in a compose stack the upstream may come up after the gateway.
-  void warnIfUnreachable(app.upstream, logger, config.upstreamUrl)
+  if (app.upstream !== undefined) void warnIfUnreachable(app.upstream, logger, config.upstreamUrl!)
 
   let closing: Promise<void> | undefined
   function shutdown (signal: string): Promise<void> {
@@ -68,6 +71,7 @@ export async function main (env: Record<string, string | undefined> = process.en
       const force = setTimeout(() => {
         logger.warn('drain timeout reached; closing remaining connections')
         app.gateway.server.closeAllConnections()
+        app.decision?.server.closeAllConnections()
       }, config.shutdownTimeoutMs)
       force.unref()
       try {

@@ -54,7 +54,7 @@ export function buildAdmin (opts: AdminOptions): FastifyInstance {
       store: opts.store ? { kind: opts.store.kind, mode: opts.store.mode(), ready: storeReady } : null,
       // Shown, not judged: requests get 502 while it is down, and the gateway itself (its
       // limits, its answers) is ready; an orchestrator restarting it would not help.
-      upstream: await opts.upstream.check()
+      upstream: opts.upstream === undefined ? null : await opts.upstream.check()
     }
   })
 

@@ -23,7 +23,8 @@ export interface AdminOptions {
   sync: SettingsSync | undefined
   metrics: Metrics
   offenders: TopOffenders
-  upstream: UpstreamProbe
+  /** Undefined without UPSTREAM_URL (MODE=decision). */
+  upstream: UpstreamProbe | undefined
   /** Today's date for the usage ledger's default range. */
   clock: Clock
 }

@@ -89,8 +89,12 @@ export interface Config {
   /** Client listener. */
   readonly port: number
   readonly host: string
-  /** Where allowed requests go (no trailing slash). */
-  readonly upstreamUrl: string
+  /** Where allowed requests go (no trailing slash); undefined with MODE=decision and no UPSTREAM_URL. */
+  readonly upstreamUrl: string | undefined
+  /** `proxy`: limit and forward (and answer DECISION_PORT if set); `decision`: only answer DECISION_PORT. */
+  readonly mode: 'proxy' | 'decision'
+  /** The decision listener (DECISION_PORT, DECISION_HOST); undefined: off. */
+  readonly decision: { readonly port: number, readonly host: string, readonly denyStatus: number } | undefined
   /** No upstream response headers by then → 504; also the body idle timeout. */
   readonly upstreamTimeoutMs: number
   /** Keep-alive connections the gateway holds open to the upstream. */
@@ -177,11 +181,14 @@ export interface Config {
 /** The environment schema. `description` doubles as the "what it accepts" of an error. */
 const ENV_SCHEMA = {
   type: 'object',
-  required: ['UPSTREAM_URL'],
   properties: {
+    MODE: { type: 'string', enum: ['proxy', 'decision'], default: 'proxy', description: 'proxy (limit and forward) or decision (answer other proxies\' questions only)' },
+    DECISION_PORT: { type: 'integer', minimum: 0, maximum: 65535, description: 'a TCP port 0-65535' },
+    DECISION_HOST: { type: 'string', minLength: 1, default: '127.0.0.1', description: 'an address to listen on' },
+    DECISION_DENY_STATUS: { type: 'integer', minimum: 400, maximum: 499, default: 429, description: 'a 4xx status, e.g. 429, or 403 for nginx auth_request' },
     PORT: { type: 'integer', minimum: 0, maximum: 65535, default: DEFAULT_PORT, description: 'a TCP port 0-65535' },
     HOST: { type: 'string', minLength: 1, default: '0.0.0.0', description: 'an address to listen on' },
-    UPSTREAM_URL: { type: 'string', description: 'an http:// or https:// URL' },
+    UPSTREAM_URL: { type: 'string', description: 'an http:// or https:// URL (required unless MODE=decision)' },
     UPSTREAM_TIMEOUT_MS: { type: 'integer', minimum: 1, maximum: 3_600_000, default: DEFAULT_UPSTREAM_TIMEOUT_MS, description: 'milliseconds, 1-3600000' },
     UPSTREAM_CONNECTIONS: { type: 'integer', minimum: 1, maximum: 65_536, default: DEFAULT_UPSTREAM_CONNECTIONS, description: 'a connection count, 1-65536' },
     REQUEST_HEADERS_TIMEOUT_MS: { type: 'integer', minimum: 100, maximum: 600_000, default: DEFAULT_HEADERS_TIMEOUT_MS, description: 'milliseconds, 100-600000' },
@@ -354,6 +361,9 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
     throw new ConfigError(describeSchemaErrors((err as { errors: AjvError[] }).errors))
   }
 
+  if (raw.UPSTREAM_URL === undefined && raw.MODE === 'proxy') throw new ConfigError('UPSTREAM_URL is required (an http:// or https:// URL; not with MODE=decision)')
+  if (raw.MODE === 'decision' && raw.DECISION_PORT === undefined) throw new ConfigError('DECISION_PORT is required with MODE=decision (the port other proxies ask on)')
+  if (raw.MODE === 'decision' && !raw.RATE_LIMIT_ENABLED) throw new ConfigError('RATE_LIMIT_ENABLED=false leaves MODE=decision nothing to decide')
   const apiKeys = field('API_KEYS', () => parseApiKeys(raw.API_KEYS))
   if (raw.API_KEYS_FILE !== '') {
     field('API_KEYS_FILE', () => parseApiKeys(readFileSync(raw.API_KEYS_FILE, 'utf8'), apiKeys))
@@ -425,7 +435,9 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
   const config: Config = {
     port: raw.PORT,
     host: raw.HOST,
-    upstreamUrl: field('UPSTREAM_URL', () => parseUpstreamUrl(raw.UPSTREAM_URL)),
+    upstreamUrl: raw.UPSTREAM_URL === undefined ? undefined : field('UPSTREAM_URL', () => parseUpstreamUrl(raw.UPSTREAM_URL!)),
+    mode: raw.MODE,
+    decision: raw.DECISION_PORT === undefined ? undefined : { port: raw.DECISION_PORT, host: raw.DECISION_HOST, denyStatus: raw.DECISION_DENY_STATUS },
     upstreamTimeoutMs: raw.UPSTREAM_TIMEOUT_MS,
     upstreamConnections: raw.UPSTREAM_CONNECTIONS,
     headersTimeoutMs: raw.REQUEST_HEADERS_TIMEOUT_MS,

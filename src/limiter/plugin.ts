@@ -154,6 +154,14 @@ export interface LimiterOptions {
   usage: { readonly ips: boolean, readonly retentionDays: number, readonly timeZone: string }
   /** QUOTA_PATH's endpoint, answered here instead of going upstream; undefined: off. */
   quota?: QuotaEndpoint
+  /** The status of a request over a limit (default 429; the decision listener's DECISION_DENY_STATUS). */
+  denyStatus?: number
+  /**
+   * Whether the limiter sees the response (default true): in-flight slots are released and
+   * charges settled when it ends. The decision listener does not: there, in-flight limits
+   * are not taken and `count`/`refund`/`costHeader` charges stand.
+   */
+  afterResponse?: boolean
 }
 
 const RATE_LIMITED_CODE = new RateLimitedError().code
@@ -186,6 +194,8 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
   const days = new LedgerDays<UsageMark>(opts.usage.timeZone, day => Object.freeze({ day, ttlMs: ledgerTtlMs }))
   const ledgerIps = opts.usage.ips
   const quota = opts.quota
+  const denyStatus = opts.denyStatus ?? 429
+  const afterResponse = opts.afterResponse ?? true
   const settler: Settler = { store, observer }
   // Lease ids name a request's slots in a store shared by instances: unique per instance.
   const instance = randomBytes(6).toString('base64url')
@@ -208,7 +218,7 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
     observer.outcome('concurrency_limited')
     observer.refused(identity.key, limit.name, false)
     const body = `${CONCURRENCY_START}${JSON.stringify(`"${limit.name}" reached: at most ${limit.max} requests in progress; retry in 1 s.`).slice(1)},"code":"${CONCURRENCY_LIMITED_CODE}","policy":${JSON.stringify(limit.name)},"retryAfter":1}`
-    writeRefusal(reply, 429, draftHeaders ? ['ratelimit-policy', limit.policyItem, 'retry-after', '1'] : ['retry-after', '1'], body)
+    writeRefusal(reply, denyStatus, draftHeaders ? ['ratelimit-policy', limit.policyItem, 'retry-after', '1'] : ['retry-after', '1'], body)
   }
   const storeErrorLog = createThrottledLog(app.log, 'warn', 'rate-limit store failed; answering 503')
   app.decorateRequest('gwHeaders', null)
@@ -233,7 +243,7 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
       : `${LIMITED_START}${JSON.stringify(`"${d.policy.name}" exceeded; retry in ${retryAfter} s.`).slice(1)},"code":"${RATE_LIMITED_CODE}","policy":${JSON.stringify(d.policy.name)},"retryAfter":${retryAfter}}`
     const headers = limitHeaders ?? []
     headers.push('retry-after', String(retryAfter))
-    writeRefusal(reply, outcome === 'banned' ? 403 : 429, headers, body)
+    writeRefusal(reply, outcome === 'banned' ? 403 : denyStatus, headers, body)
   }
 
   /** Acts on the store's decisions: refuses (429/403), holds (leaky bucket) or lets through. */
@@ -269,7 +279,7 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
     }
     if (limitHeaders !== undefined) reply.request.gwHeaders = limitHeaders
     // Charged up front; the response settles it (count, refund, costHeader).
-    if (selection.settle !== undefined) reply.request.gwSettle = new Settlement(settler, selection.settle, identity.key, selection, decisions, chargedAt)
+    if (afterResponse && selection.settle !== undefined) reply.request.gwSettle = new Settlement(settler, selection.settle, identity.key, selection, decisions, chargedAt)
     // Admitted: the store took the request's in-flight slots; they come back when its
     // response closes, however it ends (done, the client gone, the upstream failed, a held
     // request dropped).
@@ -319,7 +329,7 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
       letThrough('skipped', done)
       return
     }
-    const slots: SlotRequest | undefined = selection.slots === undefined
+    const slots: SlotRequest | undefined = !afterResponse || selection.slots === undefined
       ? undefined
       : { limits: selection.slots, subjects: selection.slotSubjects, lease: `${instance}:${++leases}` }
     let result: Decision[] | Promise<Decision[]>

@@ -81,7 +81,7 @@ export function createQuotaEndpoint (opts: QuotaEndpointOptions): QuotaEndpoint 
 
     answer (request: FastifyRequest, reply: FastifyReply): void {
       // Its own limit first, per address: unknown keys cannot flood it either.
-      const address = request.socket.remoteAddress ?? ''
+      const address = request.ip
       const now = clock.now()
       const d = tokenBucket(asked.get(address), QUOTA_ENDPOINT_LIMIT, now, 1)
       if (!d.allowed) {

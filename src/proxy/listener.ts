@@ -54,8 +54,8 @@ function clientErrorHandler (err: Error & { code?: string }, socket: Duplex): vo
  * @param isTrusted proxy-addr's trust function for TRUST_PROXY (which X-Forwarded-For hops
  *                  are believed)
  */
-export function createGatewayListener (config: Config, log: FastifyBaseLogger, isTrusted: (address: string, hop: number) => boolean): FastifyInstance {
-  const gatewayLog = log.child({ listener: 'gateway' })
+export function createGatewayListener (config: Config, log: FastifyBaseLogger, isTrusted: (address: string, hop: number) => boolean, name = 'gateway'): FastifyInstance {
+  const gatewayLog = log.child({ listener: name })
   // One logger for every request, from error up: below that, fastify writes a line per
   // failed request (a client aborting, the upstream down), which an attacker turns into a
   // log flood; the gateway's own warnings are throttled or aggregated. Shared rather than

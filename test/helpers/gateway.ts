@@ -16,9 +16,12 @@ import type { Store } from '../../src/store/types.js'
 
 export interface TestGateway {
   app: App
+  /** The client listener (not listening with MODE=decision). */
   url: string
   adminUrl: string
   port: number
+  /** The decision listener's URL, when DECISION_PORT is set. */
+  decisionUrl: string
 }
 
 export interface GatewayOptions {
@@ -45,12 +48,14 @@ export async function startGateway (t: Teardown, env: Record<string, string>, op
     ...(opts.store ? { store: opts.store } : {})
   })
   t.teardown(() => app.close())
-  await app.gateway.listen({ port: 0, host: config.host })
+  if (config.mode === 'proxy') await app.gateway.listen({ port: 0, host: config.host })
+  if (app.decision !== undefined) await app.decision.listen({ port: 0, host: config.decision!.host })
   await app.admin.listen({ port: 0, host: config.adminHost })
-  const port = (app.gateway.server.address() as AddressInfo).port
+  const port = config.mode === 'proxy' ? (app.gateway.server.address() as AddressInfo).port : 0
   const adminPort = (app.admin.server.address() as AddressInfo).port
   const host = config.host.includes(':') ? `[${config.host}]` : config.host
-  return { app, port, url: `http://${host}:${port}`, adminUrl: `http://127.0.0.1:${adminPort}` }
+  const decisionUrl = app.decision === undefined ? '' : `http://127.0.0.1:${(app.decision.server.address() as AddressInfo).port}`
+  return { app, port, url: `http://${host}:${port}`, adminUrl: `http://127.0.0.1:${adminPort}`, decisionUrl }
 }
 
 /** A rules file (RATE_LIMIT_RULES_FILE) holding these rules, removed when the test ends. */

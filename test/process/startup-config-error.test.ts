@@ -68,9 +68,11 @@ t.test('an unreachable Redis at start-up exits 1 saying what failed', async t =>
   const { code, stderr, lingeredMs } = await run({ UPSTREAM_URL: 'http://127.0.0.1:1', HOST: '127.0.0.1', PORT: String(await freePort()), ADMIN_PORT: String(await freePort()), STORE: 'redis', REDIS_URL: `redis://127.0.0.1:${redisPort}`, REDIS_CONNECT_TIMEOUT_MS: '500', LOG_LEVEL: 'silent' })
   t.equal(code, 1)
   t.match(stderr, /^start-up error: Redis was not ready within 500 ms: .*ECONNREFUSED.* \[GW_STORE_CONNECT_FAILED\]\n$/)
-  t.ok(Date.now() - started < 5000, 'gave up after the bound')
+  // Bounds with slack for a loaded machine (a node start alone can take seconds there):
+  // what they catch is a retry that never gives up, and the 2 s it once lingered.
+  t.ok(Date.now() - started < 15_000, 'gave up after the bound')
   // It lingered 2 s (ioredis's disconnectTimeout on the refused socket) before.
-  t.ok(lingeredMs < 600, `exited ${Math.round(lingeredMs)} ms after saying why`)
+  t.ok(lingeredMs < 1500, `exited ${Math.round(lingeredMs)} ms after saying why`)
 })
 
 t.test('npm start reads .env from the working directory; variables already set win', async t => {

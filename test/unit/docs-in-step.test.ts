@@ -21,3 +21,9 @@ t.test('every variable is in .env.example with its default, and in the README\'s
   const defaults = loadConfig({ UPSTREAM_URL: 'http://127.0.0.1:8080' })
   t.same(fromExample, defaults, '.env.example holds the defaults')
 })
+
+t.test('the README shows the nginx and Caddy files the decision tests run, verbatim', async t => {
+  const readme = read('README.md')
+  t.ok(readme.includes('```nginx\n' + read('docs/nginx-auth-request.conf') + '```'), 'docs/nginx-auth-request.conf')
+  t.ok(readme.includes('```caddyfile\n' + read('docs/Caddyfile') + '```'), 'docs/Caddyfile')
+})

@@ -24,6 +24,7 @@ const LAYERS: readonly string[][] = [
   ['proxy'],
   ['limiter'],
   ['control'],
+  ['decision'], // the limiter as a service for other proxies
   ['admin'],
   ['app.ts', 'healthcheck.ts'],
   ['server.ts'],
