@@ -45,8 +45,9 @@ t.test('leaky bucket: requests over the rate reach the upstream spaced at the le
   const sorted = [...gaps].sort((a, b) => a - b)
   const median = sorted[Math.floor(sorted.length / 2)]!
   t.ok(median >= 45 && median <= 55, `the upstream saw one request every ~50 ms (median gap ${median.toFixed(1)} ms)`)
-  // A timer firing a few ms late shortens the gap after it; none comes close to two at once.
-  t.ok(sorted[0]! >= 25, `never two at once (smallest gap ${sorted[0]!.toFixed(1)} ms)`)
+  // A timer firing late shortens the gap after it by as much (tens of ms on a loaded
+  // machine); two at once would be a gap of a millisecond or less.
+  t.ok(sorted[0]! >= 5, `never two at once (smallest gap ${sorted[0]!.toFixed(1)} ms)`)
   const span = arrivals[arrivals.length - 1]! - arrivals[0]!
   t.ok(Math.abs(span - (admitted - 1) * 50) <= 40, `spread over ${span.toFixed(0)} ms for ${admitted} requests (${(admitted - 1) * 50} at exactly 20/s)`)
 })
