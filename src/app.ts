@@ -43,6 +43,8 @@ export interface App {
   readonly gateway: FastifyInstance
   /** The decision listener (DECISION_PORT), if on. */
   readonly decision: FastifyInstance | undefined
+  /** The client-facing listeners: the gateway's, and the decision listener if on (draining, shutdown). */
+  readonly listeners: readonly FastifyInstance[]
   readonly admin: FastifyInstance
   /** Undefined when RATE_LIMIT_ENABLED=false. */
   readonly store: Store | undefined
@@ -120,11 +122,13 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
   const upstream = config.upstreamUrl === undefined ? undefined : new UpstreamProbe(config.upstreamUrl)
   const admin = buildAdmin({ upstream, logger: log, config, store, state, manager, sync, metrics, offenders: observe.offenders, clock })
 
+  const listeners = decision === undefined ? [gateway] : [gateway, decision]
   let closing: Promise<void> | undefined
   return {
     config,
     gateway,
     decision,
+    listeners,
     admin,
     store,
     state,
@@ -142,12 +146,9 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
         state.draining = true
         // server.close() closes the connections idle at that moment only; a keep-alive
         // connection whose in-flight request finishes later would hold the drain open.
-        const sweep = setInterval(() => {
-          gateway.server.closeIdleConnections()
-          decision?.server.closeIdleConnections()
-        }, DRAIN_SWEEP_MS)
+        const sweep = setInterval(() => { for (const l of listeners) l.server.closeIdleConnections() }, DRAIN_SWEEP_MS)
         try {
-          await Promise.all([gateway.close(), decision?.close()])
+          await Promise.all(listeners.map(async l => await l.close()))
         } finally {
           clearInterval(sweep)
         }

@@ -70,8 +70,7 @@ export async function main (env: Record<string, string | undefined> = process.en
       // Past the drain bound, cut the remaining connections so the process still exits.
       const force = setTimeout(() => {
         logger.warn('drain timeout reached; closing remaining connections')
-        app.gateway.server.closeAllConnections()
-        app.decision?.server.closeAllConnections()
+        for (const listener of app.listeners) listener.server.closeAllConnections()
       }, config.shutdownTimeoutMs)
       force.unref()
       try {

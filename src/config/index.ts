@@ -263,17 +263,17 @@ export function variableNames (): string[] {
 /** The environment as validated (defaults applied, numbers and booleans coerced): the schema's own type. */
 type RawEnv = FromSchema<typeof ENV_SCHEMA>
 
-interface AjvError { instancePath: string, message: string, params: { missingProperty?: string } }
+interface AjvError { instancePath: string, message: string }
 
 /** Turns env-schema's ajv errors into one line per variable, each saying what it accepts. */
 function describeSchemaErrors (errors: AjvError[]): string {
   const props = ENV_SCHEMA.properties as Record<string, { description: string }>
   const lines = new Set<string>()
   for (const e of errors) {
-    const name = e.params.missingProperty ?? e.instancePath.replace(/^\//, '')
+    const name = e.instancePath.replace(/^\//, '')
     // Every property has a description; unknown variables are dropped, never reported.
     const accepts = props[name]!.description
-    lines.add(e.params.missingProperty !== undefined ? `${name} is required (${accepts})` : `${name} ${e.message} (expected ${accepts})`)
+    lines.add(`${name} ${e.message} (expected ${accepts})`)
   }
   return [...lines].join('; ')
 }

@@ -47,6 +47,9 @@ t.test('MODE=decision: no UPSTREAM_URL needed; a trusted proxy\'s X-Forwarded-* 
   const counts = (await gw.app.metrics.requestsTotal.get()).values
   t.equal(counts.find(v => v.labels.outcome === 'limited')?.value, 2, 'counted as the inline path counts')
 
+  const withBody = await send(`${gw.decisionUrl}/`, { method: 'POST', headers: { 'content-type': 'text/plain', 'x-forwarded-for': '203.0.113.20' }, body: 'the original\'s body, as Envoy may send it' })
+  t.equal(withBody.status, 200, 'a question with a body: answered, the body never read')
+  t.match(JSON.parse((await send(`${gw.adminUrl}/readyz`)).body), { status: 'ready', upstream: null }, '/readyz: no upstream to show')
   t.equal((await ask(gw, { 'x-forwarded-uri': 'login' })).status, 400, 'a URI that is not a path')
   t.equal((await ask(gw, { 'x-forwarded-method': 'GE T' })).status, 400, 'a method that is not one')
   t.equal((await ask(gw, { 'x-forwarded-uri': '/a/../../etc' })).status, 400, 'a path climbing out, as inline')
