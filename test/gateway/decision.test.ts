@@ -64,12 +64,14 @@ t.test('an asker outside TRUST_PROXY is the client itself: its X-Forwarded-For i
 
 t.test('beside the proxy: DECISION_PORT with MODE=proxy; in-flight limits and settlements apply inline only', async t => {
   const upstream = await startUpstream(t)
-  const rules = rulesFile(t, [{ name: 'api', path: '/api', rate: '2/m', concurrency: 1, refund: { status: ['5xx'] } }])
+  const rules = rulesFile(t, [{ name: 'health', path: '/healthz', skip: true }, { name: 'api', path: '/api', rate: '2/m', concurrency: 1, refund: { status: ['5xx'] } }])
   const gw = await startGateway(t, { UPSTREAM_URL: upstream.url, DECISION_PORT: '0', RATE_LIMIT_RULES_FILE: rules, CONCURRENCY_LIMIT: '1' })
   t.equal((await send(`${gw.url}/ping`)).status, 200, 'the proxy runs too')
   // Nothing releases a slot after a question: none is taken, so questions never run out of them.
   for (let i = 0; i < 2; i++) t.equal((await ask(gw, { 'x-forwarded-uri': '/api/x' })).status, 200)
   t.equal((await ask(gw, { 'x-forwarded-uri': '/api/x' })).status, 429, 'the rate limit holds; nothing was given back')
+  const skipped = await ask(gw, { 'x-forwarded-uri': '/healthz' })
+  t.same([skipped.status, skipped.headers['ratelimit'], skipped.headers['x-ratelimit-limit']], [200, undefined, undefined], 'a skip rule: allowed, with no limit headers')
 })
 
 t.test('MODE=decision needs DECISION_PORT; MODE=proxy needs UPSTREAM_URL', async t => {
