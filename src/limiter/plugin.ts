@@ -324,7 +324,8 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
       letThrough('allowlisted', done)
       return
     }
-    const selection = limits.current(request, identity)
+    const select = limits.current
+    const selection = select(request, identity)
     if (selection === SKIP) {
       letThrough('skipped', done)
       return
@@ -336,8 +337,10 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
     // Which window holds the charge, for a refund (settle.ts). On Redis the script decides on
     // TIME: a gateway clock off by d misplaces only charges within d of a window boundary,
     // and then gives back nothing, or from the next window's count.
-    const chargedAt = selection.settle === undefined ? 0 : clock.now()
-    const usage = limits.current.ledger && (identity.source === 'api-key' || (ledgerIps && identity.source === 'ip')) ? days.at(clock.now()) : undefined
+    const recorded = select.ledger && (identity.source === 'api-key' || (ledgerIps && identity.source === 'ip'))
+    // One clock read, only when a settlement or the ledger needs it.
+    const now = recorded || selection.settle !== undefined ? clock.now() : 0
+    const usage = recorded ? days.at(now) : undefined
     try {
       result = store.consume(identity.key, selection.policies, selection.cost, selection.subjects, slots, usage)
     } catch (err) {
@@ -345,9 +348,9 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
       return
     }
     if (isPromise(result)) {
-      result.then(d => answer(reply, identity, d, started, done, slots, selection, chargedAt), err => storeFailed(reply, err))
+      result.then(d => answer(reply, identity, d, started, done, slots, selection, now), err => storeFailed(reply, err))
     } else {
-      answer(reply, identity, result, started, done, slots, selection, chargedAt)
+      answer(reply, identity, result, started, done, slots, selection, now)
     }
   })
 }, { name: 'gateway-limiter', fastify: '5.x' })
