@@ -3,13 +3,18 @@
 # redis-server (the tests start real servers and kill them), Chromium (the dashboard
 # test drives it headless through playwright-core), nginx-light and caddy (the decision
 # listener is tested behind their auth_request and forward_auth; both run as the tests'
-# own processes on loopback ports, never as services). Run by `pretest`.
+# own processes on loopback ports, never as services), prometheus and
+# prometheus-alertmanager (the alerting rules and the Grafana dashboard's queries are
+# checked by a real Prometheus scraping a gateway, its alert delivered by a real
+# Alertmanager; both are the tests' own processes too). Run by `pretest`.
 set -uo pipefail
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 [ -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] || need+=(chromium)
 command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
 command -v caddy >/dev/null 2>&1 || need+=(caddy)
+command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "test: installing ${need[*]} (Debian packages)"
 if [ "$(id -u)" -eq 0 ]; then sudo=""

@@ -30,9 +30,9 @@ export class Observability {
   private inFlightNow = 0
 
   constructor ({ config, log, clock, store, factors }: ObservabilityOptions) {
-    this.metrics = new Metrics({ store, factors, inFlight: () => this.inFlightNow })
-    this.violations = new ViolationLog(log.child({ component: 'violations' }), config.violationLogIntervalMs)
     this.offenders = new TopOffenders(clock)
+    this.metrics = new Metrics({ store, factors, inFlight: () => this.inFlightNow, topClientRate: () => this.offenders.topRate() })
+    this.violations = new ViolationLog(log.child({ component: 'violations' }), config.violationLogIntervalMs)
     this.alerts = config.alerts && new Alerts(config.alerts, log.child({ component: 'alerts' }), clock)
   }
 
@@ -43,6 +43,7 @@ export class Observability {
     refused: (client: string, policy: string, dryRun: boolean): void => {
       this.violations.record(client, policy, dryRun)
       if (dryRun) return
+      this.metrics.refused(policy)
       this.offenders.record(client)
       this.alerts?.record(client, policy)
     },

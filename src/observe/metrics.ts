@@ -47,6 +47,8 @@ export interface MetricsSources {
   factors: () => { emergency: number, adaptive: number }
   /** Requests of this instance holding in-flight slots now. */
   inFlight: () => number
+  /** Refusals per second of the client refused most over the last minute. */
+  topClientRate: () => number
 }
 
 export class Metrics {
@@ -61,6 +63,9 @@ export class Metrics {
   readonly upstreamFailures: Record<'unavailable' | 'timeout', { inc: () => void }>
   readonly rulesReloads: Record<'applied' | 'rejected', { inc: () => void }>
   readonly settingsChanges: Counter
+  /** Refusals (not dry run) per policy: a counter child per policy name, made once. */
+  private readonly refusals: Counter
+  private readonly refusalsByPolicy = new Map<string, Counter.Internal>()
   /** Charges settled by the response, per rule and kind (count/refund, costHeader). */
   readonly settlements: Counter
   /** Cost headers the upstream left out or sent unusable, per rule and reason. */
@@ -95,6 +100,12 @@ export class Metrics {
     const reloads = new Counter({ name: 'gateway_rules_reloads_total', help: 'Rules file reloads by result', labelNames: ['result'], registers })
     this.rulesReloads = { applied: zero(reloads.labels('applied')), rejected: zero(reloads.labels('rejected')) }
     this.settingsChanges = new Counter({ name: 'gateway_settings_changes_total', help: 'Runtime settings applied (from this instance or the fleet)', registers })
+    this.refusals = new Counter({
+      name: 'gateway_refusals_total',
+      help: 'Requests refused (429 or the deny status), per policy that refused them: a rate limit, a quota, a concurrency limit, a ban (not dry run)',
+      labelNames: ['policy'],
+      registers
+    })
     this.settlements = new Counter({
       name: 'gateway_charge_settlements_total',
       help: 'Charges settled by the response under a route rule: refund (count/refund by status), post_charge and cost_refund (costHeader above or below the up-front cost)',
@@ -131,6 +142,12 @@ export class Metrics {
       registers,
       collect: () => { inFlightGauge.set(this.inFlight()) }
     })
+    const topClient: Gauge = new Gauge({
+      name: 'gateway_top_client_refusals_per_second',
+      help: 'Refusals per second of the one client refused most over the last minute (which client: /admin/offenders); 0 when nobody is refused',
+      registers,
+      collect: () => { topClient.set(sources.topClientRate()) }
+    })
     new Gauge({
       name: 'gateway_limit_factor',
       help: 'Factor every limit is scaled by: emergency (admin API) and adaptive (upstream health)',
@@ -143,6 +160,16 @@ export class Metrics {
       }
     })
     collectDefaultMetrics({ register: this.registry })
+  }
+
+  /** A refusal by `policy` (bounded: policy names come from the configuration). */
+  refused (policy: string): void {
+    let child = this.refusalsByPolicy.get(policy)
+    if (child === undefined) {
+      child = this.refusals.labels(policy)
+      this.refusalsByPolicy.set(policy, child)
+    }
+    child.inc()
   }
 
   /** A response from the upstream, by status class (fastify only sends 100-599). */

@@ -73,4 +73,36 @@ export class TopOffenders {
     return [...sum].map(([client, c]) => ({ client, count: c.count, error: c.error }))
       .sort((a, b) => b.count - a.count).slice(0, n)
   }
+
+  /**
+   * Refusals per second of the client refused most over the last minute: for each client,
+   * this minute's count plus the last minute's weighted by the part of it still inside the
+   * sliding minute (the sliding-window estimate). 0 when nobody was refused.
+   * gateway_top_client_refusals_per_second, the gauge the refusal alert watches.
+   */
+  topRate (): number {
+    const now = this.clock.now()
+    const minute = Math.floor(now / MINUTE_MS)
+    const weight = 1 - (now - minute * MINUTE_MS) / MINUTE_MS
+    let current: Map<string, Counter> | undefined
+    let previous: Map<string, Counter> | undefined
+    for (const slot of this.slots) {
+      if (slot.minute === minute) current = slot.counters
+      else if (slot.minute === minute - 1) previous = slot.counters
+    }
+    let max = 0
+    if (current !== undefined) {
+      for (const [client, c] of current) {
+        const n = c.count + (previous?.get(client)?.count ?? 0) * weight
+        if (n > max) max = n
+      }
+    }
+    if (previous !== undefined) {
+      for (const [client, c] of previous) {
+        if (current?.has(client) === true) continue
+        if (c.count * weight > max) max = c.count * weight
+      }
+    }
+    return max / 60
+  }
 }

@@ -43,6 +43,12 @@ t.test('/metrics: Prometheus text, requests by outcome, latency histograms, stor
   t.equal(value(families.get('gateway_store_mode'), { mode: 'redis' }), 0)
   t.ok((value(families.get('gateway_tracked_clients')) ?? 0) >= 2)
   t.equal(value(families.get('gateway_limit_factor'), { source: 'emergency' }), 1)
+  const refusals = families.get('gateway_refusals_total')
+  t.equal(refusals?.type, 'counter')
+  t.equal(refusals?.samples.reduce((sum, s) => sum + s.value, 0), 5, 'refusals by policy: the 4 limited and the ban')
+  t.ok(refusals?.samples.every(s => s.labels.policy !== undefined && s.labels.policy !== ''), 'each under its policy')
+  const topRate = value(families.get('gateway_top_client_refusals_per_second'))!
+  t.ok(topRate > 3 / 60 && topRate <= 4 / 60 + 1e-9, `the client refused most: 4 refusals in the last minute, ${topRate}/s`)
   t.ok(families.has('process_cpu_seconds_total') && families.has('nodejs_eventloop_lag_seconds'), 'the process metrics too')
 
   for (const f of families.values()) {

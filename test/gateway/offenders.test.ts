@@ -36,6 +36,22 @@ t.test('space-saving: the heaviest clients are found in bounded memory, over the
   t.same(top.top(10).map(o => o.client).sort(), ['minute-2', 'minute-3', 'minute-4', 'minute-5', 'minute-6'], 'five minutes kept')
 })
 
+t.test('topRate: the refusals per second of the client refused most over a sliding minute', async t => {
+  const clock = new ManualClock(1_795_000_020_000 - (1_795_000_020_000 % 60_000))
+  const top = new TopOffenders(clock)
+  t.equal(top.topRate(), 0, 'nobody refused')
+  for (let i = 0; i < 120; i++) top.record('a')
+  for (let i = 0; i < 60; i++) top.record('b')
+  t.equal(top.topRate(), 2, '120 in this minute: 2/s')
+  clock.advance(90_000) // half way into the next minute: the last minute counts half
+  for (let i = 0; i < 30; i++) top.record('b')
+  t.equal(top.topRate(), 1, 'a: 120 × ½ = 60, b: 30 + 60 × ½ = 60 → 1/s')
+  top.record('b')
+  t.equal(top.topRate(), 61 / 60, 'b leads now')
+  clock.advance(120_000)
+  t.equal(top.topRate(), 0, 'two minutes later: nothing in the sliding minute')
+})
+
 t.test('GET /admin/offenders lists the clients refused most', async t => {
   const upstream = await startUpstream(t)
   const token = 'test-admin-token-0123456789'

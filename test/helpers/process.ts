@@ -33,6 +33,33 @@ export async function waitFor (url: string, deadlineMs = 10_000): Promise<void> 
   }
 }
 
+/**
+ * A real peer (nginx, Caddy, Prometheus, Alertmanager) as this test's own process,
+ * stopped at teardown; resolves once `url` answers (with 200 if `ok200`), or throws with
+ * what it wrote to stderr.
+ */
+export async function startPeer (t: Teardown, command: string, args: string[], env: Record<string, string>, url: string, ok200 = false): Promise<ChildProcess> {
+  const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] })
+  let stderr = ''
+  child.stderr!.on('data', (chunk: Buffer) => { stderr = (stderr + chunk.toString()).slice(-20_000) })
+  t.teardown(async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return
+    const exited = once(child, 'exit')
+    child.kill('SIGTERM')
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5_000)
+    await exited
+    clearTimeout(timer)
+  })
+  const until = Date.now() + 15_000
+  for (;;) {
+    if (child.exitCode !== null) break
+    if (await send(url).then(r => !ok200 || r.status === 200, () => false)) return child
+    if (Date.now() > until) break
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
+  throw new Error(`${command} did not start: ${stderr}`)
+}
+
 export interface GatewayProcess {
   child: ChildProcess
   port: number

@@ -5,15 +5,13 @@
  * docs/Caddyfile as they are (only the ports changed), the gateway in MODE=decision beside.
  */
 import t from 'tap'
-import { spawn } from 'node:child_process'
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { startGateway, type TestGateway } from '../helpers/gateway.js'
 import { send } from '../helpers/http.js'
-import { eventually } from '../helpers/load.js'
-import { freePort } from '../helpers/process.js'
+import { freePort, startPeer } from '../helpers/process.js'
 import { nginxMainConfig } from '../helpers/nginx.js'
 import { startRedis } from '../helpers/redis.js'
 import type { Teardown } from '../helpers/tap.js'
@@ -34,15 +32,6 @@ function withPorts (text: string, proxy: string, upstream: TestUpstream, gateway
   return out
 }
 
-async function started (t: Teardown, command: string, args: string[], env: Record<string, string>, url: string): Promise<void> {
-  const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] })
-  let stderr = ''
-  child.stderr!.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
-  t.teardown(() => { child.kill('SIGTERM') })
-  const up = await eventually(async () => child.exitCode === null && await send(url).then(() => true, () => false), 10_000)
-  if (!up) throw new Error(`${command} did not start: ${stderr}`)
-}
-
 async function startNginx (t: Teardown, upstream: TestUpstream, gateway: TestGateway): Promise<string> {
   const dir = mkdtempSync(join(tmpdir(), 'gw-nginx-'))
   // nginx's workers run as nobody when started by root: their temp paths must be open to them.
@@ -51,7 +40,7 @@ async function startNginx (t: Teardown, upstream: TestUpstream, gateway: TestGat
   const proxy = `127.0.0.1:${await freePort()}`
   writeFileSync(join(dir, 'site.conf'), withPorts(NGINX_SITE, proxy, upstream, gateway))
   writeFileSync(join(dir, 'nginx.conf'), nginxMainConfig(dir, `  include ${dir}/site.conf;`))
-  await started(t, 'nginx', ['-c', join(dir, 'nginx.conf'), '-p', dir, '-g', 'daemon off;'], {}, `http://${proxy}/_started`)
+  await startPeer(t, 'nginx', ['-c', join(dir, 'nginx.conf'), '-p', dir, '-g', 'daemon off;'], {}, `http://${proxy}/_started`)
   return `http://${proxy}`
 }
 
@@ -61,7 +50,7 @@ async function startCaddy (t: Teardown, upstream: TestUpstream, gateway: TestGat
   const proxy = `127.0.0.1:${await freePort()}`
   // Test-only global options: no admin endpoint (:2019 is anyone's), no certificates.
   writeFileSync(join(dir, 'Caddyfile'), `{\n\tadmin off\n\tauto_https off\n}\n\n${withPorts(CADDYFILE, proxy, upstream, gateway)}`)
-  await started(t, 'caddy', ['run', '--config', join(dir, 'Caddyfile'), '--adapter', 'caddyfile'], { HOME: dir, XDG_DATA_HOME: dir, XDG_CONFIG_HOME: dir }, `http://${proxy}/_started`)
+  await startPeer(t, 'caddy', ['run', '--config', join(dir, 'Caddyfile'), '--adapter', 'caddyfile'], { HOME: dir, XDG_DATA_HOME: dir, XDG_CONFIG_HOME: dir }, `http://${proxy}/_started`)
   return `http://${proxy}`
 }
 
