@@ -92,13 +92,17 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
     // Redis answered a moment ago; if it fails now, the version check catches up later.
     await sync.start().catch((err: unknown) => log.warn({ err }, 'settings sync: could not subscribe yet; checking the stored version periodically'))
   }
+  // Tracing's SDK is loaded only when tracing is on (an OTLP endpoint is set).
+  const tracing = config.tracing === undefined ? undefined : new (await import('./observe/tracing.js')).Tracing(config.tracing, config.upstreamUrl)
   const rules = new RulesFile({ config, manager, counted: result => metrics.rulesReloads[result].inc(), log: log.child({ component: 'rules' }) })
 
   // The limiter as the inline path and the decision listener both run it: one code path.
   const limiter = store === undefined
     ? undefined
-    : { store, identify: createIdentify(config), limits: manager.holder, headers: config.headers, observer: observe.limiter, clock, usage: { ips: config.usage.ips, retentionDays: config.usage.retentionDays, timeZone: config.timeZone } }
+    : { store, identify: createIdentify(config), limits: manager.holder, headers: config.headers, observer: observe.limiter, clock, usage: { ips: config.usage.ips, retentionDays: config.usage.retentionDays, timeZone: config.timeZone }, trace: tracing }
   if (config.mode === 'proxy') {
+    // The request's span starts before anything else runs on it.
+    if (tracing !== undefined) await gateway.register(tracing.plugin)
     if (limiter !== undefined) {
       const quota = config.quotaPath === undefined
         ? undefined
@@ -112,12 +116,13 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
       timeoutMs: config.upstreamTimeoutMs,
       connections: config.upstreamConnections,
       isTrustedPeer: (address) => isTrusted(address, 0),
-      observer: observe.upstream(adaptive && ((ms, bad) => adaptive.observe(ms, bad)))
+      observer: observe.upstream(adaptive && ((ms, bad) => adaptive.observe(ms, bad))),
+      tracer: tracing
     })
   }
   const decision = config.decision === undefined || limiter === undefined
     ? undefined
-    : await buildDecisionListener({ config, log, isTrusted, limiter, denyStatus: config.decision.denyStatus })
+    : await buildDecisionListener({ config, log, isTrusted, limiter, denyStatus: config.decision.denyStatus, tracing: tracing?.plugin })
 
   const upstream = config.upstreamUrl === undefined ? undefined : new UpstreamProbe(config.upstreamUrl)
   const admin = buildAdmin({ upstream, logger: log, config, store, state, manager, sync, metrics, offenders: observe.offenders, clock })
@@ -155,6 +160,8 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
         await admin.close()
         adaptive?.close()
         observe.close()
+        // The spans of the requests drained above are exported before the process ends.
+        await tracing?.close()
         await sync?.close()
         await store?.close()
       })()

@@ -10,6 +10,7 @@ import { isTimeZone } from '../algorithms/calendar.js'
 import { ALGORITHMS, type AlgorithmName, type BanSettings, type LimitSpec } from '../core/policy.js'
 import { parseRate, type RateSpec } from '../core/rate.js'
 import { checkWindowRate, loadRulesFile, type Rule, type RulesContext } from './rules.js'
+import { parseTracing, TRACING_SCHEMA_PROPERTIES, type TracingSettings } from './tracing.js'
 import {
   parseAllowlist, parseApiKeys, parseDuration, parseHeaderName, parseQuota, parseTiers, parseWebhookUrl, parseHostPorts, parseKeyBy, parseRedisUrl, parseTrustProxy, parseUpstreamUrl,
   type Allowlist, type HostPort, type KeySource
@@ -18,6 +19,7 @@ import {
 export type { Allowlist, HostPort, KeySource } from './parse.js'
 export type { RateSpec } from '../core/rate.js'
 export type { Rule, RuleLimit, RulesContext } from './rules.js'
+export type { TracingSettings } from './tracing.js'
 export type { AlgorithmName, BanSettings, LimitSpec } from '../core/policy.js'
 
 export const DEFAULT_PORT = 8000
@@ -176,6 +178,8 @@ export interface Config {
   readonly logLevel: string
   /** Upper bound on draining in-flight requests at shutdown. */
   readonly shutdownTimeoutMs: number
+  /** OpenTelemetry tracing (OTEL_* variables); undefined: off. */
+  readonly tracing: TracingSettings | undefined
 }
 
 /** The environment schema. `description` doubles as the "what it accepts" of an error. */
@@ -251,7 +255,8 @@ const ENV_SCHEMA = {
     ADAPTIVE_MIN_FACTOR: { type: 'number', exclusiveMinimum: 0, maximum: 1, default: 0.25, description: 'a factor above 0, at most 1' },
     ADAPTIVE_INTERVAL_MS: { type: 'integer', minimum: 100, maximum: 600_000, default: 2000, description: 'milliseconds, 100-600000' },
     LOG_LEVEL: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', description: 'fatal, error, warn, info, debug, trace or silent' },
-    SHUTDOWN_TIMEOUT_MS: { type: 'integer', minimum: 0, maximum: 3_600_000, default: DEFAULT_SHUTDOWN_TIMEOUT_MS, description: 'milliseconds, 0-3600000' }
+    SHUTDOWN_TIMEOUT_MS: { type: 'integer', minimum: 0, maximum: 3_600_000, default: DEFAULT_SHUTDOWN_TIMEOUT_MS, description: 'milliseconds, 0-3600000' },
+    ...TRACING_SCHEMA_PROPERTIES
   }
 } as const
 
@@ -482,7 +487,8 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
     alerts,
     adaptive,
     logLevel: raw.LOG_LEVEL,
-    shutdownTimeoutMs: raw.SHUTDOWN_TIMEOUT_MS
+    shutdownTimeoutMs: raw.SHUTDOWN_TIMEOUT_MS,
+    tracing: parseTracing(raw)
   }
   return deepFreeze(config)
 }

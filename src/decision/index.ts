@@ -18,7 +18,7 @@
  * The listener never sees the original response: in-flight limits are not taken and
  * charges are not settled here (they apply inline only).
  */
-import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
+import type { FastifyBaseLogger, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import type { Config } from '../config/index.js'
 import { BadRequestError, renderProblem, sendProblem } from '../errors.js'
 import { limiterPlugin, type LimiterOptions } from '../limiter/plugin.js'
@@ -32,6 +32,8 @@ export interface DecisionOptions {
   /** The limiter, as the inline path has it (its store, limits, observer). */
   limiter: Omit<LimiterOptions, 'denyStatus' | 'afterResponse' | 'quota'>
   denyStatus: number
+  /** Tracing's plugin (a server span per question, about the original request), if on. */
+  tracing?: FastifyPluginAsync
 }
 
 const METHOD_RE = /^[A-Za-z]{1,20}$/
@@ -81,6 +83,7 @@ function admitted (request: FastifyRequest, reply: FastifyReply): void {
 export async function buildDecisionListener (opts: DecisionOptions): Promise<FastifyInstance> {
   const app = createGatewayListener(opts.config, opts.log, opts.isTrusted, 'decision')
   app.addHook('onRequest', describeOriginal)
+  if (opts.tracing !== undefined) await app.register(opts.tracing)
   await app.register(limiterPlugin, { ...opts.limiter, denyStatus: opts.denyStatus, afterResponse: false })
   // A question has no body worth reading (Envoy may send the original's): never parsed.
   app.removeAllContentTypeParsers()

@@ -162,6 +162,13 @@ export interface LimiterOptions {
    * are not taken and `count`/`refund`/`costHeader` charges stand.
    */
   afterResponse?: boolean
+  /** Tracing (on with an OTLP endpoint): told each decision, for the request's span. */
+  trace?: DecisionTrace
+}
+
+/** What the request's trace span is told: the outcome, and when decided, the client's key and the deciding policy. */
+export interface DecisionTrace {
+  decided (request: FastifyRequest, outcome: RequestOutcome, client: string | undefined, policy: string | undefined, remaining: number | undefined): void
 }
 
 const RATE_LIMITED_CODE = new RateLimitedError().code
@@ -201,6 +208,7 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
   const instance = randomBytes(6).toString('base64url')
   let leases = 0
   const draftHeaders = headers === 'both' || headers === 'draft'
+  const trace = opts.trace
 
   /** The response ended, the client went away, the upstream failed: the slots come back. */
   function giveBack (this: Holding): void {
@@ -217,6 +225,7 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
   function refuseConcurrency (reply: FastifyReply, identity: Identity, limit: ConcurrencyLimit): void {
     observer.outcome('concurrency_limited')
     observer.refused(identity.key, limit.name, false)
+    if (trace !== undefined) trace.decided(reply.request, 'concurrency_limited', identity.key, limit.name, 0)
     const body = `${CONCURRENCY_START}${JSON.stringify(`"${limit.name}" reached: at most ${limit.max} requests in progress; retry in 1 s.`).slice(1)},"code":"${CONCURRENCY_LIMITED_CODE}","policy":${JSON.stringify(limit.name)},"retryAfter":1}`
     writeRefusal(reply, denyStatus, draftHeaders ? ['ratelimit-policy', limit.policyItem, 'retry-after', '1'] : ['retry-after', '1'], body)
   }
@@ -237,6 +246,7 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
   function refuse (reply: FastifyReply, identity: Identity, outcome: 'banned' | 'limited', d: Decision, limitHeaders: string[] | undefined): void {
     observer.outcome(outcome)
     observer.refused(identity.key, d.policy.name, false)
+    if (trace !== undefined) trace.decided(reply.request, outcome, identity.key, d.policy.name, d.remaining)
     const retryAfter = retryAfterSeconds(d.retryAfterMs)
     const body = outcome === 'banned'
       ? `${BANNED_START}; retry in ${retryAfter} s.","code":"${BANNED.code}","retryAfter":${retryAfter}}`
@@ -258,7 +268,8 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
       refuseConcurrency(reply, identity, first.concurrency)
       return
     }
-    const limitHeaders = rateLimitHeaders(headers, decisions, mostRestrictive(decisions))
+    const tightest = mostRestrictive(decisions)
+    const limitHeaders = rateLimitHeaders(headers, decisions, tightest)
     // Refused by the enforced limit that waits longest; a dry-run limit only reports.
     let refusal: Decision | undefined
     let wouldRefuse: Decision | undefined
@@ -292,9 +303,11 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
     // The client is a digest for API keys (Identity.key), never the key itself.
     if (wouldRefuse !== undefined) {
       observer.refused(identity.key, wouldRefuse.policy.name, true)
+      if (trace !== undefined) trace.decided(reply.request, 'dry_run_would_limit', identity.key, wouldRefuse.policy.name, wouldRefuse.remaining)
       letThrough('dry_run_would_limit', done)
       return
     }
+    if (trace !== undefined) trace.decided(reply.request, delayMs > 0 ? 'delayed' : 'allowed', identity.key, tightest.policy.name, tightest.remaining)
     // Leaky bucket: held until its turn, so the upstream sees the leak rate.
     if (delayMs > 0) setTimeout(releaseHeld, delayMs, reply, done)
     else letThrough('allowed', done)
@@ -308,6 +321,7 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
 
   function storeFailed (reply: FastifyReply, err: unknown): void {
     observer.outcome('store_error')
+    if (trace !== undefined) trace.decided(reply.request, 'store_error', undefined, undefined, undefined)
     storeErrorLog(err)
     sendProblem(reply, 503, STORE_ERROR_BODY)
   }
@@ -321,12 +335,14 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
     const started = performance.now()
     const identity = identify(request)
     if (identity === ALLOWLISTED) {
+      if (trace !== undefined) trace.decided(request, 'allowlisted', undefined, undefined, undefined)
       letThrough('allowlisted', done)
       return
     }
     const select = limits.current
     const selection = select(request, identity)
     if (selection === SKIP) {
+      if (trace !== undefined) trace.decided(request, 'skipped', identity.key, undefined, undefined)
       letThrough('skipped', done)
       return
     }

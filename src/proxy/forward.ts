@@ -35,7 +35,19 @@ export interface ForwardOptions {
   isTrustedPeer: (address: string) => boolean
   /** Told how each forwarded request ended (metrics, adaptive limits). */
   observer?: UpstreamObserver
+  /** Tracing (on with an OTLP endpoint): a span per upstream call, its traceparent sent along. */
+  tracer?: UpstreamTracer
   log: FastifyBaseLogger
+}
+
+/** An upstream call's span: ended with the upstream's status, or what went wrong. */
+export interface UpstreamSpan {
+  end (status: number | undefined, error: string | undefined): void
+}
+
+/** Starts the span of a forwarded request's upstream call, adding its trace context to `headers`. */
+export interface UpstreamTracer {
+  upstream (request: FastifyRequest, headers: string[], method: string, path: string): UpstreamSpan
 }
 
 /**
@@ -96,6 +108,12 @@ function connectionNames (value: string): string[] | undefined {
   return names
 }
 
+/** What went wrong, for a span's error.type: the error's code (ECONNREFUSED, UND_ERR_SOCKET) or name. */
+function errorType (err: Error): string {
+  const code = (err as { code?: unknown }).code
+  return typeof code === 'string' ? code : err.name
+}
+
 function isTimeout (err: Error): boolean {
   return err instanceof errors.HeadersTimeoutError || err instanceof errors.BodyTimeoutError
 }
@@ -131,7 +149,8 @@ class ForwardHandler {
     private readonly forwarder: Forwarder,
     private readonly request: FastifyRequest,
     private readonly res: Tracked,
-    timeoutMs: number
+    timeoutMs: number,
+    private readonly span: UpstreamSpan | undefined
   ) {
     this.timer = setTimeout(expire, timeoutMs, this)
     res[kHandler] = this
@@ -217,19 +236,26 @@ class ForwardHandler {
     const res = this.res
     res.end()
     this.forwarder.opts.observer?.response(performance.now() - this.started, res.statusCode)
+    if (this.span !== undefined) this.span.end(res.statusCode, undefined)
   }
 
   onError (err: Error): void {
     this.finish()
     const res = this.res
+    const span = this.span
     // The client is gone (its own abort, or a closed connection): nobody to answer.
-    if (res.destroyed || err instanceof errors.RequestAbortedError) return
+    if (res.destroyed || err instanceof errors.RequestAbortedError) {
+      if (span !== undefined) span.end(res.headersSent ? res.statusCode : undefined, 'client_aborted')
+      return
+    }
     if (res.headersSent) {
       // The upstream died mid-body: end the client's response the same way.
+      if (span !== undefined) span.end(res.statusCode, errorType(err))
       res.destroy()
       return
     }
     const timeout = isTimeout(err)
+    if (span !== undefined) span.end(undefined, timeout ? 'timeout' : errorType(err))
     this.forwarder.failed(err, timeout, performance.now() - this.started)
     const settlement = this.request.gwSettle
     if (settlement !== null) settlement.failed(timeout ? 504 : 502)
@@ -275,12 +301,16 @@ export class Forwarder {
     // The client left while the limiter decided (a store round trip, a leaky-bucket
     // wait): nobody to answer, nothing to send upstream.
     if (req.socket.destroyed) return
-    const handler = new ForwardHandler(this, request, reply.raw, this.opts.timeoutMs)
+    const path = this.basePath + req.url!
+    const headers = this.requestHeaders(request, req)
+    const tracer = this.opts.tracer
+    const span = tracer === undefined ? undefined : tracer.upstream(request, headers, req.method!, path)
+    const handler = new ForwardHandler(this, request, reply.raw, this.opts.timeoutMs, span)
     const options: Dispatcher.DispatchOptions = {
       origin: this.origin,
-      path: this.basePath + req.url!,
+      path,
       method: req.method as Dispatcher.HttpMethod,
-      headers: this.requestHeaders(request, req),
+      headers,
       body: hasBody(req) ? req : null
     }
     this.pool.dispatch(options, handler as unknown as Dispatcher.DispatchHandler)

@@ -74,7 +74,16 @@ const BAD: Array<[string, Record<string, string | undefined>, string, RegExp]> =
   ['ban window without a unit', { RATE_LIMIT_BAN_AFTER: '5', RATE_LIMIT_BAN_WINDOW: '60' }, 'RATE_LIMIT_BAN_WINDOW', /with a unit: ms, s, m, h or d/],
   ['ban duration too long', { RATE_LIMIT_BAN_AFTER: '5', RATE_LIMIT_BAN_DURATION: '400d' }, 'RATE_LIMIT_BAN_DURATION', /between 1ms and 365d/],
   ['headers timeout above the request timeout', { REQUEST_HEADERS_TIMEOUT_MS: '5000', REQUEST_TIMEOUT_MS: '1000' }, 'REQUEST_HEADERS_TIMEOUT_MS', /must not exceed REQUEST_TIMEOUT_MS/],
-  ['rules poll negative', { RATE_LIMIT_RULES_POLL_MS: '-5' }, 'RATE_LIMIT_RULES_POLL_MS', /0-3600000/]
+  ['rules poll negative', { RATE_LIMIT_RULES_POLL_MS: '-5' }, 'RATE_LIMIT_RULES_POLL_MS', /0-3600000/],
+  ['unknown sampler', { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_TRACES_SAMPLER: 'sometimes' }, 'OTEL_TRACES_SAMPLER', /parentbased_traceidratio/],
+  ['sampler ratio above 1', { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_TRACES_SAMPLER_ARG: '1.5' }, 'OTEL_TRACES_SAMPLER_ARG', /from 0 to 1/],
+  ['OTLP over gRPC', { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4317', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' }, 'OTEL_EXPORTER_OTLP_PROTOCOL', /http\/protobuf/],
+  ['unknown traces exporter', { OTEL_TRACES_EXPORTER: 'zipkin' }, 'OTEL_TRACES_EXPORTER', /otlp or none/],
+  ['OTLP endpoint not a URL', { OTEL_EXPORTER_OTLP_ENDPOINT: 'collector:4318' }, 'OTEL_EXPORTER_OTLP_ENDPOINT', /http:\/\/ or https:\/\//],
+  ['OTLP traces endpoint not http', { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'ftp://c/v1/traces' }, 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', /http:\/\/ or https:\/\//],
+  ['OTLP header without a value', { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_EXPORTER_OTLP_HEADERS: 'api-key=1,broken' }, 'OTEL_EXPORTER_OTLP_HEADERS', /"broken" is not a key=value item/],
+  ['resource attribute without a key', { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_RESOURCE_ATTRIBUTES: '=x' }, 'OTEL_RESOURCE_ATTRIBUTES', /key=value/],
+  ['export batch above the queue', { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_BSP_MAX_QUEUE_SIZE: '100', OTEL_BSP_MAX_EXPORT_BATCH_SIZE: '200' }, 'OTEL_BSP_MAX_EXPORT_BATCH_SIZE', /must not exceed OTEL_BSP_MAX_QUEUE_SIZE/]
 ]
 
 t.test('bad configuration is refused, naming the variable and what it accepts', async t => {
@@ -83,6 +92,27 @@ t.test('bad configuration is refused, naming the variable and what it accepts', 
     t.throws(() => loadConfig(merged), { code: 'GW_CONFIG_INVALID', message: new RegExp(variable) }, `${name}: names ${variable}`)
     t.throws(() => loadConfig(merged), { message: accepts }, `${name}: says what it accepts`)
   }
+})
+
+t.test('tracing: off by default; on with an OTLP endpoint or OTEL_TRACES_EXPORTER=otlp; off again with OTEL_SDK_DISABLED or OTEL_TRACES_EXPORTER=none', async t => {
+  t.equal(loadConfig(BASE).tracing, undefined, 'off by default')
+  const on = loadConfig({ ...BASE, OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318', OTEL_EXPORTER_OTLP_HEADERS: 'api-key=a%20b,x=1', OTEL_EXPORTER_OTLP_TRACES_HEADERS: 'x=2' })
+  t.match(on.tracing, {
+    url: 'http://collector:4318/v1/traces',
+    headers: { 'api-key': 'a b', x: '2' },
+    timeoutMs: 10_000,
+    compression: 'none',
+    sampler: 'parentbased_always_on',
+    samplerArg: 1,
+    serviceName: 'ratelimit-gateway',
+    batch: { scheduledDelayMillis: 5000, exportTimeoutMillis: 30_000, maxQueueSize: 2048, maxExportBatchSize: 512 }
+  })
+  t.equal(loadConfig({ ...BASE, OTEL_EXPORTER_OTLP_ENDPOINT: 'https://collector:4318/otlp/' }).tracing?.url, 'https://collector:4318/otlp/v1/traces', 'the base endpoint gets /v1/traces')
+  t.equal(loadConfig({ ...BASE, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://c:4318/custom' }).tracing?.url, 'http://c:4318/custom', 'the traces endpoint is used as is')
+  t.equal(loadConfig({ ...BASE, OTEL_TRACES_EXPORTER: 'otlp' }).tracing?.url, 'http://localhost:4318/v1/traces', 'otlp with no endpoint: the specification\'s default')
+  t.equal(loadConfig({ ...BASE, OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_SDK_DISABLED: 'true' }).tracing, undefined)
+  t.equal(loadConfig({ ...BASE, OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_TRACES_EXPORTER: 'none' }).tracing, undefined)
+  t.throws(() => loadConfig({ ...BASE, OTEL_TRACES_SAMPLER: 'sometimes' }), { message: /OTEL_TRACES_SAMPLER/ }, 'tracing off: a bad variable is still refused')
 })
 
 t.test('several bad variables are all reported at once', async t => {

@@ -1,0 +1,206 @@
+/**
+ * OpenTelemetry tracing (on with an OTLP endpoint; config/tracing.ts): a server span per
+ * client request, carrying the limiter's decision as attributes (ratelimit.outcome,
+ * ratelimit.policy, ratelimit.remaining, ratelimit.client: a digest of the client's key,
+ * never an address or an API key), and a client span per upstream call, its W3C
+ * `traceparent` sent upstream. A caller's `traceparent` makes the server span its child.
+ *
+ * Built with the official SDK (BasicTracerProvider, BatchSpanProcessor, the OTLP/HTTP
+ * protobuf exporter), loaded only when tracing is on: off, the gateway imports none of it
+ * and the hot path pays one undefined check per hook. No context manager: the spans are
+ * kept on the request and passed explicitly, so no async context is tracked per request.
+ */
+import { createHash } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import type { ServerResponse } from 'node:http'
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Span, type TextMapGetter, type TextMapSetter, type Tracer } from '@opentelemetry/api'
+import { W3CTraceContextPropagator } from '@opentelemetry/core'
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto'
+import { defaultResource, resourceFromAttributes } from '@opentelemetry/resources'
+import { AlwaysOffSampler, AlwaysOnSampler, BasicTracerProvider, BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, type Sampler } from '@opentelemetry/sdk-trace-base'
+import {
+  ATTR_ERROR_TYPE, ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_SERVER_ADDRESS, ATTR_SERVER_PORT, ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION, ATTR_URL_FULL, ATTR_URL_PATH, ATTR_URL_SCHEME
+} from '@opentelemetry/semantic-conventions'
+import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
+import fp from 'fastify-plugin'
+import type { SamplerName, TracingSettings } from '../config/tracing.js'
+import type { RequestOutcome } from './metrics.js'
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The request's server span (tracing on); null otherwise. */
+    gwSpan: Span | null
+  }
+}
+
+/** service.version: the package's version (package.json sits two levels above dist/src). */
+function packageVersion (): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version
+  } catch {
+    /* c8 ignore next */
+    return 'unknown'
+  }
+}
+
+/** The decision's attributes on the server span. */
+export const ATTR_OUTCOME = 'ratelimit.outcome'
+export const ATTR_POLICY = 'ratelimit.policy'
+export const ATTR_REMAINING = 'ratelimit.remaining'
+export const ATTR_CLIENT = 'ratelimit.client'
+
+const propagator = new W3CTraceContextPropagator()
+const getter: TextMapGetter<Record<string, string | string[] | undefined>> = {
+  keys: carrier => Object.keys(carrier),
+  get: (carrier, key) => carrier[key]
+}
+/** Adds a trace header to a flat [name, value, ...] header list. */
+const setter: TextMapSetter<string[]> = { set: (carrier, key, value) => { carrier.push(key, value) } }
+
+const kSpan = Symbol('gateway.span')
+type Traced = ServerResponse & { [kSpan]?: Span }
+
+/** The response is done (or the connection gone): the server span ends with its status. */
+function endServerSpan (this: Traced): void {
+  const span = this[kSpan]!
+  this[kSpan] = undefined
+  const status = this.statusCode
+  span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status)
+  if (!this.writableFinished) span.setAttribute(ATTR_ERROR_TYPE, 'connection_closed')
+  if (status >= 500) span.setStatus({ code: SpanStatusCode.ERROR })
+  span.end()
+}
+
+function sampler (name: SamplerName, ratio: number): Sampler {
+  switch (name) {
+    case 'always_on': return new AlwaysOnSampler()
+    case 'always_off': return new AlwaysOffSampler()
+    case 'traceidratio': return new TraceIdRatioBasedSampler(ratio)
+    case 'parentbased_always_on': return new ParentBasedSampler({ root: new AlwaysOnSampler() })
+    case 'parentbased_always_off': return new ParentBasedSampler({ root: new AlwaysOffSampler() })
+    case 'parentbased_traceidratio': return new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(ratio) })
+  }
+}
+
+/** The client as the spans show it: 16 hex digits of a SHA-256 of its key (which may itself be an address). */
+export function clientDigest (key: string): string {
+  return createHash('sha256').update(key).digest('hex').slice(0, 16)
+}
+
+/** An upstream call's span, ended by the forwarder. */
+export interface UpstreamSpanHandle {
+  end (status: number | undefined, error: string | undefined): void
+}
+
+class UpstreamSpan implements UpstreamSpanHandle {
+  constructor (private readonly span: Span) {}
+
+  end (status: number | undefined, error: string | undefined): void {
+    const span = this.span
+    if (status !== undefined) span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status)
+    if (error !== undefined) {
+      span.setAttribute(ATTR_ERROR_TYPE, error)
+      span.setStatus({ code: SpanStatusCode.ERROR })
+    } else if (status !== undefined && status >= 400) {
+      // A client span is an error from 4xx on (semantic conventions for HTTP clients).
+      span.setStatus({ code: SpanStatusCode.ERROR })
+    }
+    span.end()
+  }
+}
+
+export class Tracing {
+  readonly provider: BasicTracerProvider
+  private readonly tracer: Tracer
+  private readonly upstreamAddress: string | undefined
+  private readonly upstreamPort: number | undefined
+  private readonly upstreamOrigin: string
+
+  constructor (settings: TracingSettings, upstreamUrl: string | undefined) {
+    const version = packageVersion()
+    const resource = defaultResource()
+      .merge(resourceFromAttributes({ [ATTR_SERVICE_VERSION]: version, ...settings.resourceAttributes }))
+      .merge(resourceFromAttributes({ [ATTR_SERVICE_NAME]: settings.serviceName }))
+    const exporter = new OTLPTraceExporter({
+      url: settings.url,
+      headers: { ...settings.headers },
+      timeoutMillis: settings.timeoutMs,
+      compression: settings.compression as never
+    })
+    this.provider = new BasicTracerProvider({
+      resource,
+      sampler: sampler(settings.sampler, settings.samplerArg),
+      spanProcessors: [new BatchSpanProcessor(exporter, { ...settings.batch })]
+    })
+    this.tracer = this.provider.getTracer('ratelimit-gateway', version)
+    const url = upstreamUrl === undefined ? undefined : new URL(upstreamUrl)
+    this.upstreamAddress = url?.hostname
+    this.upstreamPort = url === undefined ? undefined : Number(url.port !== '' ? url.port : url.protocol === 'https:' ? 443 : 80)
+    this.upstreamOrigin = url === undefined ? '' : url.origin
+  }
+
+  /**
+   * The onRequest hook, first of all: the request's server span, a child of the caller's
+   * `traceparent` if it sent one, ended when the response closes (refusals included: they
+   * are written straight to the response).
+   */
+  readonly plugin = fp(async (app: FastifyInstance) => {
+    const tracer = this.tracer
+    app.decorateRequest('gwSpan', null)
+    app.addHook('onRequest', function startServerSpan (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
+      const raw = request.raw
+      const url = raw.url!
+      const query = url.indexOf('?')
+      const method = raw.method!
+      const parent = raw.headers.traceparent === undefined ? ROOT_CONTEXT : propagator.extract(ROOT_CONTEXT, raw.headers, getter)
+      const span = tracer.startSpan(method, {
+        kind: SpanKind.SERVER,
+        attributes: { [ATTR_HTTP_REQUEST_METHOD]: method, [ATTR_URL_PATH]: query === -1 ? url : url.slice(0, query), [ATTR_URL_SCHEME]: request.protocol }
+      }, parent)
+      request.gwSpan = span
+      const res = reply.raw as Traced
+      res[kSpan] = span
+      res.once('close', endServerSpan)
+      done()
+    })
+  }, { name: 'gateway-tracing', fastify: '5.x' })
+
+  /** What the limiter decided for the request: attributes of its server span. */
+  decided (request: FastifyRequest, outcome: RequestOutcome, client: string | undefined, policy: string | undefined, remaining: number | undefined): void {
+    const span = request.gwSpan
+    if (span === null) return
+    span.setAttribute(ATTR_OUTCOME, outcome)
+    if (client !== undefined) span.setAttribute(ATTR_CLIENT, clientDigest(client))
+    if (policy !== undefined) span.setAttribute(ATTR_POLICY, policy)
+    if (remaining !== undefined) span.setAttribute(ATTR_REMAINING, remaining)
+  }
+
+  /**
+   * The upstream call of a forwarded request begins: a client span, child of the request's,
+   * whose `traceparent` (and `tracestate`) replace any the client sent in `headers`.
+   */
+  upstream (request: FastifyRequest, headers: string[], method: string, path: string): UpstreamSpanHandle {
+    for (let i = headers.length - 2; i >= 0; i -= 2) {
+      const name = headers[i]!.toLowerCase()
+      if (name === 'traceparent' || name === 'tracestate') headers.splice(i, 2)
+    }
+    const parent = request.gwSpan === null ? ROOT_CONTEXT : trace.setSpan(ROOT_CONTEXT, request.gwSpan)
+    const query = path.indexOf('?')
+    const span = this.tracer.startSpan(method, {
+      kind: SpanKind.CLIENT,
+      attributes: {
+        [ATTR_HTTP_REQUEST_METHOD]: method,
+        [ATTR_SERVER_ADDRESS]: this.upstreamAddress,
+        [ATTR_SERVER_PORT]: this.upstreamPort,
+        [ATTR_URL_FULL]: this.upstreamOrigin + (query === -1 ? path : path.slice(0, query))
+      }
+    }, parent)
+    propagator.inject(trace.setSpan(ROOT_CONTEXT, span), headers, setter)
+    return new UpstreamSpan(span)
+  }
+
+  /** Exports what is still buffered, then stops (after the listeners have closed). */
+  async close (): Promise<void> {
+    await this.provider.shutdown()
+  }
+}

@@ -1,0 +1,215 @@
+/**
+ * OpenTelemetry tracing, end to end: the gateway exports over OTLP/HTTP (protobuf) to a
+ * receiver here, which decodes each export with the official OpenTelemetry protobuf
+ * definitions (opentelemetry-proto's .proto files, as @opentelemetry/otlp-grpc-exporter-base
+ * ships them) through protobufjs; the upstream (/echo) shows the traceparent it received.
+ */
+import t from 'tap'
+import { once } from 'node:events'
+import { createServer } from 'node:http'
+import { createRequire } from 'node:module'
+import { dirname, join } from 'node:path'
+import protobuf from 'protobufjs'
+import { startGateway } from '../helpers/gateway.js'
+import { send } from '../helpers/http.js'
+import { eventually } from '../helpers/load.js'
+import type { Teardown } from '../helpers/tap.js'
+import { startUpstream } from '../helpers/upstream.js'
+
+const require = createRequire(import.meta.url)
+const PROTOS = join(dirname(require.resolve('@opentelemetry/otlp-grpc-exporter-base/package.json')), 'build', 'protos')
+const root = new protobuf.Root()
+root.resolvePath = (_origin, target) => join(PROTOS, target)
+root.loadSync('opentelemetry/proto/collector/trace/v1/trace_service.proto')
+const ExportTraceServiceRequest = root.lookupType('opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest')
+
+/** Span kinds and status codes as trace.proto numbers them. */
+const SERVER = 2
+const CLIENT = 3
+const STATUS_ERROR = 2
+
+interface Decoded {
+  traceId: string
+  spanId: string
+  parentSpanId: string
+  name: string
+  kind: number
+  attributes: Record<string, string | number>
+  status: { code: number }
+  resource: Record<string, string | number>
+}
+
+/** An OTLP/HTTP receiver: each POST /v1/traces decoded, spans flattened with their resource. */
+async function startReceiver (t: Teardown): Promise<{ url: string, spans: Decoded[], raw: Buffer[], contentTypes: string[] }> {
+  const spans: Decoded[] = []
+  const raw: Buffer[] = []
+  const contentTypes: string[] = []
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = []
+    req.on('data', (c: Buffer) => chunks.push(c))
+    req.on('end', () => {
+      const body = Buffer.concat(chunks)
+      raw.push(body)
+      contentTypes.push(String(req.headers['content-type']))
+      const message = ExportTraceServiceRequest.toObject(ExportTraceServiceRequest.decode(body), { longs: Number, bytes: String, enums: Number, defaults: true }) as {
+        resourceSpans: Array<{ resource: { attributes: KeyValue[] }, scopeSpans: Array<{ spans: Array<Omit<Decoded, 'attributes' | 'resource' | 'traceId' | 'spanId' | 'parentSpanId'> & { traceId: string, spanId: string, parentSpanId: string, attributes: KeyValue[] }> }> }>
+      }
+      for (const rs of message.resourceSpans) {
+        for (const ss of rs.scopeSpans) {
+          for (const s of ss.spans) {
+            spans.push({
+              ...s,
+              traceId: hex(s.traceId),
+              spanId: hex(s.spanId),
+              parentSpanId: hex(s.parentSpanId),
+              attributes: attributes(s.attributes),
+              resource: attributes(rs.resource.attributes)
+            })
+          }
+        }
+      }
+      res.writeHead(200, { 'content-type': 'application/x-protobuf' })
+      res.end()
+    })
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => { server.closeAllConnections(); server.close() })
+  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, spans, raw, contentTypes }
+}
+
+interface KeyValue { key: string, value: { stringValue?: string, intValue?: number, boolValue?: boolean, doubleValue?: number } }
+
+function attributes (list: KeyValue[]): Record<string, string | number> {
+  const out: Record<string, string | number> = {}
+  for (const kv of list) {
+    const v = kv.value
+    out[kv.key] = v.stringValue !== undefined && v.stringValue !== '' ? v.stringValue : v.intValue !== undefined && v.intValue !== 0 ? v.intValue : v.doubleValue ?? v.stringValue ?? v.intValue ?? String(v.boolValue)
+  }
+  return out
+}
+
+/** protobufjs renders bytes as base64: trace and span ids in hex, as traceparent writes them. */
+function hex (base64: string): string {
+  return Buffer.from(base64, 'base64').toString('hex')
+}
+
+const TRACE_ID = '4bf92f3577b34da6a3ce929d0e0e4736'
+const CALLER_SPAN = '00f067aa0ba902b7'
+
+t.test('a server span per request with the decision, the upstream call as its child, traceparent sent upstream', async t => {
+  const receiver = await startReceiver(t)
+  const upstream = await startUpstream(t)
+  const gw = await startGateway(t, {
+    UPSTREAM_URL: upstream.url,
+    RATE_LIMIT_RATE: '1/m',
+    RATE_LIMIT_BURST: '2',
+    API_KEYS: 'secret-key-for-tracing',
+    OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+    OTEL_BSP_SCHEDULE_DELAY: '50',
+    OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment=test,service.name=ignored'
+  })
+  // A caller already tracing: the gateway's server span is its child.
+  const first = await send(`${gw.url}/echo/a?token=hidden`, { from: '127.0.0.2', headers: { traceparent: `00-${TRACE_ID}-${CALLER_SPAN}-01`, tracestate: 'vendor=1' } })
+  t.equal(first.status, 200)
+  const seen = JSON.parse(first.body) as { headers: Record<string, string> }
+  await send(`${gw.url}/echo/b`, { from: '127.0.0.2' })
+  const refused = await send(`${gw.url}/echo/c`, { from: '127.0.0.2' })
+  t.equal(refused.status, 429)
+  const keyed = await send(`${gw.url}/echo/d`, { from: '127.0.0.3', headers: { 'x-api-key': 'secret-key-for-tracing' } })
+  t.equal(keyed.status, 200)
+
+  t.ok(await eventually(() => receiver.spans.length >= 7, 10_000), `spans exported: ${receiver.spans.length} (4 server, 3 upstream)`)
+  t.ok(receiver.contentTypes.every(c => c === 'application/x-protobuf'), 'OTLP/HTTP, protobuf')
+  const servers = receiver.spans.filter(s => s.kind === SERVER)
+  const clients = receiver.spans.filter(s => s.kind === CLIENT)
+  t.equal(servers.length, 4)
+  t.equal(clients.length, 3, 'no upstream span for the refused request')
+  const byPath = (path: string) => servers.find(s => s.attributes['url.path'] === path)!
+
+  const a = byPath('/echo/a')
+  t.equal(a.traceId, TRACE_ID, 'the caller\'s trace')
+  t.equal(a.parentSpanId, CALLER_SPAN, 'the caller\'s span is the parent')
+  t.match(a, { name: 'GET', attributes: { 'http.request.method': 'GET', 'url.scheme': 'http', 'http.response.status_code': 200, 'ratelimit.outcome': 'allowed', 'ratelimit.policy': 'default', 'ratelimit.remaining': 1 } })
+  t.match(a.attributes['ratelimit.client'], /^[0-9a-f]{16}$/, 'the client as a digest')
+  t.equal(a.resource['service.name'], 'ratelimit-gateway', 'OTEL_SERVICE_NAME\'s default (not OTEL_RESOURCE_ATTRIBUTES\' service.name)')
+  t.equal(a.resource['deployment.environment'], 'test', 'OTEL_RESOURCE_ATTRIBUTES')
+  t.match(a.resource['service.version'], /^\d+\.\d+\.\d+/)
+  const call = clients.find(s => s.parentSpanId === a.spanId)!
+  t.ok(call, 'the upstream call is a child of the server span')
+  t.equal(call.traceId, TRACE_ID)
+  t.match(call, { name: 'GET', attributes: { 'http.request.method': 'GET', 'server.address': '127.0.0.1', 'server.port': upstream.port, 'url.full': `${upstream.url}/echo/a`, 'http.response.status_code': 200 } })
+  t.equal(seen.headers.traceparent, `00-${TRACE_ID}-${call.spanId}-01`, 'the upstream sees the upstream call\'s traceparent')
+  t.equal(seen.headers.tracestate, 'vendor=1', 'and the caller\'s tracestate')
+
+  const b = byPath('/echo/b')
+  t.not(b.traceId, TRACE_ID, 'no traceparent: a new trace')
+  t.equal(b.parentSpanId, '', 'a root span')
+  t.equal(b.attributes['ratelimit.remaining'], 0)
+  t.equal(b.attributes['ratelimit.client'], a.attributes['ratelimit.client'], 'the same client, the same digest')
+  const c = byPath('/echo/c')
+  t.match(c.attributes, { 'ratelimit.outcome': 'limited', 'ratelimit.policy': 'default', 'ratelimit.remaining': 0, 'http.response.status_code': 429 })
+  t.equal(c.status.code, 0, 'a 429 is not a server error')
+  const d = byPath('/echo/d')
+  t.equal(d.attributes['ratelimit.outcome'], 'allowed')
+  t.not(d.attributes['ratelimit.client'], a.attributes['ratelimit.client'])
+  const everything = Buffer.concat(receiver.raw).toString('latin1')
+  t.notOk(everything.includes('secret-key-for-tracing'), 'no API key anywhere in the export')
+  t.notOk(everything.includes('127.0.0.2') || everything.includes('127.0.0.3'), 'no client address anywhere in the export')
+  t.notOk(everything.includes('token=hidden'), 'no query string')
+})
+
+t.test('an upstream failure: the upstream span says what went wrong, the server span is an error', async t => {
+  const receiver = await startReceiver(t)
+  const gw = await startGateway(t, { UPSTREAM_URL: 'http://127.0.0.1:1', OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `${receiver.url}/v1/traces`, OTEL_BSP_SCHEDULE_DELAY: '50' })
+  t.equal((await send(`${gw.url}/down`)).status, 502)
+  t.ok(await eventually(() => receiver.spans.length >= 2, 10_000))
+  const server = receiver.spans.find(s => s.kind === SERVER)!
+  const client = receiver.spans.find(s => s.kind === CLIENT)!
+  t.match(server, { attributes: { 'http.response.status_code': 502 }, status: { code: STATUS_ERROR } })
+  t.match(client, { parentSpanId: server.spanId, attributes: { 'error.type': 'ECONNREFUSED' }, status: { code: STATUS_ERROR } })
+  t.notOk('http.response.status_code' in client.attributes, 'the upstream never answered')
+})
+
+t.test('the standard variables: OTEL_TRACES_SAMPLER, a caller that did not sample, OTEL_SERVICE_NAME, OTEL_SDK_DISABLED', async t => {
+  const receiver = await startReceiver(t)
+  const upstream = await startUpstream(t)
+  const off = await startGateway(t, { UPSTREAM_URL: upstream.url, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_BSP_SCHEDULE_DELAY: '50', OTEL_TRACES_SAMPLER: 'always_off' })
+  const unsampled = JSON.parse((await send(`${off.url}/echo`)).body) as { headers: Record<string, string> }
+  t.match(unsampled.headers.traceparent, /^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/, 'always_off: the trace is propagated, not sampled')
+
+  const named = await startGateway(t, { UPSTREAM_URL: upstream.url, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_BSP_SCHEDULE_DELAY: '50', OTEL_SERVICE_NAME: 'edge-gateway' })
+  const notSampledByCaller = JSON.parse((await send(`${named.url}/echo`, { headers: { traceparent: `00-${TRACE_ID}-${CALLER_SPAN}-00` } })).body) as { headers: Record<string, string> }
+  t.match(notSampledByCaller.headers.traceparent, new RegExp(`^00-${TRACE_ID}-[0-9a-f]{16}-00$`), 'parentbased_always_on (the default): the caller\'s decision stands')
+  await send(`${named.url}/ping`)
+  t.ok(await eventually(() => receiver.spans.length >= 2, 10_000))
+  t.equal(receiver.spans.length, 2, 'only the sampled request\'s two spans')
+  t.ok(receiver.spans.every(s => s.resource['service.name'] === 'edge-gateway' && s.traceId !== TRACE_ID))
+
+  const disabled = await startGateway(t, { UPSTREAM_URL: upstream.url, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_SDK_DISABLED: 'true' })
+  t.equal(disabled.app.config.tracing, undefined, 'OTEL_SDK_DISABLED=true: off')
+  const passed = JSON.parse((await send(`${disabled.url}/echo`, { headers: { traceparent: `00-${TRACE_ID}-${CALLER_SPAN}-01` } })).body) as { headers: Record<string, string> }
+  t.equal(passed.headers.traceparent, `00-${TRACE_ID}-${CALLER_SPAN}-01`, 'tracing off: the client\'s traceparent goes upstream untouched')
+})
+
+t.test('the decision listener: a server span per question, about the original request', async t => {
+  const receiver = await startReceiver(t)
+  const gw = await startGateway(t, { MODE: 'decision', DECISION_PORT: '0', RATE_LIMIT_RATE: '1/m', RATE_LIMIT_BURST: '1', OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_BSP_SCHEDULE_DELAY: '50' })
+  t.equal((await send(`${gw.decisionUrl}/auth`, { headers: { 'x-forwarded-uri': '/api/orders?id=1', 'x-forwarded-method': 'POST' } })).status, 200)
+  t.equal((await send(`${gw.decisionUrl}/auth`, { headers: { 'x-forwarded-uri': '/api/orders', 'x-forwarded-method': 'POST' } })).status, 429)
+  t.ok(await eventually(() => receiver.spans.length >= 2, 10_000))
+  t.same(receiver.spans.map(s => [s.kind, s.name, s.attributes['url.path'], s.attributes['ratelimit.outcome'], s.attributes['http.response.status_code']]), [
+    [SERVER, 'POST', '/api/orders', 'allowed', 200],
+    [SERVER, 'POST', '/api/orders', 'limited', 429]
+  ])
+})
+
+t.test('close() exports the spans still buffered', async t => {
+  const receiver = await startReceiver(t)
+  const upstream = await startUpstream(t)
+  const gw = await startGateway(t, { UPSTREAM_URL: upstream.url, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_BSP_SCHEDULE_DELAY: '600000' })
+  await send(`${gw.url}/ping`)
+  t.equal(receiver.spans.length, 0, 'buffered (the export is 10 minutes away)')
+  await gw.app.close()
+  t.equal(receiver.spans.length, 2, 'exported on close')
+})
