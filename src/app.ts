@@ -93,7 +93,8 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
     await sync.start().catch((err: unknown) => log.warn({ err }, 'settings sync: could not subscribe yet; checking the stored version periodically'))
   }
   // Tracing's SDK is loaded only when tracing is on (an OTLP endpoint is set).
-  const tracing = config.tracing === undefined ? undefined : new (await import('./observe/tracing.js')).Tracing(config.tracing, config.upstreamUrl)
+  const tracing = config.tracing === undefined ? undefined : new (await import('./observe/tracing.js')).Tracing(config.tracing, config.upstreamUrl, log.child({ component: 'tracing' }))
+  if (tracing !== undefined) log.info({ url: config.tracing!.url, sampler: config.tracing!.sampler }, 'tracing on: spans exported over OTLP/HTTP')
   const rules = new RulesFile({ config, manager, counted: result => metrics.rulesReloads[result].inc(), log: log.child({ component: 'rules' }) })
 
   // The limiter as the inline path and the decision listener both run it: one code path.

@@ -87,18 +87,20 @@ function httpUrl (name: string, value: string): URL {
   return url
 }
 
-/** `key=value,key=value` (W3C Baggage-like, values URL-encoded); an item without `key=` is an error. */
+/** `key=value,key=value` (W3C Baggage-like, values URL-encoded); an item without `key=`, or badly encoded, is an error. */
 function keyValues (name: string, value: string): Record<string, string> {
   for (const item of value.split(',')) {
     if (item.trim() === '') continue
     const eq = item.indexOf('=')
-    if (eq <= 0 || item.slice(0, eq).trim() === '') throw new ConfigError(`${name}: "${item.trim()}" is not a key=value item`)
+    const key = item.slice(0, eq).trim()
+    if (eq <= 0 || key === '') throw new ConfigError(`${name}: "${item.trim()}" is not a key=value item`)
+    try {
+      decodeURIComponent(item.slice(eq + 1))
+    } catch {
+      throw new ConfigError(`${name}: "${key}": the value is not valid URL encoding (a % must start %XX)`)
+    }
   }
-  try {
-    return parseKeyPairsIntoRecord(value)
-  } catch {
-    throw new ConfigError(`${name}: a value is not valid URL encoding`)
-  }
+  return parseKeyPairsIntoRecord(value)
 }
 
 /** The traces URL: the signal's own endpoint as is, or the base endpoint with /v1/traces. */

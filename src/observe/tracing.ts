@@ -14,16 +14,18 @@ import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import type { ServerResponse } from 'node:http'
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Span, type TextMapGetter, type TextMapSetter, type Tracer } from '@opentelemetry/api'
-import { W3CTraceContextPropagator } from '@opentelemetry/core'
+import { setGlobalErrorHandler, W3CTraceContextPropagator } from '@opentelemetry/core'
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto'
 import { defaultResource, resourceFromAttributes } from '@opentelemetry/resources'
 import { AlwaysOffSampler, AlwaysOnSampler, BasicTracerProvider, BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, type Sampler } from '@opentelemetry/sdk-trace-base'
 import {
   ATTR_ERROR_TYPE, ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_SERVER_ADDRESS, ATTR_SERVER_PORT, ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION, ATTR_URL_FULL, ATTR_URL_PATH, ATTR_URL_SCHEME
 } from '@opentelemetry/semantic-conventions'
-import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import fp from 'fastify-plugin'
+import { LRUCache } from 'lru-cache'
 import type { SamplerName, TracingSettings } from '../config/tracing.js'
+import { createThrottledLog } from '../log.js'
 import type { RequestOutcome } from './metrics.js'
 
 declare module 'fastify' {
@@ -109,15 +111,28 @@ class UpstreamSpan implements UpstreamSpanHandle {
   }
 }
 
+/** The upstream call of a request that is not sampled: nothing to record. */
+const UNRECORDED: UpstreamSpanHandle = { end () {} }
+
 export class Tracing {
   readonly provider: BasicTracerProvider
   private readonly tracer: Tracer
   private readonly upstreamAddress: string | undefined
   private readonly upstreamPort: number | undefined
   private readonly upstreamOrigin: string
+  private readonly exportFailed: (err?: unknown, extra?: Record<string, unknown>) => void
+  private readonly url: string
+  /** The digests of the clients seen last: a busy client is hashed once, not per request. */
+  private readonly digests = new LRUCache<string, string>({ max: 10_000 })
 
-  constructor (settings: TracingSettings, upstreamUrl: string | undefined) {
+  constructor (settings: TracingSettings, upstreamUrl: string | undefined, log: FastifyBaseLogger) {
     const version = packageVersion()
+    // The SDK reports a failed export (collector down, refused, timed out) to its global
+    // error handler: a warning, at most one a minute; the spans of that batch are dropped.
+    const exportFailed = createThrottledLog(log, 'warn', 'tracing: span export failed (spans dropped)', 60_000)
+    this.exportFailed = exportFailed
+    this.url = settings.url
+    setGlobalErrorHandler(err => { exportFailed(err, { url: settings.url }) })
     const resource = defaultResource()
       .merge(resourceFromAttributes({ [ATTR_SERVICE_VERSION]: version, ...settings.resourceAttributes }))
       .merge(resourceFromAttributes({ [ATTR_SERVICE_NAME]: settings.serviceName }))
@@ -160,17 +175,25 @@ export class Tracing {
       request.gwSpan = span
       const res = reply.raw as Traced
       res[kSpan] = span
-      res.once('close', endServerSpan)
+      // 'close' comes once per response: `on` spares `once`'s wrapper.
+      res.on('close', endServerSpan)
       done()
     })
   }, { name: 'gateway-tracing', fastify: '5.x' })
 
-  /** What the limiter decided for the request: attributes of its server span. */
+  /** What the limiter decided for the request: attributes of its server span (if sampled). */
   decided (request: FastifyRequest, outcome: RequestOutcome, client: string | undefined, policy: string | undefined, remaining: number | undefined): void {
     const span = request.gwSpan
-    if (span === null) return
+    if (span === null || !span.isRecording()) return
     span.setAttribute(ATTR_OUTCOME, outcome)
-    if (client !== undefined) span.setAttribute(ATTR_CLIENT, clientDigest(client))
+    if (client !== undefined) {
+      let digest = this.digests.get(client)
+      if (digest === undefined) {
+        digest = clientDigest(client)
+        this.digests.set(client, digest)
+      }
+      span.setAttribute(ATTR_CLIENT, digest)
+    }
     if (policy !== undefined) span.setAttribute(ATTR_POLICY, policy)
     if (remaining !== undefined) span.setAttribute(ATTR_REMAINING, remaining)
   }
@@ -184,7 +207,14 @@ export class Tracing {
       const name = headers[i]!.toLowerCase()
       if (name === 'traceparent' || name === 'tracestate') headers.splice(i, 2)
     }
-    const parent = request.gwSpan === null ? ROOT_CONTEXT : trace.setSpan(ROOT_CONTEXT, request.gwSpan)
+    const server = request.gwSpan
+    // Not sampled: no upstream span either; the upstream learns the trace and that it is
+    // not sampled from the server span's own context.
+    if (server !== null && !server.isRecording()) {
+      propagator.inject(trace.setSpan(ROOT_CONTEXT, server), headers, setter)
+      return UNRECORDED
+    }
+    const parent = server === null ? ROOT_CONTEXT : trace.setSpan(ROOT_CONTEXT, server)
     const query = path.indexOf('?')
     const span = this.tracer.startSpan(method, {
       kind: SpanKind.CLIENT,
@@ -199,8 +229,8 @@ export class Tracing {
     return new UpstreamSpan(span)
   }
 
-  /** Exports what is still buffered, then stops (after the listeners have closed). */
+  /** Exports what is still buffered, then stops (after the listeners have closed); a failed export is logged, never thrown. */
   async close (): Promise<void> {
-    await this.provider.shutdown()
+    await this.provider.shutdown().catch((err: unknown) => { this.exportFailed(err, { url: this.url }) })
   }
 }

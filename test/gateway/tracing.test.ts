@@ -9,10 +9,14 @@ import { once } from 'node:events'
 import { createServer } from 'node:http'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
+import pino from 'pino'
 import protobuf from 'protobufjs'
+import { loadConfig } from '../../src/config/index.js'
+import { Tracing } from '../../src/observe/tracing.js'
 import { startGateway } from '../helpers/gateway.js'
 import { send } from '../helpers/http.js'
 import { eventually } from '../helpers/load.js'
+import { captureLogs } from '../helpers/logs.js'
 import type { Teardown } from '../helpers/tap.js'
 import { startUpstream } from '../helpers/upstream.js'
 
@@ -212,4 +216,68 @@ t.test('close() exports the spans still buffered', async t => {
   t.equal(receiver.spans.length, 0, 'buffered (the export is 10 minutes away)')
   await gw.app.close()
   t.equal(receiver.spans.length, 2, 'exported on close')
+})
+
+t.test('a collector that is down: a warning (throttled), the requests unharmed', async t => {
+  const upstream = await startUpstream(t)
+  const { logger, lines } = captureLogs('info')
+  const gw = await startGateway(t, { UPSTREAM_URL: upstream.url, OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:1', OTEL_BSP_SCHEDULE_DELAY: '20', OTEL_EXPORTER_OTLP_TIMEOUT: '2000' }, { logger })
+  t.ok(lines.some(l => l.msg === 'tracing on: spans exported over OTLP/HTTP' && l.url === 'http://127.0.0.1:1/v1/traces'), 'start-up says where spans go')
+  for (let i = 0; i < 3; i++) t.equal((await send(`${gw.url}/ping`)).status, 200)
+  t.ok(await eventually(() => lines.some(l => l.msg === 'tracing: span export failed (spans dropped)'), 10_000), 'the failed export is logged')
+  await send(`${gw.url}/ping`)
+  await gw.app.close()
+  t.equal(lines.filter(l => l.msg === 'tracing: span export failed (spans dropped)').length, 1, 'once a minute at most')
+})
+
+t.test('every OTEL_TRACES_SAMPLER, as a root span sees it', async t => {
+  const cases: Array<[string, string, boolean]> = [
+    ['always_on', '0', true], ['always_off', '1', false],
+    ['traceidratio', '1', true], ['traceidratio', '0', false],
+    ['parentbased_always_on', '0', true], ['parentbased_always_off', '1', false],
+    ['parentbased_traceidratio', '1', true], ['parentbased_traceidratio', '0', false]
+  ]
+  for (const [sampler, arg, sampled] of cases) {
+    const config = loadConfig({ UPSTREAM_URL: 'http://127.0.0.1:8080', OTEL_TRACES_EXPORTER: 'otlp', OTEL_TRACES_SAMPLER: sampler, OTEL_TRACES_SAMPLER_ARG: arg })
+    const tracing = new Tracing(config.tracing!, undefined, pino({ level: 'silent' }))
+    t.equal(tracing.provider.getTracer('test').startSpan('root').isRecording(), sampled, `${sampler} ${arg}: ${sampled ? 'sampled' : 'not sampled'}`)
+    await tracing.close()
+  }
+})
+
+t.test('a 4xx upstream answer, a client gone mid-request, an upstream gone mid-body: each span says so', async t => {
+  const receiver = await startReceiver(t)
+  const upstream = await startUpstream(t)
+  // An upstream that sends its headers and part of the body, then drops the connection.
+  const dropping = createServer((req, res) => {
+    req.resume()
+    res.writeHead(200, { 'content-length': '1000' })
+    res.write('partial')
+    setTimeout(() => res.socket?.destroy(), 20)
+  })
+  dropping.listen(0, '127.0.0.1')
+  await once(dropping, 'listening')
+  t.teardown(() => { dropping.closeAllConnections(); dropping.close() })
+  const env = { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_BSP_SCHEDULE_DELAY: '20' }
+  const gw = await startGateway(t, { ...env, UPSTREAM_URL: upstream.url })
+  const gwDropping = await startGateway(t, { ...env, UPSTREAM_URL: `http://127.0.0.1:${(dropping.address() as { port: number }).port}` })
+
+  t.equal((await send(`${gw.url}/status/404`)).status, 404)
+  // The client gives up while the upstream takes its time.
+  await send(`${gw.url}/slow?ms=3000`, { signal: AbortSignal.timeout(200) }).catch(() => {})
+  await send(`${gwDropping.url}/file`).catch(() => {})
+  t.ok(await eventually(() => receiver.spans.length >= 6, 10_000), `${receiver.spans.length} spans`)
+  const pair = (path: string) => {
+    const server = receiver.spans.find(s => s.kind === SERVER && s.attributes['url.path'] === path)!
+    return { server, client: receiver.spans.find(s => s.kind === CLIENT && s.parentSpanId === server.spanId)! }
+  }
+  const notFound = pair('/status/404')
+  t.match(notFound.client, { attributes: { 'http.response.status_code': 404 }, status: { code: STATUS_ERROR } }, 'a 4xx is an error of the upstream call')
+  t.equal(notFound.server.status.code, 0, 'not of the server span')
+  const gone = pair('/slow')
+  t.match(gone.client.attributes, { 'error.type': 'client_aborted' })
+  t.match(gone.server.attributes, { 'error.type': 'connection_closed' })
+  const dropped = pair('/file')
+  t.match(dropped.client, { attributes: { 'http.response.status_code': 200, 'error.type': /^(UND_ERR_SOCKET|ECONNRESET|.+Error)$/ }, status: { code: STATUS_ERROR } })
+  t.match(dropped.server.attributes, { 'http.response.status_code': 200, 'error.type': 'connection_closed' }, 'the client\'s response was cut too')
 })

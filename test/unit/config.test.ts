@@ -82,6 +82,7 @@ const BAD: Array<[string, Record<string, string | undefined>, string, RegExp]> =
   ['OTLP endpoint not a URL', { OTEL_EXPORTER_OTLP_ENDPOINT: 'collector:4318' }, 'OTEL_EXPORTER_OTLP_ENDPOINT', /http:\/\/ or https:\/\//],
   ['OTLP traces endpoint not http', { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'ftp://c/v1/traces' }, 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', /http:\/\/ or https:\/\//],
   ['OTLP header without a value', { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_EXPORTER_OTLP_HEADERS: 'api-key=1,broken' }, 'OTEL_EXPORTER_OTLP_HEADERS', /"broken" is not a key=value item/],
+  ['OTLP header badly encoded', { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_EXPORTER_OTLP_TRACES_HEADERS: 'token=50%zz' }, 'OTEL_EXPORTER_OTLP_TRACES_HEADERS', /"token": the value is not valid URL encoding/],
   ['resource attribute without a key', { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_RESOURCE_ATTRIBUTES: '=x' }, 'OTEL_RESOURCE_ATTRIBUTES', /key=value/],
   ['export batch above the queue', { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_BSP_MAX_QUEUE_SIZE: '100', OTEL_BSP_MAX_EXPORT_BATCH_SIZE: '200' }, 'OTEL_BSP_MAX_EXPORT_BATCH_SIZE', /must not exceed OTEL_BSP_MAX_QUEUE_SIZE/]
 ]

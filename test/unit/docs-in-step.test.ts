@@ -1,7 +1,9 @@
 import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
+import { parse } from 'yaml'
 import { loadConfig, variableNames } from '../../src/config/index.js'
+import { Metrics } from '../../src/observe/metrics.js'
 
 const read = (path: string) => readFileSync(fileURLToPath(new URL(`../../../${path}`, import.meta.url)), 'utf8')
 
@@ -26,4 +28,28 @@ t.test('the README shows the nginx and Caddy files the decision tests run, verba
   const readme = read('README.md')
   t.ok(readme.includes('```nginx\n' + read('docs/nginx-auth-request.conf') + '```'), 'docs/nginx-auth-request.conf')
   t.ok(readme.includes('```caddyfile\n' + read('docs/Caddyfile') + '```'), 'docs/Caddyfile')
+})
+
+t.test('every metric the gateway exports is in the README\'s table; every alert in its Monitoring table, with its threshold and duration', async t => {
+  const readme = read('README.md')
+  const metrics = new Metrics({ store: undefined, factors: () => ({ emergency: 1, adaptive: 1 }), inFlight: () => 0, topClientRate: () => 0 })
+  const names = (await metrics.registry.getMetricsAsJSON()).map(m => m.name).filter(n => n.startsWith('gateway_'))
+  t.ok(names.length >= 15, `${names.length} gateway metrics`)
+  for (const name of names) t.match(readme, new RegExp(`^\\| \`${name}(\\{[a-z,]+\\})?\` \\|`, 'm'), `README's metrics table lists ${name}`)
+
+  const rules = parse(read('deploy/prometheus/gateway-rules.yml')) as { groups: Array<{ rules: Array<{ alert?: string, expr: string, for?: string, labels?: { severity: string } }> }> }
+  const alerts = rules.groups.flatMap(g => g.rules).filter(r => r.alert !== undefined)
+  t.equal(alerts.length, 8)
+  for (const a of alerts) {
+    const row = readme.split('\n').find(l => l.startsWith(`| \`${a.alert!}\` |`))
+    t.ok(row, `README lists ${a.alert!}`)
+    t.ok(row?.endsWith(`| ${a.for!} | ${a.labels!.severity} |`), `${a.alert!}: for ${a.for!}, ${a.labels!.severity}, as the rules say`)
+    const threshold = /[><]=? ?([\d.]+)$/.exec(a.expr.trim())?.[1]
+    if (threshold !== undefined && threshold !== '1') {
+      // As the README words it: seconds in ms, a ratio in percent, a rate as it is.
+      const value = Number(threshold)
+      const shown = /_seconds:/.test(a.expr) ? `${value * 1000} ms` : value < 1 ? `${Math.round(value * 100)}%` : String(value)
+      t.ok(row?.includes(shown), `${a.alert!}: the README's threshold is the rule's (${shown})`)
+    }
+  }
 })
