@@ -13,7 +13,7 @@
 import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import type { ServerResponse } from 'node:http'
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Span, type TextMapGetter, type TextMapSetter, type Tracer } from '@opentelemetry/api'
+import { defaultTextMapGetter, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Span, type TextMapSetter, type Tracer } from '@opentelemetry/api'
 import { setGlobalErrorHandler, W3CTraceContextPropagator } from '@opentelemetry/core'
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto'
 import { defaultResource, resourceFromAttributes } from '@opentelemetry/resources'
@@ -39,10 +39,11 @@ declare module 'fastify' {
 function packageVersion (): string {
   try {
     return (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version
+  /* c8 ignore start */
   } catch {
-    /* c8 ignore next */
     return 'unknown'
   }
+  /* c8 ignore stop */
 }
 
 /** The decision's attributes on the server span. */
@@ -52,10 +53,6 @@ export const ATTR_REMAINING = 'ratelimit.remaining'
 export const ATTR_CLIENT = 'ratelimit.client'
 
 const propagator = new W3CTraceContextPropagator()
-const getter: TextMapGetter<Record<string, string | string[] | undefined>> = {
-  keys: carrier => Object.keys(carrier),
-  get: (carrier, key) => carrier[key]
-}
 /** Adds a trace header to a flat [name, value, ...] header list. */
 const setter: TextMapSetter<string[]> = { set: (carrier, key, value) => { carrier.push(key, value) } }
 
@@ -82,6 +79,13 @@ function sampler (name: SamplerName, ratio: number): Sampler {
     case 'parentbased_always_off': return new ParentBasedSampler({ root: new AlwaysOffSampler() })
     case 'parentbased_traceidratio': return new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(ratio) })
   }
+}
+
+/** The upstream as an upstream span names it: server.address, server.port (the scheme's default when the URL has none). */
+export function upstreamPeer (upstreamUrl: string): { address: string, port: number, origin: string } {
+  const url = new URL(upstreamUrl)
+  const port = url.port !== '' ? Number(url.port) : url.protocol === 'https:' ? 443 : 80
+  return { address: url.hostname, port, origin: url.origin }
 }
 
 /** The client as the spans show it: 16 hex digits of a SHA-256 of its key (which may itself be an address). */
@@ -117,8 +121,8 @@ const UNRECORDED: UpstreamSpanHandle = { end () {} }
 export class Tracing {
   readonly provider: BasicTracerProvider
   private readonly tracer: Tracer
-  private readonly upstreamAddress: string | undefined
-  private readonly upstreamPort: number | undefined
+  private readonly upstreamAddress: string
+  private readonly upstreamPort: number
   private readonly upstreamOrigin: string
   private readonly exportFailed: (err?: unknown, extra?: Record<string, unknown>) => void
   private readonly url: string
@@ -148,10 +152,11 @@ export class Tracing {
       spanProcessors: [new BatchSpanProcessor(exporter, { ...settings.batch })]
     })
     this.tracer = this.provider.getTracer('ratelimit-gateway', version)
-    const url = upstreamUrl === undefined ? undefined : new URL(upstreamUrl)
-    this.upstreamAddress = url?.hostname
-    this.upstreamPort = url === undefined ? undefined : Number(url.port !== '' ? url.port : url.protocol === 'https:' ? 443 : 80)
-    this.upstreamOrigin = url === undefined ? '' : url.origin
+    // Without an upstream (MODE=decision) there are no upstream spans.
+    const peer = upstreamUrl === undefined ? { address: '', port: 0, origin: '' } : upstreamPeer(upstreamUrl)
+    this.upstreamAddress = peer.address
+    this.upstreamPort = peer.port
+    this.upstreamOrigin = peer.origin
   }
 
   /**
@@ -167,7 +172,7 @@ export class Tracing {
       const url = raw.url!
       const query = url.indexOf('?')
       const method = raw.method!
-      const parent = raw.headers.traceparent === undefined ? ROOT_CONTEXT : propagator.extract(ROOT_CONTEXT, raw.headers, getter)
+      const parent = raw.headers.traceparent === undefined ? ROOT_CONTEXT : propagator.extract(ROOT_CONTEXT, raw.headers, defaultTextMapGetter)
       const span = tracer.startSpan(method, {
         kind: SpanKind.SERVER,
         attributes: { [ATTR_HTTP_REQUEST_METHOD]: method, [ATTR_URL_PATH]: query === -1 ? url : url.slice(0, query), [ATTR_URL_SCHEME]: request.protocol }
@@ -183,8 +188,9 @@ export class Tracing {
 
   /** What the limiter decided for the request: attributes of its server span (if sampled). */
   decided (request: FastifyRequest, outcome: RequestOutcome, client: string | undefined, policy: string | undefined, remaining: number | undefined): void {
-    const span = request.gwSpan
-    if (span === null || !span.isRecording()) return
+    // Set by the plugin's hook, which runs before the limiter's wherever tracing is on.
+    const span = request.gwSpan!
+    if (!span.isRecording()) return
     span.setAttribute(ATTR_OUTCOME, outcome)
     if (client !== undefined) {
       let digest = this.digests.get(client)
@@ -207,14 +213,14 @@ export class Tracing {
       const name = headers[i]!.toLowerCase()
       if (name === 'traceparent' || name === 'tracestate') headers.splice(i, 2)
     }
-    const server = request.gwSpan
+    const server = request.gwSpan!
     // Not sampled: no upstream span either; the upstream learns the trace and that it is
     // not sampled from the server span's own context.
-    if (server !== null && !server.isRecording()) {
+    if (!server.isRecording()) {
       propagator.inject(trace.setSpan(ROOT_CONTEXT, server), headers, setter)
       return UNRECORDED
     }
-    const parent = server === null ? ROOT_CONTEXT : trace.setSpan(ROOT_CONTEXT, server)
+    const parent = trace.setSpan(ROOT_CONTEXT, server)
     const query = path.indexOf('?')
     const span = this.tracer.startSpan(method, {
       kind: SpanKind.CLIENT,

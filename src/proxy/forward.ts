@@ -109,7 +109,7 @@ function connectionNames (value: string): string[] | undefined {
 }
 
 /** What went wrong, for a span's error.type: the error's code (ECONNREFUSED, UND_ERR_SOCKET) or name. */
-function errorType (err: Error): string {
+export function errorType (err: Error): string {
   const code = (err as { code?: unknown }).code
   return typeof code === 'string' ? code : err.name
 }

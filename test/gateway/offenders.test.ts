@@ -50,6 +50,9 @@ t.test('topRate: the refusals per second of the client refused most over a slidi
   t.equal(top.topRate(), 61 / 60, 'b leads now')
   clock.advance(120_000)
   t.equal(top.topRate(), 0, 'two minutes later: nothing in the sliding minute')
+  for (let i = 0; i < 90; i++) top.record('c')
+  clock.advance(45_000) // a quarter into the next minute, nobody refused in it yet
+  t.equal(top.topRate(), 90 * 0.75 / 60, 'only the last minute\'s refusals, weighted')
 })
 
 t.test('GET /admin/offenders lists the clients refused most', async t => {

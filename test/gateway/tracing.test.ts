@@ -12,8 +12,11 @@ import { dirname, join } from 'node:path'
 import pino from 'pino'
 import protobuf from 'protobufjs'
 import { loadConfig } from '../../src/config/index.js'
-import { Tracing } from '../../src/observe/tracing.js'
-import { startGateway } from '../helpers/gateway.js'
+import { Tracing, upstreamPeer } from '../../src/observe/tracing.js'
+import { errorType } from '../../src/proxy/forward.js'
+import { Client } from 'undici'
+import { rulesFile, startGateway } from '../helpers/gateway.js'
+import { startRedis } from '../helpers/redis.js'
 import { send } from '../helpers/http.js'
 import { eventually } from '../helpers/load.js'
 import { captureLogs } from '../helpers/logs.js'
@@ -280,4 +283,70 @@ t.test('a 4xx upstream answer, a client gone mid-request, an upstream gone mid-b
   const dropped = pair('/file')
   t.match(dropped.client, { attributes: { 'http.response.status_code': 200, 'error.type': /^(UND_ERR_SOCKET|ECONNRESET|.+Error)$/ }, status: { code: STATUS_ERROR } })
   t.match(dropped.server.attributes, { 'http.response.status_code': 200, 'error.type': 'connection_closed' }, 'the client\'s response was cut too')
+})
+
+t.test('every outcome on the server span: allowlisted, skipped, in-flight limit, dry run, leaky-bucket delay, store error', async t => {
+  const receiver = await startReceiver(t)
+  const upstream = await startUpstream(t)
+  const rules = rulesFile(t, [
+    { name: 'health', path: '/health', skip: true },
+    { name: 'held', path: '/slow', concurrency: 1 },
+    { name: 'trial', path: '/trial', rate: '1/m', dryRun: true },
+    { name: 'leaky', path: '/leaky', algorithm: 'leaky-bucket', rate: '20/s', burst: 1, maxDelayMs: 1000 }
+  ])
+  const env = { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_BSP_SCHEDULE_DELAY: '20' }
+  const gw = await startGateway(t, { ...env, UPSTREAM_URL: upstream.url, ALLOWLIST: '127.0.0.9', RATE_LIMIT_RULES_FILE: rules })
+  await send(`${gw.url}/ping`, { from: '127.0.0.9' })
+  await send(`${gw.url}/health`)
+  await Promise.all([send(`${gw.url}/slow?ms=300`), send(`${gw.url}/slow?ms=300`)])
+  await send(`${gw.url}/trial`)
+  await send(`${gw.url}/trial`)
+  await Promise.all([send(`${gw.url}/leaky`), send(`${gw.url}/leaky`)])
+  const redis = await startRedis(t)
+  const closed = await startGateway(t, { ...env, UPSTREAM_URL: upstream.url, STORE: 'redis', REDIS_URL: redis.url, STORE_FAILURE_MODE: 'closed' })
+  await redis.kill()
+  t.equal((await send(`${closed.url}/store-down`)).status, 503)
+
+  const outcome = (path: string) => receiver.spans.filter(s => s.kind === SERVER && s.attributes['url.path'] === path).map(s => s.attributes['ratelimit.outcome']).sort()
+  t.ok(await eventually(() => outcome('/store-down').length === 1 && outcome('/leaky').length === 2, 10_000))
+  t.same(outcome('/ping'), ['allowlisted'])
+  t.notOk('ratelimit.client' in receiver.spans.find(s => s.attributes['url.path'] === '/ping')!.attributes, 'an allowlisted client is not identified')
+  t.same(outcome('/health'), ['skipped'])
+  t.same(outcome('/slow'), ['allowed', 'concurrency_limited'])
+  t.match(receiver.spans.find(s => s.attributes['ratelimit.outcome'] === 'concurrency_limited')!.attributes, { 'ratelimit.policy': 'held', 'ratelimit.remaining': 0, 'http.response.status_code': 429 })
+  t.same(outcome('/trial'), ['allowed', 'dry_run_would_limit'])
+  t.same(outcome('/leaky'), ['allowed', 'delayed'])
+  const storeDown = receiver.spans.find(s => s.attributes['url.path'] === '/store-down')!
+  t.match(storeDown, { attributes: { 'ratelimit.outcome': 'store_error', 'http.response.status_code': 503 }, status: { code: STATUS_ERROR } })
+})
+
+t.test('an upstream too slow, a client gone once the response began', async t => {
+  const receiver = await startReceiver(t)
+  const upstream = await startUpstream(t)
+  const gw = await startGateway(t, { UPSTREAM_URL: upstream.url, UPSTREAM_TIMEOUT_MS: '100', OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_BSP_SCHEDULE_DELAY: '20' })
+  t.equal((await send(`${gw.url}/slow?ms=2000`)).status, 504)
+  // The client reads the headers of a large body, then leaves: a client of its own, closed
+  // with the request (undici's shared agent opens a spare connection when a body is cut,
+  // which would hold the gateway's drain at teardown until the idle timeout).
+  const client = new Client(gw.url.replace(/\/$/, ''))
+  const big = await client.request({ path: '/big?bytes=50000000', method: 'GET' })
+  t.equal(big.statusCode, 200)
+  big.body.destroy()
+  await client.destroy()
+  t.ok(await eventually(() => receiver.spans.length >= 4, 10_000))
+  const clientOf = (path: string) => {
+    const server = receiver.spans.find(s => s.kind === SERVER && s.attributes['url.path'] === path)!
+    return receiver.spans.find(s => s.kind === CLIENT && s.parentSpanId === server.spanId)!
+  }
+  t.match(clientOf('/slow').attributes, { 'error.type': 'timeout' })
+  t.notOk('http.response.status_code' in clientOf('/slow').attributes)
+  t.match(clientOf('/big').attributes, { 'error.type': 'client_aborted', 'http.response.status_code': 200 })
+})
+
+t.test('the upstream\'s address and port on its spans; an error\'s type', async t => {
+  t.same(upstreamPeer('http://web:8080/base'), { address: 'web', port: 8080, origin: 'http://web:8080' })
+  t.same(upstreamPeer('http://web'), { address: 'web', port: 80, origin: 'http://web' })
+  t.same(upstreamPeer('https://web'), { address: 'web', port: 443, origin: 'https://web' })
+  t.equal(errorType(Object.assign(new Error('refused'), { code: 'ECONNREFUSED' })), 'ECONNREFUSED')
+  t.equal(errorType(new TypeError('no code')), 'TypeError')
 })

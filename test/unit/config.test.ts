@@ -80,10 +80,12 @@ const BAD: Array<[string, Record<string, string | undefined>, string, RegExp]> =
   ['OTLP over gRPC', { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4317', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' }, 'OTEL_EXPORTER_OTLP_PROTOCOL', /http\/protobuf/],
   ['unknown traces exporter', { OTEL_TRACES_EXPORTER: 'zipkin' }, 'OTEL_TRACES_EXPORTER', /otlp or none/],
   ['OTLP endpoint not a URL', { OTEL_EXPORTER_OTLP_ENDPOINT: 'collector:4318' }, 'OTEL_EXPORTER_OTLP_ENDPOINT', /http:\/\/ or https:\/\//],
+  ['OTLP endpoint without a scheme', { OTEL_EXPORTER_OTLP_ENDPOINT: 'http//collector' }, 'OTEL_EXPORTER_OTLP_ENDPOINT', /is not a URL/],
   ['OTLP traces endpoint not http', { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'ftp://c/v1/traces' }, 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', /http:\/\/ or https:\/\//],
   ['OTLP header without a value', { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_EXPORTER_OTLP_HEADERS: 'api-key=1,broken' }, 'OTEL_EXPORTER_OTLP_HEADERS', /"broken" is not a key=value item/],
   ['OTLP header badly encoded', { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_EXPORTER_OTLP_TRACES_HEADERS: 'token=50%zz' }, 'OTEL_EXPORTER_OTLP_TRACES_HEADERS', /"token": the value is not valid URL encoding/],
   ['resource attribute without a key', { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_RESOURCE_ATTRIBUTES: '=x' }, 'OTEL_RESOURCE_ATTRIBUTES', /key=value/],
+  ['resource attribute with a blank key', { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_RESOURCE_ATTRIBUTES: 'a=1, =x' }, 'OTEL_RESOURCE_ATTRIBUTES', /"=x" is not a key=value item/],
   ['export batch above the queue', { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_BSP_MAX_QUEUE_SIZE: '100', OTEL_BSP_MAX_EXPORT_BATCH_SIZE: '200' }, 'OTEL_BSP_MAX_EXPORT_BATCH_SIZE', /must not exceed OTEL_BSP_MAX_QUEUE_SIZE/]
 ]
 
@@ -109,6 +111,8 @@ t.test('tracing: off by default; on with an OTLP endpoint or OTEL_TRACES_EXPORTE
     batch: { scheduledDelayMillis: 5000, exportTimeoutMillis: 30_000, maxQueueSize: 2048, maxExportBatchSize: 512 }
   })
   t.equal(loadConfig({ ...BASE, OTEL_EXPORTER_OTLP_ENDPOINT: 'https://collector:4318/otlp/' }).tracing?.url, 'https://collector:4318/otlp/v1/traces', 'the base endpoint gets /v1/traces')
+  t.equal(loadConfig({ ...BASE, OTEL_EXPORTER_OTLP_ENDPOINT: 'https://collector/otlp' }).tracing?.url, 'https://collector/otlp/v1/traces', 'a base path without a slash')
+  t.same(loadConfig({ ...BASE, OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_RESOURCE_ATTRIBUTES: 'team=edge,,region=eu,' }).tracing?.resourceAttributes, { team: 'edge', region: 'eu' }, 'empty items are skipped')
   t.equal(loadConfig({ ...BASE, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://c:4318/custom' }).tracing?.url, 'http://c:4318/custom', 'the traces endpoint is used as is')
   t.equal(loadConfig({ ...BASE, OTEL_TRACES_EXPORTER: 'otlp' }).tracing?.url, 'http://localhost:4318/v1/traces', 'otlp with no endpoint: the specification\'s default')
   t.equal(loadConfig({ ...BASE, OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_SDK_DISABLED: 'true' }).tracing, undefined)
