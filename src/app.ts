@@ -15,7 +15,7 @@ import { createQuotaEndpoint } from './limiter/quota-endpoint.js'
 import { buildDecisionListener } from './decision/index.js'
 import { registerProxy } from './proxy/index.js'
 import { addHygieneHook } from './proxy/hygiene.js'
-import { createGatewayListener } from './proxy/listener.js'
+import { closeUnusedConnections, createGatewayListener } from './proxy/listener.js'
 import { UpstreamProbe } from './proxy/probe.js'
 import { createStore } from './store/create.js'
 import { RedisSettingsChannel } from './store/settings-channel.js'
@@ -151,8 +151,14 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
         rules.close()
         state.draining = true
         // server.close() closes the connections idle at that moment only; a keep-alive
-        // connection whose in-flight request finishes later would hold the drain open.
-        const sweep = setInterval(() => { for (const l of listeners) l.server.closeIdleConnections() }, DRAIN_SWEEP_MS)
+        // connection whose in-flight request finishes later would hold the drain open, and
+        // so would one that never sent a request.
+        const sweep = setInterval(() => {
+          for (const l of listeners) {
+            l.server.closeIdleConnections()
+            closeUnusedConnections(l.server)
+          }
+        }, DRAIN_SWEEP_MS)
         try {
           await Promise.all(listeners.map(async l => await l.close()))
         } finally {

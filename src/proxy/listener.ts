@@ -3,6 +3,8 @@
  * timeouts (headers, whole request, idle keep-alive), problem+json for what Node's parser
  * refuses, for unexpected errors and for methods the gateway never proxies.
  */
+import type { Server } from 'node:http'
+import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import type { Config } from '../config/index.js'
@@ -85,6 +87,8 @@ export function createGatewayListener (config: Config, log: FastifyBaseLogger, i
   server.keepAliveTimeout = idle.keepAliveTimeout
   server.keepAliveTimeoutBuffer = idle.bufferMs
 
+  trackUnused(gateway.server)
+
   // Anything unexpected: a problem+json body that gives nothing away.
   gateway.setErrorHandler((err: Error & { statusCode?: number, code?: string }, request, reply) => {
     const status = err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500
@@ -98,4 +102,27 @@ export function createGatewayListener (config: Config, log: FastifyBaseLogger, i
     sendProblem(reply, 404, notProxied)
   })
   return gateway
+}
+
+/** Each listener's open client connections (tracked per connection, never per request). */
+const connections = new WeakMap<Server, Set<Socket>>()
+
+function trackUnused (server: Server): void {
+  const open = new Set<Socket>()
+  connections.set(server, open)
+  server.on('connection', (socket: Socket) => {
+    open.add(socket)
+    socket.once('close', () => { open.delete(socket) })
+  })
+}
+
+/**
+ * While draining: closes the connections that have not sent a byte (a client's spare
+ * connection, a load balancer's pre-opened one). Node's closeIdleConnections() leaves them
+ * to the idle timeout, which held a drain for up to CLIENT_IDLE_TIMEOUT_MS; closing one
+ * before its first request is safe (a client retries a request it never sent).
+ */
+export function closeUnusedConnections (server: Server): void {
+  // Every client-facing listener is made here, so every one is tracked.
+  for (const socket of connections.get(server)!) if (socket.bytesRead === 0) socket.destroy()
 }
