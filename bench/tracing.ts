@@ -17,6 +17,8 @@ import {
 } from './harness.js'
 
 const BASELINE = process.env.BENCH_BASELINE
+/** BENCH_TARGETS=ceiling,baseline,off: only these (more rounds in the same time for a pair). */
+const ONLY = process.env.BENCH_TARGETS?.split(',')
 
 async function main (): Promise<void> {
   const { url: upstream } = await startUpstream()
@@ -38,6 +40,7 @@ async function main (): Promise<void> {
   ]
   if (BASELINE !== undefined) gateways.unshift(['baseline', `gateway built without tracing (${BASELINE})`, allowed, BASELINE])
   for (const [name, label, env, server] of gateways) {
+    if (ONLY !== undefined && !ONLY.includes(name)) continue
     const gw = await startGatewayProcess(upstream, env, [], server)
     targets.push({ name, label, url: gw.url, pid: gw.pid })
   }

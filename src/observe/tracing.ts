@@ -178,10 +178,13 @@ export class Tracing {
         attributes: { [ATTR_HTTP_REQUEST_METHOD]: method, [ATTR_URL_PATH]: query === -1 ? url : url.slice(0, query), [ATTR_URL_SCHEME]: request.protocol }
       }, parent)
       request.gwSpan = span
-      const res = reply.raw as Traced
-      res[kSpan] = span
-      // 'close' comes once per response: `on` spares `once`'s wrapper.
-      res.on('close', endServerSpan)
+      // Not sampled: nothing to end or record (its context still goes upstream).
+      if (span.isRecording()) {
+        const res = reply.raw as Traced
+        res[kSpan] = span
+        // 'close' comes once per response: `on` spares `once`'s wrapper.
+        res.on('close', endServerSpan)
+      }
       done()
     })
   }, { name: 'gateway-tracing', fastify: '5.x' })
