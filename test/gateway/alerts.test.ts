@@ -78,10 +78,14 @@ t.test('more alerts than the queue holds: the excess is dropped and counted, req
   const slow = await webhook(t, [], 2000)
   const upstream = await startUpstream(t)
   const gw = await startGateway(t, { UPSTREAM_URL: upstream.url, RATE_LIMIT_RATE: '1/h', RATE_LIMIT_BURST: '1', ALERT_WEBHOOK_URL: slow.url, ALERT_THRESHOLD: '1' })
-  // 110 clients each refused twice: 110 alerts, one in delivery, the queue holds 100.
+  // 110 clients each refused twice: 110 alerts, one in delivery, the queue holds 100. (On a
+  // loaded machine the loop may outlast a 2 s delivery or two: those are sent, not dropped.)
   for (let i = 1; i <= 110; i++) await statuses(`${gw.url}/ping`, 3, { from: `127.0.2.${i}` })
-  t.ok(gw.app.alerts!.stats.dropped >= 9, `${gw.app.alerts!.stats.dropped} alerts dropped`)
-  t.ok(gw.app.alerts!.pending >= 100, `${gw.app.alerts!.pending} pending: one in delivery, the queue full`)
+  const { sent, failed, dropped } = gw.app.alerts!.stats
+  const pending = gw.app.alerts!.pending
+  t.ok(pending >= 100, `${pending} pending: one in delivery, the queue full`)
+  t.ok(dropped >= 1 && dropped <= 9, `${dropped} alerts dropped (${sent} delivered meanwhile)`)
+  t.equal(sent + failed + dropped + pending, 110, 'every alert delivered, failed, dropped or pending: none lost uncounted')
 })
 
 t.test('the cooldown outlives the counting window', async t => {
