@@ -126,7 +126,9 @@ t.test('Redis faults under load: killed, paused, restarted, script cache flushed
   const stats = await load.stop()
   faulting = false
   await politeLoop
-  t.ok(polite.sent > 40, `the polite client asked ${polite.sent} times`)
+  // About 60 asks over the 3.4 s of faults on a quiet machine; a loaded one manages fewer
+  // (40 once): at least one per 170 ms still covers every fault above.
+  t.ok(polite.sent >= 20, `the polite client asked ${polite.sent} times`)
   t.equal(polite.limited, 0, 'and was never refused: no store error became a 429')
   t.equal(polite.other, 0, 'nor anything but a 200')
   const classes: Record<string, number> = {}
