@@ -41,6 +41,12 @@ export const UpstreamTimeoutError = createError('GW_UPSTREAM_TIMEOUT', 'The upst
 /** The limiter store failed and STORE_FAILURE_MODE says to refuse meanwhile. */
 export const StoreUnavailableError = createError('GW_STORE_UNAVAILABLE', 'Rate limiting is temporarily unavailable', 503)
 
+/**
+ * An admin write (ban, unban, reset, settings) that Redis did not confirm in time: refused,
+ * and never applied later (store/admin-write.ts). The detail names the write.
+ */
+export const AdminWriteFailedError = createError('GW_ADMIN_WRITE_FAILED', 'Redis did not confirm %s within %d ms, so it was not applied and will not be (%s); try again', 503)
+
 /** Start-up could not reach the store (Redis) in time. */
 export const StoreConnectError = createError('GW_STORE_CONNECT_FAILED', 'Redis was not ready within %d ms: %s', 500)
 

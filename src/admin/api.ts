@@ -6,7 +6,7 @@
 import { isIP } from 'node:net'
 import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify'
 import { parseDuration } from '../config/parse.js'
-import { InvalidChangeError, NotFoundError, StoreUnavailableError } from '../errors.js'
+import { AdminWriteFailedError, InvalidChangeError, NotFoundError, StoreUnavailableError } from '../errors.js'
 import { apiKeyId, ipIdentity, sourceOfKey, type Identity } from '../identity/identify.js'
 import { changeSettings, describeSettings, type SettingsControl } from '../control/changes.js'
 import { SETTINGS_SCHEMA, type RuntimeSettings } from '../control/settings.js'
@@ -70,7 +70,8 @@ export function adminApi (opts: AdminOptions, log: FastifyBaseLogger, token: str
         return await op(opts.store)
       } catch (err) {
         log.warn({ err }, 'admin: the store failed')
-        throw new StoreUnavailableError()
+        // A write Redis did not confirm says which, and that it was not applied.
+        throw err instanceof AdminWriteFailedError ? err : new StoreUnavailableError()
       }
     }
 
@@ -176,11 +177,9 @@ export function adminApi (opts: AdminOptions, log: FastifyBaseLogger, token: str
 
     api.delete<{ Querystring: ClientQuery }>('/admin/clients/quota', { schema: { querystring: CLIENT_QUERY } }, async (request, reply) => {
       const client = clientOf(request.query)
-      await withStore(async store => {
-        // Not the global limit: it is everyone's, not this client's to get back.
-        await store.reset(client.key, manager.holder.current.policiesOf(client).filter(p => !p.shared))
-        await sync?.forget()
-      })
+      // Not the global limit: it is everyone's, not this client's to get back. With Redis
+      // the reset tells every instance to forget its local denials (one script).
+      await withStore(store => store.reset(client.key, manager.holder.current.policiesOf(client).filter(p => !p.shared)))
       log.info({ actor: actorOf(request), client: client.key }, 'client quota reset')
       reply.code(204)
     })
@@ -204,10 +203,7 @@ export function adminApi (opts: AdminOptions, log: FastifyBaseLogger, token: str
 
     api.delete<{ Querystring: ClientQuery }>('/admin/clients/ban', { schema: { querystring: CLIENT_QUERY } }, async (request, reply) => {
       const client = clientOf(request.query)
-      await withStore(async store => {
-        await store.unban(client.key)
-        await sync?.forget()
-      })
+      await withStore(store => store.unban(client.key))
       log.info({ actor: actorOf(request), client: client.key }, 'client unbanned')
       reply.code(204)
     })

@@ -32,6 +32,7 @@ export function dayOf (now: number, zone: string): string {
 export class Calendar implements CalendarPeriods {
   private start = 0
   private end = 0
+  private around = ''
 
   constructor (readonly unit: CalendarUnit, readonly zone: string) {}
 
@@ -46,10 +47,16 @@ export class Calendar implements CalendarPeriods {
     return this.end
   }
 
+  boundaries (now: number): string {
+    if (now >= this.end || now < this.start) this.move(now)
+    return this.around
+  }
+
   private move (now: number): void {
     const p = periodAt(now, this.unit, this.zone)
     this.start = p.start
     this.end = p.end
+    this.around = `${periodAt(p.start - 1, this.unit, this.zone).start} ${p.start} ${p.end} ${periodAt(p.end, this.unit, this.zone).end}`
   }
 }
 

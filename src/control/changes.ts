@@ -5,7 +5,7 @@
  */
 import type { FastifyBaseLogger } from 'fastify'
 import type { Config } from '../config/index.js'
-import { InvalidChangeError, StoreUnavailableError } from '../errors.js'
+import { InvalidChangeError } from '../errors.js'
 import type { LimitsManager } from './manager.js'
 import type { RuntimeSettings } from './settings.js'
 import type { SettingsSync } from './sync.js'
@@ -22,7 +22,7 @@ export interface SettingsControl {
 
 /**
  * Validates `settings`, then applies them; throws InvalidChangeError when they do not
- * validate, StoreUnavailableError when the fleet cannot be told (then nothing changes
+ * validate, AdminWriteFailedError when the fleet cannot be told (then nothing changes
  * anywhere: instances must not drift apart). Resolves to the settings in force.
  */
 export async function changeSettings (control: SettingsControl, settings: RuntimeSettings, actor: string): Promise<ReturnType<typeof describeSettings>> {
@@ -34,11 +34,8 @@ export async function changeSettings (control: SettingsControl, settings: Runtim
   }
   let version: number
   if (sync !== undefined) {
-    try {
-      version = await sync.publish(settings, actor)
-    } catch {
-      throw new StoreUnavailableError()
-    }
+    // Redis unreachable or too slow: AdminWriteFailedError, and nothing changed anywhere.
+    version = await sync.publish(settings, actor)
   } else {
     version = manager.version + 1
   }

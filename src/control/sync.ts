@@ -141,11 +141,6 @@ export class SettingsSync {
     return version
   }
 
-  /** Tells every instance to drop its local denials and bans (after a reset or unban). */
-  async forget (): Promise<void> {
-    await this.opts.channel.announceForget()
-  }
-
   async close (): Promise<void> {
     clearInterval(this.timer)
     this.opts.channel.close()

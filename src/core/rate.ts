@@ -10,6 +10,13 @@ export interface CalendarPeriods {
   /** Start and end (epoch ms) of the period holding `now`. */
   periodStart (now: number): number
   periodEnd (now: number): number
+  /**
+   * The boundaries around the period holding `now`, as text for the Redis script: the
+   * previous period's start, this one's start and end, and the next one's end ("b0 b1 b2 b3").
+   * The script picks the period holding Redis TIME among them, so a gateway whose clock is
+   * off by up to a period still counts the period Redis says it is.
+   */
+  boundaries (now: number): string
 }
 
 /** A rate such as `10/s`: `count` requests per `periodMs`. */

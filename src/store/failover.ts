@@ -198,20 +198,23 @@ export class FailoverStore implements Store, DecisionWatcher {
     return await this.opts.primary.inspect(client, policies, slots)
   }
 
-  /** In Redis and in the local fallback alike, so an outage does not bring it back. */
+  /**
+   * In Redis and in the local fallback alike, so an outage does not bring it back. Redis
+   * first: a write Redis refuses (the admin gets a 503) is applied nowhere.
+   */
   async reset (client: string, policies: readonly Policy[]): Promise<void> {
-    await this.opts.local.reset(client, policies)
     await this.opts.primary.reset(client, policies)
+    await this.opts.local.reset(client, policies)
   }
 
   async ban (client: string, ms: number): Promise<void> {
-    await this.opts.local.ban(client, ms)
     await this.opts.primary.ban(client, ms)
+    await this.opts.local.ban(client, ms)
   }
 
   async unban (client: string): Promise<void> {
-    await this.opts.local.unban(client)
     await this.opts.primary.unban(client)
+    await this.opts.local.unban(client)
   }
 
   size (): number {

@@ -13,8 +13,9 @@
  * ARGV[7]           the usage ledger: how long the day's line (the last KEY, a hash) is
  *                   kept in ms; 0: not recorded
  * ARGV[8+6(i-1)..]  policy i: algorithm (t, l, f, s; c: a fixed window over a calendar
- *                   period, whose start is given in intervalMs' place and whose length
- *                   as windowMs), intervalMs, quota, windowMs, maxDelayMs, dry run (1/0)
+ *                   period, the boundaries around the gateway's now in intervalMs' place,
+ *                   of which the period holding Redis TIME is counted), intervalMs, quota,
+ *                   windowMs, maxDelayMs, dry run (1/0)
  * then, with m > 0: the request's lease id, the lease's ms, and each in-flight limit's max
  *
  * An in-flight limit is a sorted set of leases scored by when they expire: a slot is taken
@@ -54,6 +55,18 @@ if ARGV[1] ~= '' then
 else
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+end
+-- A calendar period ('c'): the gateway sends the boundaries around its own now, "b0 b1 b2
+-- b3" (Calendar.boundaries); the period is the one among them holding at, Redis's time,
+-- so gateways whose clocks disagree across a midnight still count one day. Its start and length.
+local function calendarPeriod(spec, at)
+  local prev
+  for b in string.gmatch(spec, '%S+') do
+    b = tonumber(b)
+    if prev ~= nil and at >= prev and at < b then return prev, b - prev end
+    prev = b
+  end
+  error('GW_CLOCK_SKEW the gateway clock is more than a calendar period away from Redis TIME')
 end`
 
 export const CONSUME_LUA = `
@@ -133,9 +146,8 @@ for i = 1, n do
     end
     if remaining < 0 then remaining = 0 end
   elseif algo == 'f' or algo == 'c' then
-    -- 'c': a calendar period, its start given (in intervalMs' place) and its length as windowMs.
-    local start = interval
-    if algo == 'f' then start = math.floor(now / size) * size end
+    local start
+    if algo == 'f' then start = math.floor(now / size) * size else start, size = calendarPeriod(ARGV[b + 2], now) end
     local count = 0
     if raw then
       local s, c = string.match(raw, '^(%S+) (%S+)$')
@@ -247,13 +259,14 @@ export const CONSUME_SHA = createHash('sha1').update(CONSUME_LUA).digest('hex')
  * src/algorithms/settle.ts for each key.
  *
  * ARGV[1]              now in ms, or '' to take Redis TIME (as CONSUME_LUA)
- * ARGV[2]              when the request was charged (ms): which window holds the charge
+ * ARGV[2]              how long ago the request was charged (ms, by the gateway's clock: a
+ *                      duration, so skew does not matter): which window holds the charge
  * ARGV[3+6(i-1)..]     key i's policy: algorithm, intervalMs, quota, windowMs, maxDelayMs,
  *                      and the difference to charge (> 0) or give back (< 0)
  */
 export const SETTLE_LUA = `
 ${CLOCK_LUA}
-local chargedAt = tonumber(ARGV[2])
+local chargedAt = now - tonumber(ARGV[2])
 for i = 1, #KEYS do
   local b = 2 + ${ARGS_PER_POLICY} * (i - 1)
   local algo = ARGV[b + 1]
@@ -283,15 +296,14 @@ for i = 1, #KEYS do
     if raw then s, c = string.match(raw, '^(%S+) (%S+)$') end
     s, c = tonumber(s), tonumber(c)
     if delta < 0 then
-      -- 'c': the period holding the charge, as the gateway gave it.
-      local charged = interval
-      if algo == 'f' then charged = math.floor(chargedAt / size) * size end
+      local charged
+      if algo == 'f' then charged = math.floor(chargedAt / size) * size else charged, size = calendarPeriod(ARGV[b + 2], chargedAt) end
       if s ~= nil and s == charged and c > 0 then
         state, expires = fmt(charged) .. ' ' .. fmt(math.max(0, c + delta)), charged + size
       end
     else
-      local start = interval
-      if algo == 'f' then start = math.floor(now / size) * size end
+      local start
+      if algo == 'f' then start = math.floor(now / size) * size else start, size = calendarPeriod(ARGV[b + 2], now) end
       local count = 0
       if s ~= nil and s == start then count = c end
       local nxt = math.min(math.max(count, quota), count + delta)
@@ -351,6 +363,17 @@ local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local duration = tonumber(ARGV[1])
 redis.call('SET', KEYS[1], string.format('%.17g', now + duration), 'PX', duration)
 redis.call('DEL', KEYS[2])
+return 1
+`
+
+/**
+ * Deletes KEYS (a client's state, or its ban) and tells every instance (channel ARGV[1]) to
+ * drop its local denials and bans, in one script: an admin write, so with a deadline
+ * (store/admin-write.ts).
+ */
+export const FORGET_LUA = `
+redis.call('DEL', unpack(KEYS))
+redis.call('PUBLISH', ARGV[1], '{"type":"forget"}')
 return 1
 `
 

@@ -25,7 +25,8 @@ import type { RedisSettings } from '../config/index.js'
 import { bannedDecision, concurrencyDecision, type Decision } from '../core/decision.js'
 import type { ConcurrencyLimit, Policy, SlotRequest } from '../core/policy.js'
 import { StoreConnectError } from '../errors.js'
-import { ALGORITHM_CODE, ARGS_PER_POLICY, BAN_LUA, CONSUME_LUA, CONSUME_SHA, INSPECT_LUA, RENEW_LUA, SETTLE_LUA } from './redis-scripts.js'
+import { ALGORITHM_CODE, ARGS_PER_POLICY, BAN_LUA, CONSUME_LUA, CONSUME_SHA, FORGET_LUA, INSPECT_LUA, RENEW_LUA, SETTLE_LUA } from './redis-scripts.js'
+import { adminWrite } from './admin-write.js'
 import { decide, type State } from '../algorithms/index.js'
 import type { BanSettings, ClientState, DecisionWatcher, SharedStore } from './types.js'
 import { heaviest, type UsageMark, type UsageRow, type UsageTotal } from './usage.js'
@@ -38,6 +39,11 @@ const LEDGER_FLUSH_MS = 1000
 
 /** CONCURRENCY_LEASE_MS's default (config), for a store built without it. */
 const DEFAULT_LEASE_MS = 60_000
+
+/** The channel the fleet's settings and forget announcements travel on. */
+export function controlChannel (prefix: string): string {
+  return `${prefix}control`
+}
 
 /** Clients remembered by the deny cache at most. */
 export const DENY_CACHE_MAX = 100_000
@@ -188,15 +194,13 @@ function escapeTag (subject: string): string {
 
 /**
  * A policy's six arguments to the scripts: algorithm, intervalMs, quota, windowMs,
- * maxDelayMs, dry run. A fixed window over calendar periods is `c`, with the start of the
- * period holding `at` in intervalMs' place and the period's length as windowMs.
+ * maxDelayMs, dry run. A fixed window over calendar periods is `c`, with the boundaries
+ * of the periods around the gateway's `at` in intervalMs' place (Calendar.boundaries): the
+ * script picks the one holding Redis TIME.
  */
 function policyArgs (p: Policy, at: number): string[] {
   const calendar = p.calendar
-  if (calendar !== undefined) {
-    const start = calendar.periodStart(at)
-    return ['c', String(start), String(p.quota), String(calendar.periodEnd(at) - start), '0', p.dryRun ? '1' : '0']
-  }
+  if (calendar !== undefined) return ['c', calendar.boundaries(at), String(p.quota), '0', '0', p.dryRun ? '1' : '0']
   return [ALGORITHM_CODE[p.algorithm], String(p.intervalMs), String(p.quota), String(p.windowMs), String(p.maxDelayMs), p.dryRun ? '1' : '0']
 }
 
@@ -241,7 +245,6 @@ export class RedisStore implements SharedStore {
     this.decisionClock = opts.decisionClock
     this.client = createRedisClient(opts.settings)
     this.client.defineCommand('rlInspect', { lua: INSPECT_LUA })
-    this.client.defineCommand('rlBan', { lua: BAN_LUA })
     this.client.defineCommand('rlRenew', { lua: RENEW_LUA })
     this.client.defineCommand('rlSettle', { lua: SETTLE_LUA })
     this.leaseMs = opts.leaseMs ?? DEFAULT_LEASE_MS
@@ -424,14 +427,11 @@ export class RedisStore implements SharedStore {
     args[a++] = usage === undefined ? '0' : String(usage.ttlMs)
     const first = a
     for (let i = 0; i < perPolicy.length; i++) args[a++] = perPolicy[i]!
-    // A calendar period (a quota's month) is the gateway's to say: its start and length.
+    // A calendar period (a quota's month): the boundaries around the gateway's now, from
+    // which the script picks the period holding Redis TIME (the same text all period long).
     for (let i = 0; i < policies.length; i++) {
       const calendar = policies[i]!.calendar
-      if (calendar === undefined) continue
-      const now = (this.decisionClock ?? this.clock).now()
-      const start = calendar.periodStart(now)
-      args[first + ARGS_PER_POLICY * i + 1] = String(start)
-      args[first + ARGS_PER_POLICY * i + 3] = String(calendar.periodEnd(now) - start)
+      if (calendar !== undefined) args[first + ARGS_PER_POLICY * i + 1] = calendar.boundaries(this.clock.now())
     }
     if (slots !== undefined) {
       args[a++] = slots.lease
@@ -602,15 +602,17 @@ export class RedisStore implements SharedStore {
   settle (client: string, policies: readonly Policy[], deltas: readonly number[], subjects: readonly string[] | undefined, chargedAt: number): void {
     const c = escapeTag(client)
     const keys: string[] = []
-    const args: string[] = [this.decisionClock ? String(this.decisionClock.now()) : '', String(chargedAt)]
+    // When the charge was is told as how long ago, by this gateway's clock: a duration,
+    // which the script takes from Redis TIME, so a skewed clock finds the charge's window.
+    const now = this.clock.now()
+    const args: string[] = [this.decisionClock ? String(this.decisionClock.now()) : '', String(Math.max(0, now - chargedAt))]
     for (let i = 0; i < policies.length; i++) {
       const delta = deltas[i]!
       if (delta === 0) continue
       const p = policies[i]!
       const key = this.keyOf(p, subjectOf(c, subjects, i))
       keys.push(key)
-      // A calendar period: the one holding the charge (a refund) or now (a post-charge).
-      const args6 = policyArgs(p, delta < 0 ? chargedAt : (this.decisionClock ?? this.clock).now())
+      const args6 = policyArgs(p, delta < 0 ? chargedAt : now)
       args6[5] = String(delta)
       for (const arg of args6) args.push(arg)
       if (delta < 0 && this.denials.size > 0) this.denials.delete(key)
@@ -643,17 +645,17 @@ export class RedisStore implements SharedStore {
   async reset (client: string, policies: readonly Policy[]): Promise<void> {
     const keys = this.keys(client, policies.filter(p => !p.shared))
     // Everything but the ban itself: the limits' state and the refusal count.
-    await this.client.del(...keys.slice(0, -2), keys[keys.length - 1]!)
+    keys.splice(keys.length - 2, 1)
+    await adminWrite(this.client, `the reset of ${client}`, FORGET_LUA, keys, [controlChannel(this.prefix)], this.timeoutMs)
     this.forget()
   }
 
   async ban (client: string, ms: number): Promise<void> {
-    const keys = this.banKeys(escapeTag(client))
-    await (this.client as unknown as { rlBan: (n: number, ...a: Array<string | number>) => Promise<number> }).rlBan(2, ...keys, ms)
+    await adminWrite(this.client, `the ban of ${client}`, BAN_LUA, this.banKeys(escapeTag(client)), [ms], this.timeoutMs)
   }
 
   async unban (client: string): Promise<void> {
-    await this.client.del(...this.banKeys(escapeTag(client)))
+    await adminWrite(this.client, `the unban of ${client}`, FORGET_LUA, this.banKeys(escapeTag(client)), [controlChannel(this.prefix)], this.timeoutMs)
     this.forget()
   }
 
@@ -708,6 +710,11 @@ export class RedisStore implements SharedStore {
     }
     await new Promise<void>(resolve => client.refreshSlotsCache(() => resolve()))
     await client.exists(key)
+  }
+
+  /** REDIS_TIMEOUT_MS: how long a command may take. */
+  get timeoutMs (): number {
+    return this.settings.timeoutMs
   }
 
   size (): number {

@@ -4,7 +4,8 @@
  * redis-scripts.ts; control/sync.ts decides what to store and when.
  */
 import { Cluster, type Redis } from 'ioredis'
-import type { RedisStore } from './redis.js'
+import { controlChannel, type RedisStore } from './redis.js'
+import { adminWrite } from './admin-write.js'
 import { PUBLISH_SETTINGS_LUA, RESEED_SETTINGS_LUA } from './redis-scripts.js'
 
 /** What the settings sync needs of Redis. */
@@ -15,8 +16,6 @@ export interface SettingsChannel {
   publish (body: string, floor: number): Promise<number>
   /** Stores `doc` as version `version` if Redis holds an older one or none, and announces it. */
   reseed (doc: string, version: number): Promise<void>
-  /** Tells every instance to drop its local denials and bans. */
-  announceForget (): Promise<void>
   /** Drops this instance's local denials and bans (another instance announced a reset). */
   forgetLocally (): void
   /**
@@ -27,7 +26,7 @@ export interface SettingsChannel {
   close (): void
 }
 
-type Scripted = { rlPublishSettings: (...a: string[]) => Promise<number>, rlReseedSettings: (...a: string[]) => Promise<number> }
+type Scripted = { rlReseedSettings: (...a: string[]) => Promise<number> }
 
 export class RedisSettingsChannel implements SettingsChannel {
   private readonly subscriber: Redis | Cluster
@@ -38,12 +37,11 @@ export class RedisSettingsChannel implements SettingsChannel {
   constructor (private readonly store: RedisStore, prefix: string) {
     this.versionKey = `${prefix}{control}:version`
     this.settingsKey = `${prefix}{control}:settings`
-    this.channel = `${prefix}control`
+    this.channel = controlChannel(prefix)
     // A connection of its own: a subscribed connection can issue nothing else.
     const client = store.client
     this.subscriber = client instanceof Cluster ? client.duplicate() : client.duplicate()
     this.subscriber.on('error', () => {})
-    client.defineCommand('rlPublishSettings', { numberOfKeys: 2, lua: PUBLISH_SETTINGS_LUA })
     client.defineCommand('rlReseedSettings', { numberOfKeys: 2, lua: RESEED_SETTINGS_LUA })
   }
 
@@ -51,16 +49,13 @@ export class RedisSettingsChannel implements SettingsChannel {
     return this.store.client.get(this.settingsKey)
   }
 
-  publish (body: string, floor: number): Promise<number> {
-    return (this.store.client as unknown as Scripted).rlPublishSettings(this.versionKey, this.settingsKey, body, this.channel, String(floor))
+  /** An admin write: applied and answered, or refused and never applied (admin-write.ts). */
+  async publish (body: string, floor: number): Promise<number> {
+    return await adminWrite(this.store.client, 'the settings change', PUBLISH_SETTINGS_LUA, [this.versionKey, this.settingsKey], [body, this.channel, String(floor)], this.store.timeoutMs) as number
   }
 
   async reseed (doc: string, version: number): Promise<void> {
     await (this.store.client as unknown as Scripted).rlReseedSettings(this.versionKey, this.settingsKey, doc, this.channel, String(version))
-  }
-
-  async announceForget (): Promise<void> {
-    await this.store.client.publish(this.channel, '{"type":"forget"}')
   }
 
   forgetLocally (): void {

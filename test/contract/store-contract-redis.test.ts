@@ -17,8 +17,8 @@ async function redisSettings (t: Teardown): Promise<RedisSettings> {
 }
 
 /** A connected Redis store deciding on the case's clock; each case its own prefix, so cases cannot see each other's keys. */
-async function connected (settings: RedisSettings, keyPrefix: string, clock: ManualClock, bans: BanSettings | undefined, singleSlot: boolean): Promise<RedisStore> {
-  const store = new RedisStore({ settings: { ...settings, keyPrefix }, decisionClock: clock, clock, bans, singleSlot })
+async function connected (settings: RedisSettings, keyPrefix: string, clock: ManualClock, bans: BanSettings | undefined, singleSlot: boolean, gatewayClock = clock): Promise<RedisStore> {
+  const store = new RedisStore({ settings: { ...settings, keyPrefix }, decisionClock: clock, clock: gatewayClock, bans, singleSlot })
   await store.connect()
   return store
 }
@@ -27,9 +27,11 @@ t.test('store contract: redis store (the Lua mirror of the algorithms)', async t
   const settings = await redisSettings(t)
   let n = 0
   await runContract(t, async (bans, shared) => {
+    // Redis TIME (the decision clock) and the gateway's own, which a case may skew.
     const clock = new ManualClock(0)
-    const store = await connected(settings, `contract${n++}:`, clock, bans, shared)
-    return { store, setNow: (ms: number) => clock.set(ms), close: () => store.close() }
+    const gateway = new ManualClock(0)
+    const store = await connected(settings, `contract${n++}:`, clock, bans, shared, gateway)
+    return { store, setNow: (ms: number, gatewayMs: number) => { clock.set(ms); gateway.set(gatewayMs) }, close: () => store.close(), twoClocks: true }
   })
 })
 
@@ -38,10 +40,11 @@ t.test('store contract: the failover store over Redis (what the gateway runs wit
   let n = 0
   await runContract(t, async (bans, shared) => {
     const clock = new ManualClock(0)
-    const primary = await connected(settings, `failover${n++}:`, clock, bans, shared)
+    const gateway = new ManualClock(0)
+    const primary = await connected(settings, `failover${n++}:`, clock, bans, shared, gateway)
     const local = new MemoryStore({ maxKeys: 1000, clock, purgeIntervalMs: 0, bans })
     const store = new FailoverStore({ primary, local, failureMode: 'local', probeIntervalMs: 1000, log: pino({ level: 'silent' }) })
-    return { store, setNow: (ms: number) => clock.set(ms), close: () => store.close() }
+    return { store, setNow: (ms: number, gatewayMs: number) => { clock.set(ms); gateway.set(gatewayMs) }, close: () => store.close(), twoClocks: true }
   })
 })
 

@@ -5,8 +5,13 @@ import { CONTRACT, START } from './store-contract.js'
 
 export interface ContractStore {
   store: Store
-  /** Move the store's clock to this absolute time (ms since the epoch). */
-  setNow (ms: number): void | Promise<void>
+  /**
+   * Move the store's clock to this absolute time (ms since the epoch). A store that decides
+   * on another clock than the gateway's (Redis TIME) takes the gateway's as `gatewayMs`.
+   */
+  setNow (ms: number, gatewayMs: number): void | Promise<void>
+  /** Whether the store decides on a clock apart from the gateway's: cases with gatewaySkewMs then skew it. */
+  twoClocks?: boolean
   close (): Promise<void>
 }
 
@@ -31,8 +36,10 @@ export async function runContract (t: Asserts, make: (bans: BanSettings | undefi
         const origin = c.origin ?? START
         // Each lease's slots as taken, to give back by its id.
         const leases = new Map<string, SlotRequest>()
+        // The gateway's clock minus the store's (Redis TIME), where the store has two.
+        const skew = s.twoClocks === true ? c.gatewaySkewMs ?? 0 : 0
         for (const [i, step] of c.steps.entries()) {
-          await s.setNow(origin + step.at)
+          await s.setNow(origin + step.at, origin + step.at + skew)
           const client = prefix + (step.client ?? 'client')
           if ('release' in step) {
             s.store.release(client, leases.get(step.release)!)
@@ -42,7 +49,7 @@ export async function runContract (t: Asserts, make: (bans: BanSettings | undefi
           const policies = idx.map(k => c.policies[k]!)
           const subjects = step.subjects?.map(x => prefix + x)
           if ('settle' in step) {
-            s.store.settle(client, policies, step.settle.deltas, subjects, origin + step.settle.chargedAt)
+            s.store.settle(client, policies, step.settle.deltas, subjects, origin + step.settle.chargedAt + skew)
             continue
           }
           let slots: SlotRequest | undefined

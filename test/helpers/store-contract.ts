@@ -68,6 +68,11 @@ export interface ContractCase {
   origin?: number
   /** The store is built with bans on. */
   bans?: BanSettings
+  /**
+   * The gateway's clock minus Redis's (ms): the steps' times and expectations are Redis's,
+   * and the gateway reads its own clock this far off. One-clock stores run the case unskewed.
+   */
+  gatewaySkewMs?: number
 }
 
 export const policy = (rate: string, burst: number, name = 'default', algorithm: AlgorithmName = 'token-bucket', extra: { maxDelayMs?: number, dryRun?: boolean } = {}): Policy =>
@@ -570,6 +575,66 @@ export const CONTRACT: ContractCase[] = [
     steps: [
       { at: 0, expect: [ok(0, { resetMs: 12 * HOUR })] },
       { at: 1, expect: [no(12 * HOUR - 1, { remaining: 0 })] }
+    ]
+    },
+  {
+    name: 'settle, leaky bucket: a refund takes back queued delay, as for a token bucket',
+    origin: ALIGNED,
+    policies: [policy('10/s', 1, 'default', 'leaky-bucket', { maxDelayMs: 300 })],
+    steps: [
+      { at: 0, expect: [ok(0, { delayMs: 0 })] },
+      { at: 0, expect: [ok(0, { delayMs: 100 })] },
+      { at: 0, expect: [ok(0, { delayMs: 200 })] },
+      { at: 0, expect: [ok(0, { delayMs: 300 })] },
+      { at: 0, expect: [no(100)] },
+      settle(0, [-2], 0),
+      { at: 0, expect: [ok(0, { delayMs: 200 })] },
+      // A post-charge fills the queue up to its end, never past it.
+      settle(0, [5], 0),
+      { at: 0, expect: [no(100)] },
+      { at: 100, expect: [ok(0, { delayMs: 300 })] }
+    ]
+  },
+  {
+    name: 'two clocks: the gateway a day ahead of Redis still counts Redis\'s day (calendar quota)',
+    // 23:00 UTC by Redis; the gateway reads 23:00 the next day.
+    origin: ALIGNED - HOUR,
+    gatewaySkewMs: DAY,
+    policies: [quota('2/d')],
+    steps: [
+      { at: 0, expect: [ok(1, { resetMs: HOUR })] },
+      { at: 1, expect: [ok(0)] },
+      { at: 2, expect: [no(HOUR - 2, { remaining: 0, resetMs: HOUR - 2 })] },
+      { at: HOUR, expect: [ok(1, { resetMs: DAY })] }
+    ]
+  },
+  {
+    name: 'two clocks: a gateway an hour behind across midnight gets no negative reset, and a refund finds the charge\'s day',
+    // 00:30 UTC by Redis; the gateway reads 23:30 the day before.
+    origin: ALIGNED + HOUR / 2,
+    gatewaySkewMs: -HOUR,
+    policies: [quota('2/d')],
+    steps: [
+      { at: 0, expect: [ok(1, { resetMs: DAY - HOUR / 2 })] },
+      settle(1, [-1], 0),
+      { at: 2, expect: [ok(1)] },
+      { at: 3, expect: [ok(0)] },
+      { at: 4, expect: [no(DAY - HOUR / 2 - 4, { remaining: 0 })] }
+    ]
+  },
+  {
+    name: 'two clocks: a calendar quota\'s post-charge counts in Redis\'s day, up to the quota',
+    // 23:50 UTC by Redis; the gateway reads 00:10 the next day.
+    origin: ALIGNED - 10 * 60_000,
+    gatewaySkewMs: 20 * 60_000,
+    policies: [quota('5/d')],
+    steps: [
+      { at: 0, expect: [ok(4, { resetMs: 10 * 60_000 })] },
+      settle(0, [3], 0),
+      { at: 1, expect: [ok(0)] },
+      settle(1, [10], 1),
+      { at: 2, expect: [no(10 * 60_000 - 2, { remaining: 0 })] },
+      { at: 10 * 60_000, expect: [ok(4, { resetMs: DAY })] }
     ]
   }
 ]

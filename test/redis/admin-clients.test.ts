@@ -57,14 +57,19 @@ t.test('with limiting off there are no clients, no store and nothing tracked', a
   t.match((await send(`${gw.adminUrl}/metrics`, as('GET'))).body, /^gateway_tracked_clients 0$/m)
 })
 
-t.test('with Redis down, client operations answer 503, like the requests', async t => {
+t.test('with Redis down, client operations answer 503, like the requests; a write says it was not applied', async t => {
   const redis = await startRedis(t)
   const upstream = await startUpstream(t)
   const gw = await startGateway(t, { UPSTREAM_URL: upstream.url, ADMIN_TOKEN: TOKEN, STORE: 'redis', REDIS_URL: redis.url, REDIS_TIMEOUT_MS: '200' })
   await redis.kill()
-  for (const [path, method] of [['/admin/clients?ip=127.0.0.2', 'GET'], ['/admin/clients/quota?ip=127.0.0.2', 'DELETE'], ['/admin/clients/ban?ip=127.0.0.2', 'DELETE']] as const) {
+  const cases = [
+    ['/admin/clients?ip=127.0.0.2', 'GET', { code: 'GW_STORE_UNAVAILABLE' }],
+    ['/admin/clients/quota?ip=127.0.0.2', 'DELETE', { code: 'GW_ADMIN_WRITE_FAILED', detail: /the reset of ip:127\.0\.0\.2 .*not applied/ }],
+    ['/admin/clients/ban?ip=127.0.0.2', 'DELETE', { code: 'GW_ADMIN_WRITE_FAILED', detail: /the unban of ip:127\.0\.0\.2 .*not applied/ }]
+  ] as const
+  for (const [path, method, problem] of cases) {
     const r = await send(`${gw.adminUrl}${path}`, as(method))
     t.equal(r.status, 503, `${method} ${path}`)
-    t.match(JSON.parse(r.body), { code: 'GW_STORE_UNAVAILABLE' })
+    t.match(JSON.parse(r.body), problem)
   }
 })
