@@ -25,6 +25,18 @@ export type { AlgorithmName, BanSettings, LimitSpec } from '../core/policy.js'
 export const DEFAULT_PORT = 8000
 export const DEFAULT_ADMIN_PORT = 9000
 export const DEFAULT_UPSTREAM_TIMEOUT_MS = 30_000
+
+/**
+ * Admin tokens this repository itself prints or once shipped (README, deploy/, examples):
+ * refused at start, as is any placeholder of that shape. A unit test keeps every literal
+ * token in the repository in this list.
+ */
+export const PUBLISHED_TOKENS: readonly string[] = ['change-me-to-a-long-secret', 'change-me-0123456789', 'replace-me-with-a-long-random-secret']
+const PLACEHOLDER_TOKEN_RE = /^(change|replace)[-_]?me/i
+
+function isPublishedToken (token: string): boolean {
+  return PUBLISHED_TOKENS.includes(token) || PLACEHOLDER_TOKEN_RE.test(token)
+}
 export const DEFAULT_UPSTREAM_CONNECTIONS = 128
 export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 30_000
 /** How long a Redis in-flight slot outlives its instance's last renewal. */
@@ -416,6 +428,9 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
   }
   // The admin API changes limits and shows client data: never reachable from beyond this
   // host without a token.
+  if (raw.ADMIN_TOKEN !== undefined && isPublishedToken(raw.ADMIN_TOKEN)) {
+    throw new ConfigError('ADMIN_TOKEN: this token is printed in the gateway\'s own README or manifests, so anyone can read it; make a secret of your own (e.g. openssl rand -hex 24)')
+  }
   if (raw.ADMIN_TOKEN === undefined && !isLoopback(raw.ADMIN_HOST)) {
     throw new ConfigError(`ADMIN_HOST: "${raw.ADMIN_HOST}" is reachable from other hosts; set ADMIN_TOKEN (16+ characters) or bind 127.0.0.1`)
   }

@@ -7,6 +7,7 @@
  */
 import t, { type Test } from 'tap'
 import { spawnSync } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -57,17 +58,17 @@ const find = (objects: K8sObject[], kind: string, name: string) => objects.find(
 type Container = { name: string, env: Array<{ name: string, value?: string, valueFrom?: any }>, ports: Array<{ name: string, containerPort: number }>, readinessProbe: any, livenessProbe: any, resources: any, volumeMounts?: Array<{ name: string, mountPath: string, subPath?: string }> }
 const gatewayOf = (objects: K8sObject[]): Container => (find(objects, 'Deployment', 'web').spec.template.spec.containers as Container[]).find(c => c.name === 'gateway')!
 
-/** The gateway container's environment as the gateway reads it, with the Secret's token and the ConfigMap's rules file. */
+/** The gateway container's environment as the gateway reads it, with the operator's own Secret (a token made here) and the ConfigMap's rules file. */
 function gatewayEnv (t: Test, objects: K8sObject[]): Record<string, string> {
   const gateway = gatewayOf(objects)
   const env: Record<string, string> = {}
-  const secret = find(objects, 'Secret', 'ratelimit-admin')
+  const secret = { ADMIN_TOKEN: randomBytes(24).toString('hex') } as Record<string, string>
   const rules = find(objects, 'ConfigMap', 'ratelimit-rules')
   const dir = mkdtempSync(join(tmpdir(), 'gw-k8s-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const mount = gateway.volumeMounts!.find(m => m.name === 'rules')!
   for (const e of gateway.env) {
-    if (e.valueFrom !== undefined) env[e.name] = secret.stringData![e.valueFrom.secretKeyRef.key]!
+    if (e.valueFrom !== undefined) env[e.name] = secret[e.valueFrom.secretKeyRef.key]!
     else env[e.name] = e.value!
   }
   // The ConfigMap's files, where the mount puts them.
@@ -80,7 +81,7 @@ function gatewayEnv (t: Test, objects: K8sObject[]): Record<string, string> {
 
 t.test('the sidecar: valid objects, a gateway whose environment and rules load, probes, ports and mounts as the gateway has them', async t => {
   const objects = render(join(K8S, 'sidecar'))
-  t.same(objects.map(o => o.kind).sort(), ['ConfigMap', 'Deployment', 'Secret', 'Service'])
+  t.same(objects.map(o => o.kind).sort(), ['ConfigMap', 'Deployment', 'Service'], 'no Secret: the manifests ship no admin token, they name the operator\'s')
   validate(t, objects)
   const gateway = gatewayOf(objects)
   const config = loadConfig(gatewayEnv(t, objects))
@@ -111,7 +112,7 @@ t.test('the sidecar: valid objects, a gateway whose environment and rules load, 
 
 t.test('redis-replicas: two replicas of the pod on one Redis, valid objects, a gateway environment that loads', async t => {
   const objects = render(join(K8S, 'redis-replicas'))
-  t.same(objects.map(o => `${o.kind}/${o.metadata.name}`).sort(), ['ConfigMap/ratelimit-rules', 'Deployment/ratelimit-redis', 'Deployment/web', 'Secret/ratelimit-admin', 'Service/ratelimit-redis', 'Service/web'])
+  t.same(objects.map(o => `${o.kind}/${o.metadata.name}`).sort(), ['ConfigMap/ratelimit-rules', 'Deployment/ratelimit-redis', 'Deployment/web', 'Service/ratelimit-redis', 'Service/web'])
   validate(t, objects)
   t.equal(find(objects, 'Deployment', 'web').spec.replicas, 2)
   const config = loadConfig(gatewayEnv(t, objects))
