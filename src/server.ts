@@ -18,6 +18,15 @@ export interface Running {
   shutdown (signal: string): Promise<void>
 }
 
+/** Listens, or throws a ConfigError naming the variables that chose the address (a name that does not resolve, a port in use). */
+async function listenOn (server: App['admin'], port: number, host: string, variables: string): Promise<void> {
+  try {
+    await server.listen({ port, host })
+  } catch (err) {
+    throw new ConfigError(`${variables}: cannot listen on ${host}:${port}: ${(err as Error).message}`)
+  }
+}
+
 export async function main (env: Record<string, string | undefined> = process.env): Promise<Running | undefined> {
   let config: Config
   try {
@@ -39,11 +48,12 @@ export async function main (env: Record<string, string | undefined> = process.en
     return undefined
   }
   try {
-    if (config.mode === 'proxy') await app.gateway.listen({ port: config.port, host: config.host })
-    if (app.decision !== undefined) await app.decision.listen({ port: config.decision!.port, host: config.decision!.host })
-    await app.admin.listen({ port: config.adminPort, host: config.adminHost })
+    if (config.mode === 'proxy') await listenOn(app.gateway, config.port, config.host, 'HOST/PORT')
+    if (app.decision !== undefined) await listenOn(app.decision, config.decision!.port, config.decision!.host, 'DECISION_HOST/DECISION_PORT')
+    await listenOn(app.admin, config.adminPort, config.adminHost, 'ADMIN_HOST/ADMIN_PORT')
   } catch (err) {
     logger.fatal({ err }, 'could not listen')
+    process.stderr.write(`start-up error: ${describeError(err)}\n`)
     await app.close().catch(() => {})
     process.exitCode = 1
     return undefined

@@ -2,6 +2,7 @@
  * Configuration: read once from the environment, validated with env-schema, parsed into a
  * typed, deeply frozen Config. No other module reads process.env.
  */
+import { isIP } from 'node:net'
 import { readFileSync } from 'node:fs'
 import envSchema from 'env-schema'
 import type { FromSchema } from 'json-schema-to-ts'
@@ -201,7 +202,7 @@ const ENV_SCHEMA = {
     MODE: { type: 'string', enum: ['proxy', 'decision'], default: 'proxy', description: 'proxy (limit and forward) or decision (answer other proxies\' questions only)' },
     DECISION_PORT: { type: 'integer', minimum: 0, maximum: 65535, description: 'a TCP port 0-65535' },
     DECISION_HOST: { type: 'string', minLength: 1, default: '127.0.0.1', description: 'an address to listen on' },
-    DECISION_DENY_STATUS: { type: 'integer', minimum: 400, maximum: 499, default: 429, description: 'a 4xx status, e.g. 429, or 403 for nginx auth_request' },
+    DECISION_DENY_STATUS: { type: 'integer', minimum: 400, maximum: 499, default: 429, description: 'a 4xx status, e.g. 429, or 401 for nginx auth_request' },
     PORT: { type: 'integer', minimum: 0, maximum: 65535, default: DEFAULT_PORT, description: 'a TCP port 0-65535' },
     HOST: { type: 'string', minLength: 1, default: '0.0.0.0', description: 'an address to listen on' },
     UPSTREAM_URL: { type: 'string', description: 'an http:// or https:// URL (required unless MODE=decision)' },
@@ -302,6 +303,18 @@ function field<T> (name: string, parse: () => T, item?: string): T {
   } catch (err) {
     throw new ConfigError(`${name}: ${item === undefined ? '' : `"${item}": `}${(err as Error).message}`)
   }
+}
+
+/**
+ * A listen address: an IP address, or a host name (resolved when listening). Four
+ * dot-separated numbers must be an IPv4 address: `999.1.1.1` is a typo, not a name.
+ */
+function checkListenHost (host: string): string {
+  if (isIP(host) !== 0) return host
+  if (/^[\d.]+$/.test(host) || !/^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/.test(host)) {
+    throw new Error('expected an IP address (0.0.0.0, 127.0.0.1, ::) or a host name')
+  }
+  return host
 }
 
 /** An address only this host can reach. */
@@ -415,17 +428,16 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
   const rulesFile = raw.RATE_LIMIT_RULES_FILE === '' ? undefined : raw.RATE_LIMIT_RULES_FILE
   const loaded = rulesFile === undefined ? { rules: [], text: '' } : field('RATE_LIMIT_RULES_FILE', () => loadRulesFile(rulesFile, rulesContext({ algorithm, maxDelayMs, limit, tiers, globalLimit })))
 
-  const bans: BanSettings | undefined = raw.RATE_LIMIT_BAN_AFTER === 0
-    ? undefined
-    : {
-        after: raw.RATE_LIMIT_BAN_AFTER,
-        windowMs: field('RATE_LIMIT_BAN_WINDOW', () => parseDuration(raw.RATE_LIMIT_BAN_WINDOW)),
-        durationMs: field('RATE_LIMIT_BAN_DURATION', () => parseDuration(raw.RATE_LIMIT_BAN_DURATION))
-      }
+  // Every variable is validated, in use or not: a typo waiting for the day a feature is
+  // switched on would surface then, far from the change that made it.
+  const banWindowMs = field('RATE_LIMIT_BAN_WINDOW', () => parseDuration(raw.RATE_LIMIT_BAN_WINDOW))
+  const banDurationMs = field('RATE_LIMIT_BAN_DURATION', () => parseDuration(raw.RATE_LIMIT_BAN_DURATION))
+  const bans: BanSettings | undefined = raw.RATE_LIMIT_BAN_AFTER === 0 ? undefined : { after: raw.RATE_LIMIT_BAN_AFTER, windowMs: banWindowMs, durationMs: banDurationMs }
 
   if (raw.REQUEST_HEADERS_TIMEOUT_MS > raw.REQUEST_TIMEOUT_MS) {
     throw new ConfigError(`REQUEST_HEADERS_TIMEOUT_MS (${raw.REQUEST_HEADERS_TIMEOUT_MS}) must not exceed REQUEST_TIMEOUT_MS (${raw.REQUEST_TIMEOUT_MS}): the headers are part of the request`)
   }
+  for (const name of ['HOST', 'ADMIN_HOST', 'DECISION_HOST'] as const) field(name, () => checkListenHost(raw[name]), raw[name])
   // The admin API changes limits and shows client data: never reachable from beyond this
   // host without a token.
   if (raw.ADMIN_TOKEN !== undefined && isPublishedToken(raw.ADMIN_TOKEN)) {
@@ -434,14 +446,11 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
   if (raw.ADMIN_TOKEN === undefined && !isLoopback(raw.ADMIN_HOST)) {
     throw new ConfigError(`ADMIN_HOST: "${raw.ADMIN_HOST}" is reachable from other hosts; set ADMIN_TOKEN (16+ characters) or bind 127.0.0.1`)
   }
+  const alertWindowMs = field('ALERT_WINDOW', () => parseDuration(raw.ALERT_WINDOW))
+  const alertCooldownMs = field('ALERT_COOLDOWN', () => parseDuration(raw.ALERT_COOLDOWN))
   const alerts: AlertSettings | undefined = raw.ALERT_WEBHOOK_URL === ''
     ? undefined
-    : {
-        url: field('ALERT_WEBHOOK_URL', () => parseWebhookUrl(raw.ALERT_WEBHOOK_URL)),
-        threshold: raw.ALERT_THRESHOLD,
-        windowMs: field('ALERT_WINDOW', () => parseDuration(raw.ALERT_WINDOW)),
-        cooldownMs: field('ALERT_COOLDOWN', () => parseDuration(raw.ALERT_COOLDOWN))
-      }
+    : { url: field('ALERT_WEBHOOK_URL', () => parseWebhookUrl(raw.ALERT_WEBHOOK_URL)), threshold: raw.ALERT_THRESHOLD, windowMs: alertWindowMs, cooldownMs: alertCooldownMs }
   const adaptive: AdaptiveSettings | undefined = raw.ADAPTIVE_LIMITS
     ? {
         latencyMs: raw.ADAPTIVE_LATENCY_MS,

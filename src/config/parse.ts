@@ -151,6 +151,7 @@ export const TIERS_FORMAT = 'name=RATE:BURST items, each with an optional +QUOTA
  */
 export function parseQuota (text: string): RateSpec {
   const quota = parseRate(text)
+  if (quota.calendar === undefined) throw new Error(`a quota counts requests per calendar period: N/d, N/w or N/mo, not "${quota.text}" (a rate per second, minute or hour is a limit's RATE)`)
   if (!Number.isInteger(quota.count)) throw new Error(`a quota counts whole requests; "${quota.text}" is not a whole number`)
   return quota
 }

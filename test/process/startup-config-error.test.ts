@@ -35,7 +35,8 @@ const CASES: Array<[string, Record<string, string>, RegExp]> = [
   ['missing UPSTREAM_URL', {}, /UPSTREAM_URL is required/],
   ['PORT=abc', { UPSTREAM_URL: 'http://127.0.0.1:1', PORT: 'abc' }, /PORT must be integer/],
   ['RATE_LIMIT_BURST=0', { UPSTREAM_URL: 'http://127.0.0.1:1', RATE_LIMIT_BURST: '0' }, /RATE_LIMIT_BURST must be >= 1/],
-  ['TRUST_PROXY=true', { UPSTREAM_URL: 'http://127.0.0.1:1', TRUST_PROXY: 'true' }, /TRUST_PROXY: "true" would trust every peer/]
+  ['TRUST_PROXY=true', { UPSTREAM_URL: 'http://127.0.0.1:1', TRUST_PROXY: 'true' }, /TRUST_PROXY: "true" would trust every peer/],
+  ['HOST=999.1.1.1 (the run sets HOST first; this one wins)', { UPSTREAM_URL: 'http://127.0.0.1:1', HOST: '999.1.1.1' }, /HOST: "999\.1\.1\.1": expected an IP address/]
 ]
 
 t.test('a port already in use exits 1 with a clear message', async t => {
@@ -43,10 +44,17 @@ t.test('a port already in use exits 1 with a clear message', async t => {
   await once(blocker, 'listening')
   t.teardown(() => blocker.close())
   const port = (blocker.address() as { port: number }).port
-  const { code, stdout } = await run({ UPSTREAM_URL: 'http://127.0.0.1:1', HOST: '127.0.0.1', PORT: String(port), ADMIN_PORT: String(await freePort()), LOG_LEVEL: 'fatal' })
+  const { code, stdout, stderr } = await run({ UPSTREAM_URL: 'http://127.0.0.1:1', HOST: '127.0.0.1', PORT: String(port), ADMIN_PORT: String(await freePort()), LOG_LEVEL: 'fatal' })
   t.equal(code, 1)
   const line = JSON.parse(stdout.trim().split('\n').at(-1)!)
-  t.match(line, { level: 60, msg: 'could not listen', err: { code: 'EADDRINUSE' } }, 'one fatal JSON log line says why')
+  t.match(line, { level: 60, msg: 'could not listen', err: { code: 'GW_CONFIG_INVALID', message: /^HOST\/PORT: cannot listen on 127\.0\.0\.1:\d+: .*EADDRINUSE/ } }, 'one fatal JSON log line says why, naming the variables')
+  t.match(stderr, /^start-up error: HOST\/PORT: cannot listen on 127\.0\.0\.1:\d+: .*EADDRINUSE.* \[GW_CONFIG_INVALID\]\n$/, 'and so does stderr')
+})
+
+t.test('a listen address that does not resolve exits 1 naming the variable (issue 25.7)', async t => {
+  const { code, stderr } = await run({ UPSTREAM_URL: 'http://127.0.0.1:1', HOST: 'no-such-host.invalid', PORT: String(await freePort()), ADMIN_PORT: String(await freePort()), LOG_LEVEL: 'silent' })
+  t.equal(code, 1)
+  t.match(stderr, /^start-up error: HOST\/PORT: cannot listen on no-such-host\.invalid:\d+: .* \[GW_CONFIG_INVALID\]\n$/)
 })
 
 t.test('a bad configuration exits 1 before binding any port, naming the variable', async t => {

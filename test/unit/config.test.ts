@@ -86,6 +86,17 @@ const BAD: Array<[string, Record<string, string | undefined>, string, RegExp]> =
   ['OTLP header badly encoded', { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_EXPORTER_OTLP_TRACES_HEADERS: 'token=50%zz' }, 'OTEL_EXPORTER_OTLP_TRACES_HEADERS', /"token": the value is not valid URL encoding/],
   ['resource attribute without a key', { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_RESOURCE_ATTRIBUTES: '=x' }, 'OTEL_RESOURCE_ATTRIBUTES', /key=value/],
   ['resource attribute with a blank key', { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_RESOURCE_ATTRIBUTES: 'a=1, =x' }, 'OTEL_RESOURCE_ATTRIBUTES', /"=x" is not a key=value item/],
+  // Validated whether or not the feature is on (issue 25.7): a typo must not wait for the day it is switched on.
+  ['ban window bad while bans are off', { RATE_LIMIT_BAN_WINDOW: '1week' }, 'RATE_LIMIT_BAN_WINDOW', /with a unit: ms, s, m, h or d/],
+  ['ban duration bad while bans are off', { RATE_LIMIT_BAN_DURATION: 'forever' }, 'RATE_LIMIT_BAN_DURATION', /with a unit/],
+  ['alert window bad while alerts are off', { ALERT_WINDOW: 'xyz' }, 'ALERT_WINDOW', /with a unit/],
+  ['alert cooldown bad while alerts are off', { ALERT_COOLDOWN: '5 minutes' }, 'ALERT_COOLDOWN', /with a unit/],
+  ['a quota per hour', { RATE_LIMIT_QUOTA: '3/h' }, 'RATE_LIMIT_QUOTA', /N\/d, N\/w or N\/mo, not "3\/h"/],
+  ['a quota per second', { RATE_LIMIT_QUOTA: '10/s' }, 'RATE_LIMIT_QUOTA', /calendar period/],
+  ['a tier quota per second', { RATE_LIMIT_TIERS: 'free=10/s:20+10/s' }, 'RATE_LIMIT_TIERS', /"free": quota: .*N\/d, N\/w or N\/mo/],
+  ['HOST not an address', { HOST: '999.1.1.1' }, 'HOST', /"999\.1\.1\.1": expected an IP address .* or a host name/],
+  ['ADMIN_HOST with a space', { ADMIN_HOST: 'my host' }, 'ADMIN_HOST', /expected an IP address/],
+  ['DECISION_DENY_STATUS not 4xx', { DECISION_PORT: '9100', DECISION_DENY_STATUS: '200' }, 'DECISION_DENY_STATUS', /401 for nginx auth_request/],
   ['export batch above the queue', { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_BSP_MAX_QUEUE_SIZE: '100', OTEL_BSP_MAX_EXPORT_BATCH_SIZE: '200' }, 'OTEL_BSP_MAX_EXPORT_BATCH_SIZE', /must not exceed OTEL_BSP_MAX_QUEUE_SIZE/]
 ]
 
