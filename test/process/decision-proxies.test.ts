@@ -87,6 +87,22 @@ for (const [name, start, denyStatus] of PROXIES) {
   })
 }
 
+t.test('Caddy forward_auth: an answer without limit headers (allowlisted, RATE_LIMIT_HEADERS=none) leaks no placeholder to the client or the upstream (issue 25.4)', async t => {
+  const upstream = await startUpstream(t)
+  for (const env of [{ ALLOWLIST: '127.0.0.2' }, { RATE_LIMIT_HEADERS: 'none' }] as Array<Record<string, string>>) {
+    const gateway = await startGateway(t, { ...ENV, ...env })
+    const proxy = await startCaddy(t, upstream, gateway)
+    const r = await send(`${proxy}/echo`, { from: '127.0.0.2' })
+    t.equal(r.status, 200)
+    const seen = JSON.parse(r.body).headers as Record<string, string>
+    const leaked = (headers: Record<string, unknown>) => Object.entries(headers).filter(([, v]) => String(v).includes('{http.'))
+    t.same(leaked(r.headers), [], `${JSON.stringify(env)}: no placeholder at the client`)
+    t.same(leaked(seen), [], `${JSON.stringify(env)}: none at the upstream`)
+    t.equal(r.headers.ratelimit, undefined, `${JSON.stringify(env)}: no RateLimit header at all`)
+    t.equal(r.headers['x-ratelimit-limit'], undefined)
+  }
+})
+
 t.test('two nginx instances, each asking its own decision service on one Redis: one limit', async t => {
   const redis = await startRedis(t)
   const upstream = await startUpstream(t)
