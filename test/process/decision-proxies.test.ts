@@ -20,9 +20,11 @@ import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
 const DOCS = fileURLToPath(new URL('../../../docs/', import.meta.url))
 const NGINX_SITE = readFileSync(join(DOCS, 'nginx-auth-request.conf'), 'utf8')
 const CADDYFILE = readFileSync(join(DOCS, 'Caddyfile'), 'utf8')
+const NGINX_FAIL_OPEN = readFileSync(join(DOCS, 'nginx-auth-request-fail-open.conf'), 'utf8')
+const CADDYFILE_FAIL_OPEN = readFileSync(join(DOCS, 'Caddyfile.fail-open'), 'utf8')
 
 /** The documented file with its example ports (8000 the proxy, 8080 the app, 9100 the gateway) replaced. */
-function withPorts (text: string, proxy: string, upstream: TestUpstream, gateway: TestGateway): string {
+function withPorts (text: string, proxy: string, upstream: TestUpstream, gateway: Pick<TestGateway, 'decisionUrl'>): string {
   const out = text
     .replace('listen 8000;', `listen ${proxy};`)
     .replace(/^:8000 \{/m, `http://${proxy} {`)
@@ -32,31 +34,37 @@ function withPorts (text: string, proxy: string, upstream: TestUpstream, gateway
   return out
 }
 
-async function startNginx (t: Teardown, upstream: TestUpstream, gateway: TestGateway): Promise<string> {
+async function startNginx (t: Teardown, upstream: TestUpstream, gateway: Pick<TestGateway, 'decisionUrl'>, site = NGINX_SITE): Promise<string> {
   const dir = mkdtempSync(join(tmpdir(), 'gw-nginx-'))
   // nginx's workers run as nobody when started by root: their temp paths must be open to them.
   chmodSync(dir, 0o777)
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const proxy = `127.0.0.1:${await freePort()}`
-  writeFileSync(join(dir, 'site.conf'), withPorts(NGINX_SITE, proxy, upstream, gateway))
+  writeFileSync(join(dir, 'site.conf'), withPorts(site, proxy, upstream, gateway))
   writeFileSync(join(dir, 'nginx.conf'), nginxMainConfig(dir, `  include ${dir}/site.conf;`))
   await startPeer(t, 'nginx', ['-c', join(dir, 'nginx.conf'), '-p', dir, '-g', 'daemon off;'], {}, `http://${proxy}/_started`)
   return `http://${proxy}`
 }
 
-async function startCaddy (t: Teardown, upstream: TestUpstream, gateway: TestGateway): Promise<string> {
+async function startCaddy (t: Teardown, upstream: TestUpstream, gateway: Pick<TestGateway, 'decisionUrl'>, caddyfile = CADDYFILE): Promise<string> {
   const dir = mkdtempSync(join(tmpdir(), 'gw-caddy-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const proxy = `127.0.0.1:${await freePort()}`
   // Test-only global options: no admin endpoint (:2019 is anyone's), no certificates.
-  writeFileSync(join(dir, 'Caddyfile'), `{\n\tadmin off\n\tauto_https off\n}\n\n${withPorts(CADDYFILE, proxy, upstream, gateway)}`)
+  writeFileSync(join(dir, 'Caddyfile'), `{\n\tadmin off\n\tauto_https off\n}\n\n${withPorts(caddyfile, proxy, upstream, gateway)}`)
   await startPeer(t, 'caddy', ['run', '--config', join(dir, 'Caddyfile'), '--adapter', 'caddyfile'], { HOME: dir, XDG_DATA_HOME: dir, XDG_CONFIG_HOME: dir }, `http://${proxy}/_started`)
   return `http://${proxy}`
 }
 
 const ENV = { MODE: 'decision', DECISION_PORT: '0', TRUST_PROXY: '127.0.0.1', RATE_LIMIT_RATE: '1/m', RATE_LIMIT_BURST: '3', RATE_LIMIT_TIERS: 'pro=100/s:200', API_KEYS: 'k-pro:pro' }
 /** As each documented file says: nginx's auth_request needs the refusal as a 401; Caddy passes the 429 itself. */
-const PROXIES = [['nginx auth_request', startNginx, { DECISION_DENY_STATUS: '401' }], ['Caddy forward_auth', startCaddy, {}]] as const
+type Start = (t: Teardown, upstream: TestUpstream, gateway: Pick<TestGateway, 'decisionUrl'>) => Promise<string>
+const PROXIES: ReadonlyArray<readonly [string, Start, Record<string, string>]> = [
+  ['nginx auth_request', startNginx, { DECISION_DENY_STATUS: '401' }],
+  ['Caddy forward_auth', startCaddy, {}],
+  ['nginx auth_request, fail-open', (t, u, g) => startNginx(t, u, g, NGINX_FAIL_OPEN), { DECISION_DENY_STATUS: '401' }],
+  ['Caddy forward_auth, fail-open', (t, u, g) => startCaddy(t, u, g, CADDYFILE_FAIL_OPEN), {}]
+]
 
 for (const [name, start, denyStatus] of PROXIES) {
   t.test(`${name}: the burst passes, then 429 with Retry-After and the rate-limit headers; the upstream never sees a refusal`, async t => {
@@ -86,6 +94,40 @@ for (const [name, start, denyStatus] of PROXIES) {
     t.equal(hits(), 5)
   })
 }
+
+for (const [name, start, denyStatus] of PROXIES) {
+  t.test(`${name}: a banned client gets the gateway's 403 problem body with Retry-After, never the proxy's own page (issue 25.13)`, async t => {
+    const upstream = await startUpstream(t)
+    const gateway = await startGateway(t, { ...ENV, ...denyStatus, RATE_LIMIT_BAN_AFTER: '1', RATE_LIMIT_BAN_DURATION: '10m' })
+    const proxy = await start(t, upstream, gateway)
+    const statuses = []
+    for (let i = 0; i < 4; i++) statuses.push((await send(`${proxy}/ping`, { from: '127.0.0.2' })).status)
+    t.same(statuses, [200, 200, 200, 429], 'the burst, then a refusal that bans')
+    const banned = await send(`${proxy}/ping`, { from: '127.0.0.2' })
+    t.equal(banned.status, 403)
+    t.match(banned.headers['content-type'], /^application\/problem\+json/)
+    t.match(JSON.parse(banned.body), { status: 403, title: 'Forbidden', code: 'GW_BANNED' })
+    t.ok(Number(banned.headers['retry-after']) > 500, `Retry-After: the ban's time left (${banned.headers['retry-after']} s)`)
+    t.equal(upstream.hits.get('/ping'), 3)
+  })
+}
+
+t.test('the decision service down: the documented files answer 500 (nginx) and 502 (Caddy) to everyone; the fail-open ones admit, unlimited (issue 25.13)', async t => {
+  const upstream = await startUpstream(t)
+  const dead = { decisionUrl: `http://127.0.0.1:${await freePort()}` }
+  const expected: Record<string, number> = { 'nginx auth_request': 500, 'Caddy forward_auth': 502, 'nginx auth_request, fail-open': 200, 'Caddy forward_auth, fail-open': 200 }
+  for (const [name, start] of PROXIES) {
+    const proxy = await start(t, upstream, dead)
+    const answers = []
+    for (let i = 0; i < 5; i++) answers.push(await send(`${proxy}/ping`, { from: '127.0.0.2' }))
+    t.same(answers.map(a => a.status), Array(5).fill(expected[name]), `${name}: ${expected[name]} for every request`)
+    if (expected[name] === 200) {
+      t.equal(answers[0]!.body, '{"message":"pong"}', `${name}: the app's own answer`)
+      t.equal(answers[0]!.headers.ratelimit, undefined, `${name}: no limit headers`)
+    }
+  }
+  t.equal(upstream.hits.get('/ping'), 10, 'only the fail-open files reached the app')
+})
 
 t.test('Caddy forward_auth: an answer without limit headers (allowlisted, RATE_LIMIT_HEADERS=none) leaks no placeholder to the client or the upstream (issue 25.4)', async t => {
   const upstream = await startUpstream(t)
