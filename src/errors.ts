@@ -56,6 +56,12 @@ export const UnauthorizedError = createError('GW_ADMIN_UNAUTHORIZED', 'A valid A
 /** An admin API change that does not validate (the message says what is wrong). */
 export const InvalidChangeError = createError('GW_ADMIN_INVALID', '%s', 400)
 
+/** An admin API body that is not JSON (no content type, text/plain, ...). */
+export const AdminMediaTypeError = createError('GW_ADMIN_MEDIA_TYPE', 'the body must be JSON, sent with content-type: application/json', 415)
+
+/** An admin API body over the admin listener's limit. */
+export const AdminBodyTooLargeError = createError('GW_ADMIN_BODY_TOO_LARGE', 'the body is larger than the admin API accepts (%d bytes)', 413)
+
 /** An admin API request naming a tier, rule or client that does not exist. */
 export const NotFoundError = createError('GW_ADMIN_NOT_FOUND', '%s', 404)
 
@@ -84,6 +90,7 @@ const STATUS_TITLES: Record<number, string> = {
   404: 'Not Found',
   408: 'Request Timeout',
   413: 'Content Too Large',
+  415: 'Unsupported Media Type',
   429: 'Too Many Requests',
   431: 'Request Header Fields Too Large',
   500: 'Internal Server Error',

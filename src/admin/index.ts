@@ -4,22 +4,37 @@
  * dashboard page and the API behind `Authorization: Bearer` (api.ts).
  */
 import Fastify, { LogController, type FastifyInstance } from 'fastify'
-import { renderProblem, sendProblem } from '../errors.js'
+import { AdminBodyTooLargeError, AdminMediaTypeError, InvalidChangeError, renderProblem, sendProblem } from '../errors.js'
 import { DASHBOARD_HTML } from './dashboard.js'
 import { adminApi } from './api.js'
 import type { AdminOptions } from './options.js'
 
 export type { AdminOptions, AdminState } from './options.js'
 
+/** The admin API's bodies: JSON objects of a few KiB; a larger one is refused (413). */
+export const ADMIN_BODY_LIMIT = 1024 * 1024
+
+/** Fastify's body-parsing errors as the admin API answers them: the registry's. */
+const FASTIFY_ERRORS: Record<string, (err: Error) => Error & { statusCode?: number, code: string }> = {
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: () => new AdminMediaTypeError(),
+  FST_ERR_CTP_INVALID_JSON_BODY: () => new InvalidChangeError('the body is not valid JSON'),
+  FST_ERR_CTP_EMPTY_JSON_BODY: () => new InvalidChangeError('the body is empty: send a JSON object'),
+  FST_ERR_CTP_BODY_TOO_LARGE: () => new AdminBodyTooLargeError(ADMIN_BODY_LIMIT)
+}
+
 export function buildAdmin (opts: AdminOptions): FastifyInstance {
   const { config } = opts
   const log = opts.logger.child({ listener: 'admin' })
   const admin = Fastify({
     loggerInstance: log,
+    bodyLimit: ADMIN_BODY_LIMIT,
     logController: new LogController({ disableRequestLogging: true }),
     // An unknown field is an error, not silently dropped (query strings are still coerced).
     ajv: { customOptions: { removeAdditional: false } }
   })
+
+  // Only JSON bodies: JSON sent as text/plain is a 415 saying so, not "body must be object".
+  admin.removeContentTypeParser('text/plain')
 
   admin.setErrorHandler((err: Error & { statusCode?: number, code?: string, validation?: unknown }, _request, reply) => {
     // Every error raised here carries its status (the registry's, fastify's validation and
@@ -31,7 +46,10 @@ export function buildAdmin (opts: AdminOptions): FastifyInstance {
       return
     }
     /* c8 ignore stop */
-    sendProblem(reply, err.statusCode, renderProblem(err.statusCode, err.message, err.validation !== undefined ? 'GW_ADMIN_INVALID' : err.code))
+    // Fastify's own (validation, body parsing) in the gateway's words and codes.
+    const own = FASTIFY_ERRORS[err.code ?? '']?.(err) ?? err
+    const code = own.code?.startsWith('GW_') === true ? own.code : 'GW_ADMIN_INVALID'
+    sendProblem(reply, own.statusCode!, renderProblem(own.statusCode!, own.message, code))
   })
 
   // An unknown path (or, without ADMIN_TOKEN, the API that is off) answers like any error.
