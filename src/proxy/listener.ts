@@ -72,7 +72,8 @@ export function createGatewayListener (config: Config, log: FastifyBaseLogger, i
     // Slow clients: headers within REQUEST_HEADERS_TIMEOUT_MS (slowloris), the whole
     // request within REQUEST_TIMEOUT_MS (slow bodies), checked every second; a silent
     // connection closed after CLIENT_IDLE_TIMEOUT_MS.
-    http: { headersTimeout: config.headersTimeoutMs, connectionsCheckingInterval: CONNECTIONS_CHECK_MS },
+    // Host is checked by the hygiene hook, which answers problem+json (Node's own 400 is empty).
+    http: { headersTimeout: config.headersTimeoutMs, connectionsCheckingInterval: CONNECTIONS_CHECK_MS, requireHostHeader: false },
     requestTimeout: config.requestTimeoutMs,
     connectionTimeout: config.clientIdleTimeoutMs,
     // proxy-addr picks the right-most untrusted X-Forwarded-For hop; no list, no trust.

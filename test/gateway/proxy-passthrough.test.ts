@@ -109,7 +109,7 @@ t.test('an upstream with a base path gets it prefixed', async t => {
   t.equal(JSON.parse(r.body).url, '/echo/deeper?q=1')
 })
 
-t.test('refused before anything else: two Host headers, and paths climbing out of their root', async t => {
+t.test('refused before anything else: two Host headers, none (HTTP/1.1), and paths climbing out of their root', async t => {
   const upstream = await startUpstream(t)
   const gw = await startGateway(t, { UPSTREAM_URL: upstream.url })
   const exchange = (bytes: string) => new Promise<string>(resolve => {
@@ -121,15 +121,19 @@ t.test('refused before anything else: two Host headers, and paths climbing out o
   })
   for (const [name, bytes] of [
     ['two Host headers', 'GET /echo HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n'],
+    // Regression (issue 25.9): Node's own answer was a bare 400 with an empty chunked body.
+    ['no Host header', 'GET /echo HTTP/1.1\r\n\r\n'],
     ['a twice-encoded ".."', 'GET /echo/%252e%252e/x HTTP/1.1\r\nHost: a\r\n\r\n']
   ] as const) {
     const raw = await exchange(bytes)
     t.match(raw, /^HTTP\/1\.1 400 /, `${name}: 400`)
     t.match(raw, /"code":"GW_BAD_REQUEST"/)
+    t.match(raw, /content-type: application\/problem\+json/i, `${name}: problem+json`)
     t.match(raw, /connection: close/i, 'and the connection is closed')
   }
-  t.equal(upstream.hits.get('/echo') ?? 0, 0, 'neither reached the upstream')
-  t.equal(upstream.total(), 0)
+  t.match(await exchange('GET /echo HTTP/1.0\r\n\r\n'), /^HTTP\/1\.1 200 /, 'HTTP/1.0 needs no Host')
+  t.equal(upstream.hits.get('/echo') ?? 0, 1, 'none of the refused reached the upstream')
+  t.equal(upstream.total(), 1)
 })
 
 t.test('a path starting with // reaches the upstream unchanged', async t => {
