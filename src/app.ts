@@ -22,7 +22,7 @@ import { RedisSettingsChannel } from './store/settings-channel.js'
 import type { Store } from './store/types.js'
 import { buildAdmin, type AdminState } from './admin/index.js'
 import { LimitsManager } from './control/manager.js'
-import { RulesFile } from './control/rules-file.js'
+import { RulesFile, type ReloadResult } from './control/rules-file.js'
 import { SettingsSync } from './control/sync.js'
 import { AdaptiveLimits } from './control/adaptive.js'
 import { Observability } from './observe/index.js'
@@ -60,9 +60,9 @@ export interface App {
   readonly upstream: UpstreamProbe | undefined
   /**
    * Reads RATE_LIMIT_RULES_FILE again and puts its rules in force; a bad file is logged
-   * and the rules in force stay. Returns whether new rules were applied.
+   * and the rules in force stay. Says what it did.
    */
-  reloadRules (): boolean
+  reloadRules (): ReloadResult
   /** Closes the gateway (draining in-flight requests), the admin listener and the store; once. */
   close (): Promise<void>
 }
@@ -126,7 +126,7 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
     : await buildDecisionListener({ config, log, isTrusted, limiter, denyStatus: config.decision.denyStatus, tracing: tracing?.plugin })
 
   const upstream = config.upstreamUrl === undefined ? undefined : new UpstreamProbe(config.upstreamUrl)
-  const admin = buildAdmin({ upstream, logger: log, config, store, state, manager, sync, metrics, offenders: observe.offenders, clock })
+  const admin = buildAdmin({ upstream, logger: log, config, store, state, manager, sync, metrics, offenders: observe.offenders, clock, reloadRules: () => rules.reload() })
 
   const listeners = decision === undefined ? [gateway] : [gateway, decision]
   let closing: Promise<void> | undefined

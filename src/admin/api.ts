@@ -107,6 +107,16 @@ export function adminApi (opts: AdminOptions, log: FastifyBaseLogger, token: str
 
     api.delete('/admin/config', async request => await changeSettings(control, {}, actorOf(request)))
 
+    // The rules file read again now, as SIGHUP does, for operators without a shell on the
+    // gateway's process (or with `npm start`, which does not pass SIGHUP on).
+    api.post('/admin/rules/reload', async request => {
+      const done = opts.reloadRules()
+      if (done.result === 'none') throw new NotFoundError('there is no rules file to reload (RATE_LIMIT_RULES_FILE is not set)')
+      if (done.result === 'rejected') throw new InvalidChangeError(`the rules file does not validate; the rules in force stay: ${done.reason}`)
+      log.info({ actor: actorOf(request), result: done.result }, 'rules file reload asked')
+      return { ...done, file: config.rulesFile }
+    })
+
     // Per-key quotas: a key's own quota in place of its tier's, for the current period at
     // once (the period's count carries over: the quota keeps its tier quota's name).
     const KEY_QUERY = { type: 'object', additionalProperties: false, required: ['apiKey'], properties: { apiKey: { type: 'string', maxLength: 512 } } } as const

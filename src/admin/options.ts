@@ -8,6 +8,7 @@ import type { TopOffenders } from '../observe/offenders.js'
 import type { ClientAdmin, StoreStatus } from '../store/types.js'
 import type { UpstreamProbe } from '../proxy/probe.js'
 import type { Clock } from '../core/clock.js'
+import type { ReloadResult } from '../control/rules-file.js'
 
 export interface AdminState {
   /** Set at shutdown: readiness fails so load balancers stop sending traffic. */
@@ -27,4 +28,6 @@ export interface AdminOptions {
   upstream: UpstreamProbe | undefined
   /** Today's date for the usage ledger's default range. */
   clock: Clock
+  /** Reads RATE_LIMIT_RULES_FILE again (POST /admin/rules/reload, as SIGHUP). */
+  reloadRules: () => ReloadResult
 }

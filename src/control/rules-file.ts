@@ -17,6 +17,9 @@ export interface RulesFileOptions {
   log: FastifyBaseLogger
 }
 
+/** What a reload did: applied new rules, found the file unchanged, rejected it (the rules in force stay), or had no file. */
+export type ReloadResult = { result: 'applied', rules: number } | { result: 'unchanged' } | { result: 'rejected', reason: string } | { result: 'none' }
+
 export class RulesFile {
   private text: string | undefined
   private readonly watched: string | undefined
@@ -34,27 +37,28 @@ export class RulesFile {
     }
   }
 
-  /** Reads the file again and puts its rules in force; returns whether new rules were applied. */
-  reload (): boolean {
+  /** Reads the file again and puts its rules in force; says what it did. */
+  reload (): ReloadResult {
     const { config, manager, counted, log } = this.opts
     const file = config.rulesFile
     if (file === undefined) {
       log.warn('no RATE_LIMIT_RULES_FILE to reload')
-      return false
+      return { result: 'none' }
     }
     try {
       const text = readFileSync(file, 'utf8')
-      if (text === this.text) return false
+      if (text === this.text) return { result: 'unchanged' }
       const rules = parseRules(text, manager.rulesContext())
       manager.setFileRules(rules)
       this.text = text
       counted('applied')
       log.info({ file, rules: rules.length }, 'route rules reloaded')
-      return true
+      return { result: 'applied', rules: rules.length }
     } catch (err) {
+      const reason = (err as Error).message
       counted('rejected')
-      log.error({ file, reason: (err as Error).message }, 'route rules file rejected; the rules in force stay')
-      return false
+      log.error({ file, reason }, 'route rules file rejected; the rules in force stay')
+      return { result: 'rejected', reason }
     }
   }
 

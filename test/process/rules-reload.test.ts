@@ -9,6 +9,7 @@ import { loadConfig } from '../../src/config/index.js'
 import { startUpstream } from '../helpers/upstream.js'
 import { send } from '../helpers/http.js'
 import { spawnGateway } from '../helpers/process.js'
+import { startGateway } from '../helpers/gateway.js'
 import { eventually, sleep, startLoad } from '../helpers/load.js'
 
 const rules = (burst: number) => JSON.stringify({ rules: [{ name: 'api', path: '/ping', rate: '1/h', burst, exclusive: true }] })
@@ -79,7 +80,7 @@ t.test('a reload without a rules file says so and changes nothing', async t => {
   const sink = new Writable({ write (chunk, _enc, cb) { lines.push(JSON.parse(chunk.toString())); cb() } })
   const app = await buildApp(loadConfig({ UPSTREAM_URL: 'http://127.0.0.1:1' }), { logger: pino({ level: 'info' }, sink) })
   t.teardown(() => app.close())
-  t.equal(app.reloadRules(), false)
+  t.same(app.reloadRules(), { result: 'none' })
   t.match(lines.filter(l => l.component === 'rules'), [{ level: 40, msg: 'no RATE_LIMIT_RULES_FILE to reload' }])
 })
 
@@ -90,6 +91,31 @@ t.test('a reload of an unchanged file changes nothing and logs nothing', async t
   const sink = new Writable({ write (chunk, _enc, cb) { lines.push(JSON.parse(chunk.toString())); cb() } })
   const app = await buildApp(loadConfig({ UPSTREAM_URL: 'http://127.0.0.1:1', RATE_LIMIT_RULES_FILE: file }), { logger: pino({ level: 'info' }, sink) })
   t.teardown(() => app.close())
-  t.equal(app.reloadRules(), false)
+  t.same(app.reloadRules(), { result: 'unchanged' })
   t.same(lines.filter(l => l.component === 'rules').map(l => l.msg), ['route rules loaded'])
+})
+
+t.test('POST /admin/rules/reload reads the file again, as SIGHUP does, and says what it did (issue 25.11)', async t => {
+  const TOKEN = 'test-admin-token-0123456789'
+  const post = (gw: { adminUrl: string }) => send(`${gw.adminUrl}/admin/rules/reload`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` } })
+  const upstream = await startUpstream(t)
+  const file = join(mkdtempSync(join(tmpdir(), 'gw-admin-reload-')), 'rules.json')
+  writeFileSync(file, rules(1))
+  const gw = await startGateway(t, { UPSTREAM_URL: upstream.url, ADMIN_TOKEN: TOKEN, RATE_LIMIT_RULES_FILE: file, RATE_LIMIT_RULES_POLL_MS: '0' })
+  t.same([(await send(`${gw.url}/ping`)).status, (await send(`${gw.url}/ping`)).status], [200, 429], 'burst 1')
+  replace(file, rules(3))
+  t.equal((await send(`${gw.url}/ping`)).status, 429, 'no polling: the change waits for a reload')
+  const applied = await post(gw)
+  t.equal(applied.status, 200)
+  t.same(JSON.parse(applied.body), { result: 'applied', rules: 1, file })
+  t.equal((await send(`${gw.url}/ping`)).status, 200, 'burst 3 in force at once')
+  t.same(JSON.parse((await post(gw)).body), { result: 'unchanged', file })
+  replace(file, '{"rules": [{"name": "api"}]}')
+  const rejected = await post(gw)
+  t.equal(rejected.status, 400)
+  t.match(JSON.parse(rejected.body), { code: 'GW_ADMIN_INVALID', detail: /^the rules file does not validate; the rules in force stay: / })
+  const none = await startGateway(t, { UPSTREAM_URL: upstream.url, ADMIN_TOKEN: TOKEN })
+  const missing = await post(none)
+  t.equal(missing.status, 404)
+  t.match(JSON.parse(missing.body), { code: 'GW_ADMIN_NOT_FOUND', detail: /RATE_LIMIT_RULES_FILE is not set/ })
 })
