@@ -327,12 +327,12 @@ function isLoopback (host: string): boolean {
  * The part of the Config that says which limits apply: what the runtime settings and the
  * adaptive factor change (control/settings.ts) and what the limiter is built from.
  */
-export type LimitsConfig = Pick<Config, 'algorithm' | 'maxDelayMs' | 'dryRun' | 'limit' | 'timeZone' | 'keyQuotas' | 'usage' | 'globalLimit' | 'concurrency' | 'tiers' | 'keyBy' | 'apiKeyHeader' | 'apiKeys' | 'ipv6Subnet'>
+export type LimitsConfig = Pick<Config, 'mode' | 'algorithm' | 'maxDelayMs' | 'dryRun' | 'limit' | 'timeZone' | 'keyQuotas' | 'usage' | 'globalLimit' | 'concurrency' | 'tiers' | 'keyBy' | 'apiKeyHeader' | 'apiKeys' | 'ipv6Subnet'>
 
-export function rulesContext (config: Pick<Config, 'algorithm' | 'maxDelayMs' | 'limit' | 'tiers' | 'globalLimit'>): RulesContext {
+export function rulesContext (config: Pick<Config, 'algorithm' | 'maxDelayMs' | 'limit' | 'tiers' | 'globalLimit' | 'mode'>): RulesContext {
   const clientLimits = new Map<string, LimitSpec>([['default', config.limit]])
   for (const [name, tier] of config.tiers) clientLimits.set(name, tier)
-  return { algorithm: config.algorithm, maxDelayMs: config.maxDelayMs, clientLimits, globalLimit: config.globalLimit }
+  return { algorithm: config.algorithm, maxDelayMs: config.maxDelayMs, clientLimits, globalLimit: config.globalLimit, decisionOnly: config.mode === 'decision' }
 }
 
 function deepFreeze<T> (value: T): T {
@@ -426,7 +426,7 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
 
   const maxDelayMs = raw.RATE_LIMIT_MAX_DELAY_MS
   const rulesFile = raw.RATE_LIMIT_RULES_FILE === '' ? undefined : raw.RATE_LIMIT_RULES_FILE
-  const loaded = rulesFile === undefined ? { rules: [], text: '' } : field('RATE_LIMIT_RULES_FILE', () => loadRulesFile(rulesFile, rulesContext({ algorithm, maxDelayMs, limit, tiers, globalLimit })))
+  const loaded = rulesFile === undefined ? { rules: [], text: '' } : field('RATE_LIMIT_RULES_FILE', () => loadRulesFile(rulesFile, rulesContext({ algorithm, maxDelayMs, limit, tiers, globalLimit, mode: raw.MODE })))
 
   // Every variable is validated, in use or not: a typo waiting for the day a feature is
   // switched on would surface then, far from the change that made it.
@@ -436,6 +436,11 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
 
   if (raw.REQUEST_HEADERS_TIMEOUT_MS > raw.REQUEST_TIMEOUT_MS) {
     throw new ConfigError(`REQUEST_HEADERS_TIMEOUT_MS (${raw.REQUEST_HEADERS_TIMEOUT_MS}) must not exceed REQUEST_TIMEOUT_MS (${raw.REQUEST_TIMEOUT_MS}): the headers are part of the request`)
+  }
+  if (raw.MODE === 'decision') {
+    for (const name of ['CONCURRENCY_LIMIT', 'GLOBAL_CONCURRENCY_LIMIT'] as const) {
+      if (raw[name] > 0) throw new ConfigError(`${name}: MODE=decision never sees a response end, so an in-flight limit cannot apply; unset it (nginx: limit_conn) or run the gateway inline (MODE=proxy)`)
+    }
   }
   for (const name of ['HOST', 'ADMIN_HOST', 'DECISION_HOST'] as const) field(name, () => checkListenHost(raw[name]), raw[name])
   // The admin API changes limits and shows client data: never reachable from beyond this

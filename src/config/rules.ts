@@ -66,7 +66,20 @@ export interface RulesContext {
   /** The client limits (default and tiers) by name, and the global limit if any. */
   readonly clientLimits: ReadonlyMap<string, LimitSpec>
   readonly globalLimit: LimitSpec | undefined
+  /**
+   * MODE=decision: only the decision listener runs, which never sees a response, so a rule
+   * may not ask for what happens after it (in-flight limits, counting by the response).
+   */
+  readonly decisionOnly: boolean
 }
+
+/** What a rule may ask only of the inline gateway, and what to write instead for a decision service. */
+const INLINE_ONLY: ReadonlyArray<[keyof RawRule, string]> = [
+  ['concurrency', 'an in-flight limit needs the response\'s end (nginx: limit_conn)'],
+  ['count', 'counting by the response needs the response (drop it: every request then counts)'],
+  ['refund', 'counting by the response needs the response (drop it: every request then counts)'],
+  ['costHeader', 'the upstream\'s cost header is in the response (use a fixed "cost")']
+]
 
 const NAME = { type: 'string', pattern: '^[A-Za-z0-9_.-]{1,64}$' }
 /** `{"status": [401, "5xx"]}`: statuses, and classes of them. */
@@ -330,6 +343,10 @@ export function parseRules (text: string, ctx: RulesContext): Rule[] {
   return raw.map((r, i) => {
     const at = `rule ${i + 1} ("${r.name}")`
     if (ruleNames.has(r.name)) throw new Error(`${at}: the name is used by another rule`)
+    if (ctx.decisionOnly) {
+      const inline = INLINE_ONLY.filter(([key]) => r[key] !== undefined)
+      if (inline.length > 0) throw new Error(`${at}: MODE=decision never sees the response, so ${inline.map(([key, instead]) => `"${key}" cannot apply: ${instead}`).join('; ')}; or run the gateway inline (MODE=proxy)`)
+    }
     ruleNames.add(r.name)
     try {
       return parseRule(r, ctx, names)

@@ -150,6 +150,7 @@ export function resolve (base: Config, fileRules: readonly Rule[], settings: Run
   const scaledTiers = new Map<string, LimitSpec>()
   for (const [name, t] of tiers) scaledTiers.set(name, scale(t, base.algorithm, factor, clientFloor))
   const limits: LimitsConfig = {
+    mode: base.mode,
     algorithm: base.algorithm,
     maxDelayMs: base.maxDelayMs,
     keyBy: base.keyBy,

@@ -80,8 +80,26 @@ function admitted (request: FastifyRequest, reply: FastifyReply): void {
   reply.raw.end()
 }
 
+/**
+ * What the decision listener leaves to the inline gateway beside it (MODE=proxy with a
+ * DECISION_PORT): named once at start, since questions through it get none of them.
+ * (MODE=decision refuses them at start instead: config.)
+ */
+export function inlineOnlySettings (config: Pick<Config, 'concurrency' | 'rules'>): string[] {
+  const out: string[] = []
+  if (config.concurrency.perClient !== undefined) out.push('CONCURRENCY_LIMIT')
+  if (config.concurrency.global !== undefined) out.push('GLOBAL_CONCURRENCY_LIMIT')
+  for (const r of config.rules) {
+    const keys = [r.concurrency !== undefined && 'concurrency', r.count !== undefined && 'count', r.refund !== undefined && 'refund', r.costHeader !== undefined && 'costHeader'].filter(k => k !== false)
+    if (keys.length > 0) out.push(`rule "${r.name}": ${keys.join(', ')}`)
+  }
+  return out
+}
+
 export async function buildDecisionListener (opts: DecisionOptions): Promise<FastifyInstance> {
   const app = createGatewayListener(opts.config, opts.log, opts.isTrusted, 'decision')
+  const inline = inlineOnlySettings(opts.config)
+  if (inline.length > 0) opts.log.warn({ settings: inline }, 'the decision listener never sees a response: in-flight limits and counting by the response apply to inline requests only; questions through DECISION_PORT are charged up front and take no slot')
   app.addHook('onRequest', describeOriginal)
   if (opts.tracing !== undefined) await app.register(opts.tracing)
   await app.register(limiterPlugin, { ...opts.limiter, denyStatus: opts.denyStatus, afterResponse: false })

@@ -8,6 +8,7 @@ import { loadConfig } from '../../src/config/index.js'
 import { rulesFile, startGateway, type TestGateway } from '../helpers/gateway.js'
 import { send } from '../helpers/http.js'
 import { startUpstream } from '../helpers/upstream.js'
+import { captureLogs } from '../helpers/logs.js'
 
 const ask = (gw: TestGateway, headers: Record<string, string>, path = '/') => send(`${gw.decisionUrl}${path}`, { headers })
 
@@ -79,4 +80,25 @@ t.test('MODE=decision needs DECISION_PORT; MODE=proxy needs UPSTREAM_URL', async
   t.throws(() => loadConfig({}), /UPSTREAM_URL is required/)
   t.throws(() => loadConfig({ MODE: 'decision', DECISION_PORT: '9100', RATE_LIMIT_ENABLED: 'false' }), /nothing to decide/)
   t.throws(() => loadConfig({ MODE: 'decision', DECISION_PORT: '9100', DECISION_DENY_STATUS: '500' }), /DECISION_DENY_STATUS/)
+})
+
+t.test('what needs the response (issue 25.12): refused at run time in MODE=decision, named in a start-up warning beside an inline gateway', async t => {
+  const TOKEN = 'test-admin-token-0123456789'
+  const gw = await startGateway(t, { MODE: 'decision', DECISION_PORT: '0', ADMIN_TOKEN: TOKEN })
+  const put = await send(`${gw.adminUrl}/admin/config`, {
+    method: 'PUT',
+    headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ rules: { rules: [{ name: 'login', path: '/login', rate: '5/m', count: { status: [401] } }] } })
+  })
+  t.equal(put.status, 400)
+  t.match(JSON.parse(put.body), { code: 'GW_ADMIN_INVALID', detail: /rule 1 \("login"\): MODE=decision never sees the response, so "count" cannot apply/ })
+
+  const upstream = await startUpstream(t)
+  const rules = rulesFile(t, [{ name: 'export', path: '/export', rate: '1/s', concurrency: 2, costHeader: 'x-cost' }, { name: 'plain', path: '/p', rate: '1/s' }])
+  const { logger, lines } = captureLogs('warn')
+  await startGateway(t, { UPSTREAM_URL: upstream.url, DECISION_PORT: '0', CONCURRENCY_LIMIT: '3', RATE_LIMIT_RULES_FILE: rules }, { logger })
+  t.match(lines.find(l => /the decision listener never sees a response/.test(String(l.msg))), { level: 40, settings: ['CONCURRENCY_LIMIT', 'rule "export": concurrency, costHeader'] }, 'each setting the decision listener leaves to the inline path, by name')
+  const { logger: quiet, lines: none } = captureLogs('warn')
+  await startGateway(t, { UPSTREAM_URL: upstream.url, DECISION_PORT: '0' }, { logger: quiet })
+  t.notOk(none.some(l => /the decision listener never sees a response/.test(String(l.msg))), 'nothing to say without them')
 })

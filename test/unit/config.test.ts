@@ -2,6 +2,7 @@ import t from 'tap'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { loadConfig } from '../../src/config/index.js'
 
 const BASE = { UPSTREAM_URL: 'http://127.0.0.1:8080' }
@@ -97,6 +98,10 @@ const BAD: Array<[string, Record<string, string | undefined>, string, RegExp]> =
   ['HOST not an address', { HOST: '999.1.1.1' }, 'HOST', /"999\.1\.1\.1": expected an IP address .* or a host name/],
   ['ADMIN_HOST with a space', { ADMIN_HOST: 'my host' }, 'ADMIN_HOST', /expected an IP address/],
   ['DECISION_DENY_STATUS not 4xx', { DECISION_PORT: '9100', DECISION_DENY_STATUS: '200' }, 'DECISION_DENY_STATUS', /401 for nginx auth_request/],
+  // MODE=decision never sees a response (issue 25.12): what needs one is refused, by name, with what to do instead.
+  ['an in-flight limit in decision mode', { MODE: 'decision', DECISION_PORT: '9100', CONCURRENCY_LIMIT: '2' }, 'CONCURRENCY_LIMIT', /MODE=decision never sees a response end.*limit_conn.*MODE=proxy/],
+  ['a global in-flight limit in decision mode', { MODE: 'decision', DECISION_PORT: '9100', GLOBAL_CONCURRENCY_LIMIT: '100' }, 'GLOBAL_CONCURRENCY_LIMIT', /in-flight limit cannot apply/],
+  ['examples/rules.json in decision mode', { MODE: 'decision', DECISION_PORT: '9100', RATE_LIMIT_RULES_FILE: fileURLToPath(new URL('../../../examples/rules.json', import.meta.url)) }, 'RATE_LIMIT_RULES_FILE', /rule \d \("login"\): MODE=decision never sees the response, so "count" cannot apply: .*every request then counts.*MODE=proxy/],
   ['export batch above the queue', { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_BSP_MAX_QUEUE_SIZE: '100', OTEL_BSP_MAX_EXPORT_BATCH_SIZE: '200' }, 'OTEL_BSP_MAX_EXPORT_BATCH_SIZE', /must not exceed OTEL_BSP_MAX_QUEUE_SIZE/]
 ]
 
