@@ -8,9 +8,14 @@
  * - Headers travel as flat arrays, never as objects: the client's raw headers minus the
  *   hop-by-hop ones (and those `Connection` names), plus X-Forwarded-*; the upstream's raw
  *   headers likewise on the way back. undici sets Host from the upstream's origin.
- * - UPSTREAM_TIMEOUT_MS to the millisecond, on one ordinary timer per request: from
- *   dispatch to the response headers, then re-armed by every body chunk. (undici's own
- *   headersTimeout/bodyTimeout run on coarse 500 ms "fast timers": off.)
+ * - UPSTREAM_TIMEOUT_MS to the millisecond, on one ordinary timer per request, re-armed by
+ *   every byte either way: from dispatch, by each request-body chunk sent (an upload is
+ *   never cut while it flows), from the body's end to the response headers, then by every
+ *   response-body chunk. (undici's own headersTimeout/bodyTimeout run on coarse 500 ms
+ *   "fast timers": off.)
+ * - A 502/504 answered before the request body was read whole closes the connection after
+ *   the answer: the unread rest would otherwise hold it, and a drain at SIGTERM, until the
+ *   idle timeout.
  * - One client request, at most one upstream request: nothing is retried.
  * - Upstream timing and outcome are reported here, where they happen: from dispatch to
  *   the response's end, with its status, or the failure answered (UpstreamObserver).
@@ -87,6 +92,8 @@ const TIMEOUT_BODY = renderProblem(504, TIMEOUT.message, TIMEOUT.code)
 const UNAVAILABLE_BODY = renderProblem(502, UNAVAILABLE.message, UNAVAILABLE.code)
 const TIMEOUT_HEADERS = ['content-type', PROBLEM_CONTENT_TYPE_UTF8, 'content-length', String(Buffer.byteLength(TIMEOUT_BODY))]
 const UNAVAILABLE_HEADERS = ['content-type', PROBLEM_CONTENT_TYPE_UTF8, 'content-length', String(Buffer.byteLength(UNAVAILABLE_BODY))]
+const TIMEOUT_CLOSE_HEADERS = [...TIMEOUT_HEADERS, 'connection', 'close']
+const UNAVAILABLE_CLOSE_HEADERS = [...UNAVAILABLE_HEADERS, 'connection', 'close']
 
 /**
  * Request headers meaningful only on the hop between client and gateway (RFC 9110
@@ -174,6 +181,16 @@ class ForwardHandler {
     if (!this.done && this.abort !== undefined) this.abort(new errors.RequestAbortedError())
   }
 
+  /** A request-body chunk went upstream: the upload flows, the upstream is not idle. */
+  onBodySent (): void {
+    this.timer?.refresh()
+  }
+
+  /** The request is sent whole: the wait for the response headers starts now. */
+  onRequestSent (): void {
+    this.timer?.refresh()
+  }
+
   onConnect (abort: (err?: Error) => void): void {
     this.abort = abort
     if (this.expiredError !== undefined) abort(this.expiredError)
@@ -259,7 +276,14 @@ class ForwardHandler {
     this.forwarder.failed(err, timeout, performance.now() - this.started)
     const settlement = this.request.gwSettle
     if (settlement !== null) settlement.failed(timeout ? 504 : 502)
-    res.writeHead(timeout ? 504 : 502, timeout ? TIMEOUT_HEADERS : UNAVAILABLE_HEADERS)
+    const req = this.request.raw
+    if (req.complete) {
+      res.writeHead(timeout ? 504 : 502, timeout ? TIMEOUT_HEADERS : UNAVAILABLE_HEADERS)
+    } else {
+      // The rest of the body will never be read for this request: Node closes the
+      // connection once the answer is written (Connection: close).
+      res.writeHead(timeout ? 504 : 502, timeout ? TIMEOUT_CLOSE_HEADERS : UNAVAILABLE_CLOSE_HEADERS)
+    }
     res.end(timeout ? TIMEOUT_BODY : UNAVAILABLE_BODY)
   }
 
