@@ -40,6 +40,8 @@ t.test('every metric the gateway exports is in the README\'s table; every alert 
   const rules = parse(read('deploy/prometheus/gateway-rules.yml')) as { groups: Array<{ rules: Array<{ alert?: string, expr: string, for?: string, labels?: { severity: string } }> }> }
   const alerts = rules.groups.flatMap(g => g.rules).filter(r => r.alert !== undefined)
   t.equal(alerts.length, 8)
+  // Regression (issue 25.15): the flooding alert is per instance, and the table says so.
+  t.match(readme.split('\n').find(l => l.startsWith('| `RateLimitGatewayClientFlooding` |')), /\*\*Per instance\*\*.*10·N times a second/, 'the flooding alert\'s row says it is per instance')
   for (const a of alerts) {
     const row = readme.split('\n').find(l => l.startsWith(`| \`${a.alert!}\` |`))
     t.ok(row, `README lists ${a.alert!}`)
