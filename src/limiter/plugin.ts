@@ -191,7 +191,12 @@ function writeRefusal (reply: FastifyReply, status: number, headers: string[], b
 
 /** The request holding in-flight slots, on its response: given back when it closes. */
 const kSlots = Symbol('gateway.slots')
-type Holding = ServerResponse & { [kSlots]?: { client: string, slots: SlotRequest } }
+type Holding = ServerResponse & { [kSlots]?: { client: string, slots: SlotRequest, at: number } }
+
+/** How much a finished request moves an in-flight limit's average hold (an EWMA's weight). */
+const HOLD_WEIGHT = 0.2
+/** Retry-After of an in-flight refusal: at least a second, at most this many. */
+const MAX_CONCURRENCY_RETRY_S = 60
 
 export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opts) {
   const { store, identify, limits, headers, observer } = opts
@@ -210,24 +215,39 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
   const draftHeaders = headers === 'both' || headers === 'draft'
   const trace = opts.trace
 
+  /**
+   * How long requests hold each in-flight limit's slots, on average (ms; an EWMA over this
+   * instance's finished requests), by limit name: bounded by the limits configured.
+   */
+  const holds = new Map<string, number>()
+
   /** The response ended, the client went away, the upstream failed: the slots come back. */
   function giveBack (this: Holding): void {
     const held = this[kSlots]!
     this[kSlots] = undefined
     observer.inFlight(-1)
     store.release(held.client, held.slots)
+    const ms = performance.now() - held.at
+    for (const limit of held.slots.limits) {
+      const avg = holds.get(limit.name)
+      holds.set(limit.name, avg === undefined ? ms : avg + HOLD_WEIGHT * (ms - avg))
+    }
   }
 
   /**
-   * A 429 for an in-flight limit: Retry-After 1 s (a slot may free at any moment) and the
-   * draft's RateLimit-Policy with `qu="concurrent-requests"`; nothing was charged.
+   * A 429 for an in-flight limit, with the draft's RateLimit-Policy and
+   * `qu="concurrent-requests"`; nothing was charged. Retry-After is the best estimate of
+   * when a slot frees: the average hold over the slots (with `max` requests started at
+   * random, one ends every hold/max on average), 1 s before any request has finished.
    */
   function refuseConcurrency (reply: FastifyReply, identity: Identity, limit: ConcurrencyLimit): void {
     observer.outcome('concurrency_limited')
     observer.refused(identity.key, limit.name, false)
     if (trace !== undefined) trace.decided(reply.request, 'concurrency_limited', identity.key, limit.name, 0)
-    const body = `${CONCURRENCY_START}${JSON.stringify(`"${limit.name}" reached: at most ${limit.max} requests in progress; retry in 1 s.`).slice(1)},"code":"${CONCURRENCY_LIMITED_CODE}","policy":${JSON.stringify(limit.name)},"retryAfter":1}`
-    writeRefusal(reply, denyStatus, draftHeaders ? ['ratelimit-policy', limit.policyItem, 'retry-after', '1'] : ['retry-after', '1'], body)
+    const hold = holds.get(limit.name)
+    const retryAfter = hold === undefined ? 1 : Math.min(MAX_CONCURRENCY_RETRY_S, Math.max(1, Math.ceil(hold / limit.max / 1000)))
+    const body = `${CONCURRENCY_START}${JSON.stringify(`"${limit.name}" reached: at most ${limit.max} requests in progress; retry in ${retryAfter} s.`).slice(1)},"code":"${CONCURRENCY_LIMITED_CODE}","policy":${JSON.stringify(limit.name)},"retryAfter":${retryAfter}}`
+    writeRefusal(reply, denyStatus, draftHeaders ? ['ratelimit-policy', limit.policyItem, 'retry-after', String(retryAfter)] : ['retry-after', String(retryAfter)], body)
   }
   const storeErrorLog = createThrottledLog(app.log, 'warn', 'rate-limit store failed; answering 503')
   app.decorateRequest('gwHeaders', null)
@@ -296,7 +316,7 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
     // request dropped).
     if (slots !== undefined) {
       const res = reply.raw as Holding
-      res[kSlots] = { client: identity.key, slots }
+      res[kSlots] = { client: identity.key, slots, at: performance.now() }
       res.once('close', giveBack)
       observer.inFlight(1)
     }

@@ -6,6 +6,7 @@ import { rulesFile, startGateway, type TestGateway } from '../helpers/gateway.js
 import { agentFrom, send } from '../helpers/http.js'
 import { eventually } from '../helpers/load.js'
 import { startHoldingUpstream } from '../helpers/holding-upstream.js'
+import { startUpstream } from '../helpers/upstream.js'
 
 const inFlight = (gw: TestGateway, key: string) => (gw.app.store as MemoryStore).inFlightOf(key)
 const gauge = async (gw: TestGateway) => (await gw.app.metrics.registry.getSingleMetric('gateway_in_flight_requests')!.get()).values[0]!.value
@@ -170,4 +171,22 @@ t.test('the demo upstream\'s /slow answers after the time asked (for the README\
   t.ok(performance.now() - before >= 140, 'waited')
   t.same(JSON.parse(slow.body), { message: 'pong', waitedMs: 150 })
   t.same(JSON.parse((await send(`${url}/slow?ms=oops`)).body), { message: 'pong', waitedMs: 0 })
+})
+
+t.test('Retry-After of an in-flight refusal: how long requests hold a slot, over the slots (issue 25.16)', async t => {
+  const upstream = await startUpstream(t)
+  const gw = await startGateway(t, { UPSTREAM_URL: upstream.url, CONCURRENCY_LIMIT: '1' })
+  const first = start(`${gw.url}/slow?ms=1500`)
+  t.ok(await eventually(() => inFlight(gw, 'concurrency|ip:127.0.0.2') === 1, 3000))
+  const early = await send(`${gw.url}/ok`, { from: '127.0.0.2' })
+  t.equal(early.headers['retry-after'], '1', 'before any request finished: 1 s')
+  t.equal(await first, 200)
+  // That request held the slot for 1.5 s: the next refusal says 2 s, not 1.
+  const holding = start(`${gw.url}/slow?ms=1500`)
+  t.ok(await eventually(() => inFlight(gw, 'concurrency|ip:127.0.0.2') === 1, 3000))
+  const refused = await send(`${gw.url}/ok`, { from: '127.0.0.2' })
+  t.equal(refused.status, 429)
+  t.equal(refused.headers['retry-after'], '2', 'the average hold, rounded up')
+  t.match(JSON.parse(refused.body), { retryAfter: 2, detail: /retry in 2 s/ })
+  t.equal(await holding, 200)
 })
