@@ -1,14 +1,14 @@
 /**
  * OpenTelemetry tracing, end to end: the gateway exports over OTLP/HTTP (protobuf) to a
  * receiver here, which decodes each export with the official OpenTelemetry protobuf
- * definitions (opentelemetry-proto's .proto files, as @opentelemetry/otlp-grpc-exporter-base
- * ships them) through protobufjs; the upstream (/echo) shows the traceparent it received.
+ * definitions (opentelemetry-proto's .proto files, held in test/fixtures/otlp-proto)
+ * through protobufjs; the upstream (/echo) shows the traceparent it received.
  */
 import t from 'tap'
 import { once } from 'node:events'
 import { createServer } from 'node:http'
-import { createRequire } from 'node:module'
-import { dirname, join } from 'node:path'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import pino from 'pino'
 import protobuf from 'protobufjs'
 import { loadConfig } from '../../src/config/index.js'
@@ -23,8 +23,8 @@ import { captureLogs } from '../helpers/logs.js'
 import type { Teardown } from '../helpers/tap.js'
 import { startUpstream } from '../helpers/upstream.js'
 
-const require = createRequire(import.meta.url)
-const PROTOS = join(dirname(require.resolve('@opentelemetry/otlp-grpc-exporter-base/package.json')), 'build', 'protos')
+// Held in the test tree (test/fixtures/otlp-proto), so no stale exporter package is installed for them.
+const PROTOS = fileURLToPath(new URL('../../../test/fixtures/otlp-proto/', import.meta.url))
 const root = new protobuf.Root()
 root.resolvePath = (_origin, target) => join(PROTOS, target)
 root.loadSync('opentelemetry/proto/collector/trace/v1/trace_service.proto')

@@ -55,3 +55,13 @@ t.test('every metric the gateway exports is in the README\'s table; every alert 
     }
   }
 })
+
+t.test('the dependencies install quietly (issue 25.17): @types/node is the engines\' Node line; no stale exporter kept for its .proto files; one OpenTelemetry API', async t => {
+  const pkg = JSON.parse(read('package.json')) as { engines: { node: string }, devDependencies: Record<string, string> }
+  const enginesMajor = /(\d+)/.exec(pkg.engines.node)![1]
+  t.equal(/(\d+)/.exec(pkg.devDependencies['@types/node']!)![1], enginesMajor, `@types/node ${pkg.devDependencies['@types/node']} for engines ${pkg.engines.node}`)
+  t.equal(pkg.devDependencies['@opentelemetry/otlp-grpc-exporter-base'], undefined, 'the OTLP test decodes with protos held in test/fixtures')
+  const lock = JSON.parse(read('package-lock.json')) as { packages: Record<string, { version?: string }> }
+  const apis = new Set(Object.entries(lock.packages).filter(([path]) => path.endsWith('node_modules/@opentelemetry/api')).map(([, p]) => p.version))
+  t.equal(apis.size, 1, `one @opentelemetry/api in the lock file (${[...apis].join(', ')}): no peer conflict to warn about`)
+})
