@@ -13,12 +13,18 @@ export { settle, type Settled } from './settle.js'
  * Decides one request against one policy. A state of another shape than the algorithm's
  * (left under the same policy name with another algorithm, before a rules reload) reads
  * as no state: the client starts afresh under the new algorithm.
+ *
+ * An exhaustive switch with no default: a fifth algorithm name that is not handled here is
+ * a compile error ("lacks ending return statement"), never a silent sliding window.
  */
 export function decide (policy: Policy, state: State | undefined, now: number, cost: number): Verdict {
-  if (policy.algorithm === 'token-bucket' || policy.algorithm === 'leaky-bucket') {
-    return tokenBucket(typeof state === 'number' ? state : undefined, policy, now, cost)
+  switch (policy.algorithm) {
+    case 'token-bucket':
+    case 'leaky-bucket':
+      return tokenBucket(typeof state === 'number' ? state : undefined, policy, now, cost)
+    case 'fixed-window':
+      return fixedWindow(typeof state === 'object' && state.length === 2 ? state : undefined, policy, now, cost)
+    case 'sliding-window':
+      return slidingWindow(typeof state === 'object' && state.length === 3 ? state : undefined, policy, now, cost)
   }
-  const tuple = typeof state === 'object' ? state : undefined
-  if (policy.algorithm === 'fixed-window') return fixedWindow(tuple?.length === 2 ? tuple : undefined, policy, now, cost)
-  return slidingWindow(tuple?.length === 3 ? tuple : undefined, policy, now, cost)
 }

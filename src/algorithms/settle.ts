@@ -34,37 +34,48 @@ export interface Settled {
  */
 export function settle (policy: Policy, state: State | undefined, now: number, chargedAt: number, delta: number): Settled | undefined {
   if (delta === 0) return undefined
-  if (policy.algorithm === 'token-bucket' || policy.algorithm === 'leaky-bucket') {
-    const tat = typeof state === 'number' ? state : undefined
-    const interval = policy.intervalMs
-    if (delta < 0) {
-      // Full already: nothing to give back.
-      if (tat === undefined || tat <= now) return undefined
-      const back = Math.max(now, tat + delta * interval)
-      return { state: back, expiresAt: back }
-    }
-    const limit = now + policy.quota * interval + policy.maxDelayMs
-    const base = tat === undefined || tat < now ? now : tat
-    const next = Math.min(limit, base + delta * interval)
-    if (next <= base) return undefined
-    return { state: next, expiresAt: next }
+  // Exhaustive, no default: a fifth algorithm is a compile error here too (algorithms/index.ts).
+  switch (policy.algorithm) {
+    case 'token-bucket':
+    case 'leaky-bucket':
+      return settleBucket(policy, typeof state === 'number' ? state : undefined, now, delta)
+    case 'fixed-window':
+      return settleFixed(policy, typeof state === 'object' && state.length === 2 ? state : undefined, now, chargedAt, delta)
+    case 'sliding-window':
+      return settleSliding(policy, typeof state === 'object' && state.length === 3 ? state : undefined, now, chargedAt, delta)
   }
+}
+
+function settleBucket (policy: Policy, tat: number | undefined, now: number, delta: number): Settled | undefined {
+  const interval = policy.intervalMs
+  if (delta < 0) {
+    // Full already: nothing to give back.
+    if (tat === undefined || tat <= now) return undefined
+    const back = Math.max(now, tat + delta * interval)
+    return { state: back, expiresAt: back }
+  }
+  const limit = now + policy.quota * interval + policy.maxDelayMs
+  const base = tat === undefined || tat < now ? now : tat
+  const next = Math.min(limit, base + delta * interval)
+  if (next <= base) return undefined
+  return { state: next, expiresAt: next }
+}
+
+function settleFixed (policy: Policy, fixed: readonly number[] | undefined, now: number, chargedAt: number, delta: number): Settled | undefined {
+  if (delta < 0) {
+    const [charged, end] = fixedPeriod(policy, chargedAt)
+    if (fixed === undefined || fixed[0] !== charged || fixed[1]! <= 0) return undefined
+    return { state: [charged, Math.max(0, fixed[1]! + delta)], expiresAt: end }
+  }
+  const [start, end] = fixedPeriod(policy, now)
+  const count = fixed !== undefined && fixed[0] === start ? fixed[1]! : 0
+  const next = Math.min(Math.max(count, policy.quota), count + delta)
+  if (next <= count) return undefined
+  return { state: [start, next], expiresAt: end }
+}
+
+function settleSliding (policy: Policy, sliding: readonly number[] | undefined, now: number, chargedAt: number, delta: number): Settled | undefined {
   const size = policy.windowMs
-  const tuple = typeof state === 'object' ? state : undefined
-  if (policy.algorithm === 'fixed-window') {
-    const fixed = tuple?.length === 2 ? tuple : undefined
-    if (delta < 0) {
-      const [charged, end] = fixedPeriod(policy, chargedAt)
-      if (fixed === undefined || fixed[0] !== charged || fixed[1]! <= 0) return undefined
-      return { state: [charged, Math.max(0, fixed[1]! + delta)], expiresAt: end }
-    }
-    const [start, end] = fixedPeriod(policy, now)
-    const count = fixed !== undefined && fixed[0] === start ? fixed[1]! : 0
-    const next = Math.min(Math.max(count, policy.quota), count + delta)
-    if (next <= count) return undefined
-    return { state: [start, next], expiresAt: end }
-  }
-  const sliding = tuple?.length === 3 ? tuple : undefined
   if (delta < 0) {
     if (sliding === undefined) return undefined
     const charged = Math.floor(chargedAt / size) * size

@@ -35,9 +35,11 @@
  * nothing; the TTLs (until the quota is full again) only collect garbage.
  */
 import { createHash } from 'node:crypto'
+import type { AlgorithmName } from '../core/policy.js'
 
 export const ARGS_PER_POLICY = 6
-export const ALGORITHM_CODE = { 'token-bucket': 't', 'leaky-bucket': 'l', 'fixed-window': 'f', 'sliding-window': 's' } as const
+/** Each algorithm's code in the scripts: every name must have one (a fifth is a compile error). */
+export const ALGORITHM_CODE = { 'token-bucket': 't', 'leaky-bucket': 'l', 'fixed-window': 'f', 'sliding-window': 's' } as const satisfies Record<AlgorithmName, string>
 
 /**
  * The scripts' start: how states are written (%.17g: a double read back exactly), and
@@ -163,7 +165,7 @@ for i = 1, n do
       states[i] = fmt(start) .. ' ' .. fmt(count + cost)
       ttls[i] = math.max(ttlFloor, math.ceil(reset))
     end
-  else
+  elseif algo == 's' then
     local start = math.floor(now / size) * size
     local prev, curr = 0, 0
     if raw then
@@ -196,6 +198,9 @@ for i = 1, n do
       states[i] = fmt(start) .. ' ' .. fmt(prev) .. ' ' .. fmt(curr + cost)
       ttls[i] = math.max(ttlFloor, math.ceil(reset))
     end
+  else
+    -- Every algorithm has its branch above, as decide() has its case: no default math.
+    return redis.error_reply('GW_UNKNOWN_ALGORITHM no algorithm has the code ' .. tostring(algo))
   end
   oks[i] = ok
   if ok == 0 and ARGV[b + 6] ~= '1' then admitted = false end
@@ -309,7 +314,7 @@ for i = 1, #KEYS do
       local nxt = math.min(math.max(count, quota), count + delta)
       if nxt > count then state, expires = fmt(start) .. ' ' .. fmt(nxt), start + size end
     end
-  else
+  elseif algo == 's' then
     local s, p, c
     if raw then s, p, c = string.match(raw, '^(%S+) (%S+) (%S+)$') end
     s, p, c = tonumber(s), tonumber(p), tonumber(c)
@@ -334,6 +339,8 @@ for i = 1, #KEYS do
       local add = math.min(delta, quota - used)
       if add > 0 then state, expires = fmt(start) .. ' ' .. fmt(prev) .. ' ' .. fmt(curr + add), start + 2 * size end
     end
+  else
+    return redis.error_reply('GW_UNKNOWN_ALGORITHM no algorithm has the code ' .. tostring(algo))
   end
   if state then redis.call('SET', KEYS[i], state, 'PX', math.max(ttlFloor, math.ceil(expires - now))) end
 end
@@ -342,10 +349,9 @@ return 1
 
 /** Redis TIME and the raw values of KEYS (admin inspection; nothing is written). */
 export const INSPECT_LUA = `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+${CLOCK_LUA}
 local out = {string.format('%.3f', now)}
-local m = tonumber(ARGV[1] or '0')
+local m = tonumber(ARGV[2] or '0')
 for i = 1, #KEYS - m do
   out[#out + 1] = redis.call('GET', KEYS[i]) or ''
 end
@@ -356,12 +362,14 @@ end
 return out
 `
 
-/** Bans KEYS[1]'s client for ARGV[1] ms from Redis TIME, as the consume script does. */
+/**
+ * Bans KEYS[1]'s client for ARGV[2] ms from now (ARGV[1]: a test's clock, or '' for Redis
+ * TIME, as CONSUME_LUA), and clears its refusal count (KEYS[2]).
+ */
 export const BAN_LUA = `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local duration = tonumber(ARGV[1])
-redis.call('SET', KEYS[1], string.format('%.17g', now + duration), 'PX', duration)
+${CLOCK_LUA}
+local duration = tonumber(ARGV[2])
+redis.call('SET', KEYS[1], fmt(now + duration), 'PX', duration)
 redis.call('DEL', KEYS[2])
 return 1
 `

@@ -418,7 +418,7 @@ export class RedisStore implements SharedStore {
     args[1] = String(n)
     for (let i = 0; i < n; i++) args[2 + i] = keys[i]!
     let a = 2 + n
-    args[a++] = this.decisionClock ? String(this.decisionClock.now()) : ''
+    args[a++] = this.clockArg()
     args[a++] = String(cost)
     args[a++] = this.banArgs[0]!
     args[a++] = this.banArgs[1]!
@@ -605,7 +605,7 @@ export class RedisStore implements SharedStore {
     // When the charge was is told as how long ago, by this gateway's clock: a duration,
     // which the script takes from Redis TIME, so a skewed clock finds the charge's window.
     const now = this.clock.now()
-    const args: string[] = [this.decisionClock ? String(this.decisionClock.now()) : '', String(Math.max(0, now - chargedAt))]
+    const args: string[] = [this.clockArg(), String(Math.max(0, now - chargedAt))]
     for (let i = 0; i < policies.length; i++) {
       const delta = deltas[i]!
       if (delta === 0) continue
@@ -625,7 +625,7 @@ export class RedisStore implements SharedStore {
   async inspect (client: string, policies: readonly Policy[], slots: readonly ConcurrencyLimit[] = []): Promise<ClientState> {
     const keys = this.keys(client, policies)
     for (const key of this.slotKeysOf(client, slots, undefined)) keys.push(key)
-    const reply = await (this.client as unknown as { rlInspect: (n: number, ...k: string[]) => Promise<string[]> }).rlInspect(keys.length, ...keys, String(slots.length))
+    const reply = await (this.client as unknown as { rlInspect: (n: number, ...k: string[]) => Promise<string[]> }).rlInspect(keys.length, ...keys, this.clockArg(), String(slots.length))
     const now = Number(reply[0])
     const n = policies.length
     const until = Number(reply[n + 1] || 0)
@@ -651,7 +651,7 @@ export class RedisStore implements SharedStore {
   }
 
   async ban (client: string, ms: number): Promise<void> {
-    await adminWrite(this.client, `the ban of ${client}`, BAN_LUA, this.banKeys(escapeTag(client)), [ms], this.timeoutMs)
+    await adminWrite(this.client, `the ban of ${client}`, BAN_LUA, this.banKeys(escapeTag(client)), [this.clockArg(), ms], this.timeoutMs)
   }
 
   async unban (client: string): Promise<void> {
@@ -710,6 +710,11 @@ export class RedisStore implements SharedStore {
     }
     await new Promise<void>(resolve => client.refreshSlotsCache(() => resolve()))
     await client.exists(key)
+  }
+
+  /** The scripts' ARGV[1]: '' (Redis TIME), or the test clock's now. */
+  private clockArg (): string {
+    return this.decisionClock === undefined ? '' : String(this.decisionClock.now())
   }
 
   /** REDIS_TIMEOUT_MS: how long a command may take. */

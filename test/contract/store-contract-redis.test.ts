@@ -8,6 +8,8 @@ import { RedisStore } from '../../src/store/redis.js'
 import { loadConfig, type BanSettings, type RedisSettings } from '../../src/config/index.js'
 import type { Teardown } from '../helpers/tap.js'
 import { runContract } from '../helpers/run-contract.js'
+import { decide, settle } from '../../src/algorithms/index.js'
+import type { Policy } from '../../src/core/policy.js'
 import { startRedis } from '../helpers/redis.js'
 
 /** A redis-server of the test's own, as the gateway's Redis settings. */
@@ -75,4 +77,17 @@ t.test('the production path: decisions on Redis TIME agree with the memory store
     const ttl = await store.client.pttl(`time:{client}:${p.name}`)
     t.ok(ttl > 0 && ttl <= 180_000, `${p.name}: the key expires once its quota is back (${ttl} ms)`)
   }
+})
+
+t.test('an algorithm no branch knows is an error on both sides, never a silent sliding window (issue 25.18)', async t => {
+  const settings = await redisSettings(t)
+  const store = new RedisStore({ settings: { ...settings, keyPrefix: 'unknown:' } })
+  await store.connect()
+  t.teardown(() => store.close())
+  const bogus = { ...policy('2/s', 2, 'bogus', 'sliding-window'), algorithm: 'gcra' } as unknown as Policy
+  await t.rejects(Promise.resolve(store.consume('client', [bogus], 1)), /^GW_UNKNOWN_ALGORITHM no algorithm has the code/, 'the consume script refuses it')
+  store.settle('client', [bogus], [1], undefined, Date.now())
+  t.equal(await store.client.exists('unknown:{client}:bogus'), 0, 'the settle script writes nothing for it')
+  t.equal(decide(bogus, undefined, Date.now(), 1), undefined, 'decide() has no case for it (and a fifth name in ALGORITHMS is a compile error there)')
+  t.equal(settle(bogus, undefined, Date.now(), Date.now(), 1), undefined, 'nor settle()')
 })

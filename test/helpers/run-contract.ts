@@ -1,7 +1,9 @@
 /** Runs the store-contract table against a store factory. */
 import type { Store, BanSettings } from '../../src/store/types.js'
 import type { SlotRequest } from '../../src/core/policy.js'
-import { CONTRACT, START } from './store-contract.js'
+import type { Policy } from '../../src/core/policy.js'
+import { dayOf } from '../../src/algorithms/calendar.js'
+import { CONTRACT, START, type AdminStep } from './store-contract.js'
 
 export interface ContractStore {
   store: Store
@@ -20,6 +22,28 @@ interface Asserts {
   test (...args: any[]): Promise<unknown>
   equal (...args: any[]): unknown
   ok (...args: any[]): unknown
+  same (...args: any[]): unknown
+}
+
+/** How long a contract case's ledger lines are kept. */
+const LEDGER_TTL_MS = 2 * 86_400_000
+
+/** An admin step: the operation, or what the store shows of the client, asserted. */
+async function admin (t: Asserts, store: Store, client: string, step: AdminStep, policies: Policy[], origin: number, i: number): Promise<void> {
+  const where = `step ${i} (t=${step.at}) ${step.admin}`
+  if (step.admin === 'ban') await store.ban(client, step.ms!)
+  else if (step.admin === 'unban') await store.unban(client)
+  else if (step.admin === 'reset') await store.reset(client, policies)
+  else if (step.admin === 'inspect') {
+    const state = await store.inspect(client, policies)
+    const shows = step.shows!
+    if (shows.remaining !== undefined) t.same(state.limits.map(l => l.remaining), shows.remaining, `${where}: remaining`)
+    if (shows.bannedMs !== undefined) t.equal(state.bannedMs, shows.bannedMs, `${where}: bannedMs`)
+    if (shows.refusals !== undefined) t.equal(state.refusals, shows.refusals, `${where}: refusals`)
+  } else {
+    const day = dayOf(origin + step.at, 'UTC')
+    t.same(await store.usage(client, [day]), [{ day, ...step.usage! }], `${where}: the day's line`)
+  }
 }
 
 /** Tolerance for comparing milliseconds computed by different stores (float rounding). */
@@ -45,6 +69,10 @@ export async function runContract (t: Asserts, make: (bans: BanSettings | undefi
             s.store.release(client, leases.get(step.release)!)
             continue
           }
+          if ('admin' in step) {
+            await admin(t, s.store, client, step, c.policies, origin, i)
+            continue
+          }
           const idx = step.keys ?? c.policies.map((_, k) => k)
           const policies = idx.map(k => c.policies[k]!)
           const subjects = step.subjects?.map(x => prefix + x)
@@ -57,7 +85,8 @@ export async function runContract (t: Asserts, make: (bans: BanSettings | undefi
             slots = { limits: step.slots.limits.map(k => c.concurrency![k]!), subjects: undefined, lease: prefix + step.slots.lease }
             leases.set(step.slots.lease, slots)
           }
-          const decisions = await s.store.consume(client, policies, step.cost ?? 1, subjects, slots)
+          const usage = c.ledger === true ? { day: dayOf(origin + step.at, 'UTC'), ttlMs: LEDGER_TTL_MS } : undefined
+          const decisions = await s.store.consume(client, policies, step.cost ?? 1, subjects, slots, usage)
           const banned = step.expect[0]!.banned === true
           const full = step.expect[0]!.concurrency
           t.equal(decisions.length, banned || full !== undefined ? 1 : idx.length, `step ${i}: one decision per policy (one for a ban or a full in-flight limit)`)

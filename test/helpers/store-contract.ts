@@ -51,6 +51,22 @@ export interface SettleStep {
   settle: { deltas: number[], chargedAt: number }
 }
 
+/**
+ * Instead of a request: an admin operation on the client (the admin API's), or a look at
+ * what the admin API shows of it: its standing (inspect) or its day in the usage ledger.
+ */
+export interface AdminStep {
+  at: number
+  client?: string
+  admin: 'ban' | 'unban' | 'reset' | 'inspect' | 'usage'
+  /** ban: for how long (ms). */
+  ms?: number
+  /** inspect: remaining per policy, ban time left, refusals counted towards a ban. */
+  shows?: { remaining?: number[], bannedMs?: number, refusals?: number }
+  /** usage: the client's line for the step's day (UTC). */
+  usage?: { admitted: number, refused: number, cost: number }
+}
+
 /** Instead of a request: the response of the request holding `release` ended. */
 export interface ReleaseStep {
   at: number
@@ -61,7 +77,7 @@ export interface ReleaseStep {
 export interface ContractCase {
   name: string
   policies: Policy[]
-  steps: Array<Step | SettleStep | ReleaseStep>
+  steps: Array<Step | SettleStep | ReleaseStep | AdminStep>
   /** In-flight limits the steps' `slots` name. */
   concurrency?: ConcurrencyLimit[]
   /** Absolute time of the case's start (default START). */
@@ -73,6 +89,8 @@ export interface ContractCase {
    * and the gateway reads its own clock this far off. One-clock stores run the case unskewed.
    */
   gatewaySkewMs?: number
+  /** Every request is written in the usage ledger, on its day in UTC. */
+  ledger?: boolean
 }
 
 export const policy = (rate: string, burst: number, name = 'default', algorithm: AlgorithmName = 'token-bucket', extra: { maxDelayMs?: number, dryRun?: boolean } = {}): Policy =>
@@ -635,6 +653,69 @@ export const CONTRACT: ContractCase[] = [
       settle(1, [10], 1),
       { at: 2, expect: [no(10 * 60_000 - 2, { remaining: 0 })] },
       { at: 10 * 60_000, expect: [ok(4, { resetMs: DAY })] }
+    ]
+    },
+  {
+    name: 'settle on another algorithm\'s state (a rule that changed algorithm, same limit name): read as none, in both directions',
+    origin: ALIGNED,
+    policies: [policy('1/s', 2, 'x', 'token-bucket'), policy('2/s', 2, 'x', 'fixed-window')],
+    steps: [
+      { at: 0, keys: [0], expect: [ok(1)] },
+      // A post-charge as a fixed window on the bucket's state: a fresh window, then counted.
+      settle(10, [1], 0, { keys: [1] }),
+      { at: 20, keys: [1], expect: [ok(0)] },
+      // A refund as a bucket on the window's state: nothing to give back; the bucket starts afresh.
+      settle(30, [-1], 0, { keys: [0] }),
+      { at: 40, keys: [0], expect: [ok(1)] }
+    ]
+  },
+  {
+    name: 'admin: inspect, ban, unban and reset, as the admin API does them',
+    origin: ALIGNED,
+    policies: [policy('1/s', 3)],
+    steps: [
+      { at: 0, expect: [ok(2)] },
+      { at: 0, admin: 'inspect', shows: { remaining: [2], bannedMs: 0, refusals: 0 } },
+      { at: 0, admin: 'ban', ms: 60_000 },
+      { at: 10, expect: [{ allowed: false, banned: true, retryAfterMs: 59_990 }] },
+      { at: 20, admin: 'inspect', shows: { remaining: [2], bannedMs: 59_980 } },
+      { at: 30, admin: 'unban' },
+      { at: 30, expect: [ok(1)] },
+      { at: 40, admin: 'reset' },
+      { at: 40, expect: [ok(2)] },
+      { at: 50, admin: 'inspect', shows: { remaining: [2], bannedMs: 0 } }
+    ]
+  },
+  {
+    name: 'admin: a reset clears the refusal count towards a ban, and an unban the ban with it',
+    origin: ALIGNED,
+    bans: { after: 2, windowMs: 60_000, durationMs: 600_000 },
+    policies: [policy('1/m', 1)],
+    steps: [
+      { at: 0, expect: [ok(0)] },
+      { at: 1, expect: [no(59_999)] },
+      { at: 2, admin: 'inspect', shows: { remaining: [0], refusals: 1 } },
+      { at: 3, admin: 'reset' },
+      { at: 4, admin: 'inspect', shows: { remaining: [1], refusals: 0 } },
+      { at: 5, expect: [ok(0)] },
+      { at: 6, expect: [no(59_999)] },
+      { at: 7, expect: [no(59_998)] },
+      { at: 8, expect: [{ allowed: false, banned: true, retryAfterMs: 599_999 }] },
+      { at: 9, admin: 'unban' },
+      { at: 10, admin: 'inspect', shows: { bannedMs: 0, refusals: 0 } }
+    ]
+  },
+  {
+    name: 'the usage ledger: requests admitted (with their cost) and refused, on the client\'s day',
+    origin: ALIGNED + HOUR,
+    ledger: true,
+    policies: [policy('1/s', 3)],
+    steps: [
+      { at: 0, cost: 2, expect: [ok(1)] },
+      { at: 1, expect: [ok(0)] },
+      { at: 2, expect: [no(998)] },
+      { at: 3, admin: 'usage', usage: { admitted: 2, refused: 1, cost: 3 } },
+      { at: 4, client: 'other', admin: 'usage', usage: { admitted: 0, refused: 0, cost: 0 } }
     ]
   }
 ]

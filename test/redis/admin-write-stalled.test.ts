@@ -62,8 +62,8 @@ t.test('with Redis stalled, a settings change and a ban answer 503 naming the wr
 t.test('a write that reaches Redis after its deadline is refused by the script and writes nothing', async t => {
   const redis = await startRedis(t)
   const now = Number((await redis.admin.time())[0]) * 1000
-  await t.rejects(writeBefore(redis.admin, now - 1, BAN_LUA, ['k:ban', 'k:ban-count'], [60_000], 1000), /GW_LATE/)
+  await t.rejects(writeBefore(redis.admin, now - 1, BAN_LUA, ['k:ban', 'k:ban-count'], ['', 60_000], 1000), /GW_LATE/)
   t.equal(await redis.admin.exists('k:ban'), 0, 'nothing written')
-  t.equal(await writeBefore(redis.admin, now + 60_000, BAN_LUA, ['k:ban', 'k:ban-count'], [60_000], 1000), 1)
+  t.equal(await writeBefore(redis.admin, now + 60_000, BAN_LUA, ['k:ban', 'k:ban-count'], ['', 60_000], 1000), 1)
   t.equal(await redis.admin.exists('k:ban'), 1, 'in time, the write is applied')
 })
