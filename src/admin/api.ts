@@ -4,6 +4,7 @@
  * reset and ban, top offenders, and the stats the dashboard page draws.
  */
 import { isIP } from 'node:net'
+import { hostname } from 'node:os'
 import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify'
 import { parseDuration } from '../config/parse.js'
 import { AdminWriteFailedError, InvalidChangeError, NotFoundError, StoreUnavailableError } from '../errors.js'
@@ -175,7 +176,8 @@ export function adminApi (opts: AdminOptions, log: FastifyBaseLogger, token: str
         reply.type('text/csv; charset=utf-8')
         return toCsv(['client', 'admitted', 'refused', 'cost'], top.map(r => [r.client, r.admitted, r.refused, r.cost]))
       }
-      return { timeZone: config.timeZone, retentionDays: config.usage.retentionDays, from: days[0], to: days.at(-1), clients: top }
+      // A key's tier beside its digest, so a person can tell the keys apart (never the key).
+      return { timeZone: config.timeZone, retentionDays: config.usage.retentionDays, from: days[0], to: days.at(-1), clients: top.map(r => ({ ...r, tier: keyTiers.get(r.client) ?? null })) }
     })
 
     api.get<{ Querystring: ClientQuery }>('/admin/clients', { schema: { querystring: CLIENT_QUERY } }, async request => {
@@ -224,8 +226,12 @@ export function adminApi (opts: AdminOptions, log: FastifyBaseLogger, token: str
       offenders: offenders.top(request.query.limit, request.query.minutes)
     }))
 
+    // Counters, offenders and in-flight are this process's own; with Redis the limits and the
+    // usage ledger are the fleet's. `instance` names this gateway (host and admin port) and whether it is one of a fleet.
+    const instance = { id: `${hostname()}:${config.adminPort}`, fleet: config.store === 'redis' }
     api.get('/admin/stats', async () => ({
       at: new Date().toISOString(),
+      instance,
       requests: await countsByLabel(metrics.requestsTotal, 'outcome'),
       upstream: await countsByLabel(metrics.upstreamResponses, 'class'),
       store: opts.store ? { kind: opts.store.kind, mode: opts.store.mode(), ready: opts.store.ready(), trackedKeys: opts.store.size() } : null,

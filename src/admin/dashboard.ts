@@ -10,20 +10,26 @@ export const DASHBOARD_HTML = `<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Rate-limit gateway</title>
 <style>
+  /* The hidden attribute must win over display: grid/flex below (the board showed zeros before the token). */
+  [hidden] { display: none !important; }
   body { font: 14px/1.4 system-ui, sans-serif; margin: 0; background: #f4f5f7; color: #1d2330; }
-  header { background: #1d2330; color: #fff; padding: 12px 20px; display: flex; gap: 16px; align-items: center; }
+  header { background: #1d2330; color: #fff; padding: 12px 20px; display: flex; flex-wrap: wrap; gap: 8px 16px; align-items: center; }
   header h1 { font-size: 17px; margin: 0; flex: 1; }
   main { padding: 16px 20px; display: grid; grid-template-columns: repeat(auto-fit, minmax(320px, 1fr)); gap: 16px; }
-  section { background: #fff; border-radius: 6px; padding: 12px 16px; box-shadow: 0 1px 2px rgba(0,0,0,.08); }
+  /* min-width 0: a grid item would otherwise grow to its longest word and overflow the page. */
+  section { background: #fff; border-radius: 6px; padding: 12px 16px; box-shadow: 0 1px 2px rgba(0,0,0,.08); min-width: 0; }
+  #scope { grid-column: 1 / -1; background: #fff8e1; border-radius: 6px; padding: 8px 16px; }
   h2 { font-size: 13px; text-transform: uppercase; letter-spacing: .04em; color: #5a6275; margin: 0 0 8px; }
   .big { font-size: 28px; font-weight: 600; }
   .tiles { display: grid; grid-template-columns: repeat(3, 1fr); gap: 8px; }
   .tile span { display: block; color: #5a6275; font-size: 12px; }
   table { width: 100%; border-collapse: collapse; }
   td, th { text-align: left; padding: 3px 6px; border-bottom: 1px solid #eceef2; font-variant-numeric: tabular-nums; }
+  td { overflow-wrap: anywhere; }
   .badge { padding: 2px 8px; border-radius: 10px; background: #2e7d32; color: #fff; font-size: 12px; }
   .badge.warn { background: #c62828; }
-  #login input { padding: 6px; width: 260px; }
+  #login input { padding: 6px; width: 260px; max-width: 100%; box-sizing: border-box; }
+  @media (max-width: 480px) { main { padding: 12px 8px; grid-template-columns: 1fr; } .big { font-size: 22px; } }
   #error { color: #c62828; }
   svg { width: 100%; height: 80px; background: #fafbfc; }
   .muted { color: #5a6275; }
@@ -32,8 +38,7 @@ export const DASHBOARD_HTML = `<!doctype html>
 <body>
 <header>
   <h1>Rate-limit gateway</h1>
-  <span>store <span id="store-mode" class="badge">…</span></span>
-  <span>in flight <span id="in-flight" class="badge">…</span></span>
+  <span id="status" hidden>store <span id="store-mode" class="badge">…</span> · in flight <span id="in-flight" class="badge">…</span></span>
   <span class="muted" id="updated">not connected</span>
 </header>
 <form id="login" style="padding: 16px 20px">
@@ -41,8 +46,9 @@ export const DASHBOARD_HTML = `<!doctype html>
   <button type="submit">Connect</button> <span id="error"></span>
 </form>
 <main id="board" hidden>
+  <div id="scope" hidden></div>
   <section>
-    <h2>Requests per second</h2>
+    <h2>Requests per second<span class="here"></span></h2>
     <div class="tiles">
       <div class="tile"><div class="big" id="rate-allowed">0</div><span>allowed</span></div>
       <div class="tile"><div class="big" id="rate-limited">0</div><span>limited (429)</span></div>
@@ -55,7 +61,7 @@ export const DASHBOARD_HTML = `<!doctype html>
     <div class="muted">since the page opened (up to 2 minutes): <span style="color:#2e7d32">allowed</span>, <span style="color:#c62828">limited</span></div>
   </section>
   <section>
-    <h2>Totals since start</h2>
+    <h2>Totals since start<span class="here"></span></h2>
     <table><tbody id="totals"></tbody></table>
     <h2 style="margin-top: 10px">Settled by the response</h2>
     <table><tbody id="settlements"></tbody></table>
@@ -74,7 +80,7 @@ export const DASHBOARD_HTML = `<!doctype html>
     <svg id="usage-chart" viewBox="0 0 120 40" preserveAspectRatio="none"><polyline id="usage-line" fill="none" stroke="#1565c0" stroke-width="0.8" points=""/></svg>
   </section>
   <section>
-    <h2>Top offenders (last 5 minutes)</h2>
+    <h2>Top offenders (last 5 minutes)<span class="here"></span></h2>
     <table><thead><tr><th>client</th><th>refusals</th></tr></thead><tbody id="offenders"></tbody></table>
   </section>
 </main>
@@ -112,6 +118,12 @@ export const DASHBOARD_HTML = `<!doctype html>
     previous = { t: now, req: req }
     rows($('totals'), Object.keys(req).sort().map(function (k) { return [k.replace(/_/g, ' '), req[k]] }))
     rows($('settlements'), s.settlements.length ? s.settlements.map(function (x) { return [x.rule + ' ' + x.kind.replace(/_/g, ' '), x.count] }) : [['none', '']])
+    // With Redis the counters are this gateway's own, the limits and the usage the fleet's: said so.
+    var fleet = s.instance.fleet
+    $('scope').hidden = !fleet
+    $('scope').textContent = fleet ? 'One gateway of a fleet on Redis (' + s.instance.id + '): requests, totals, settlements, offenders and in-flight are this instance\u2019s own; the limits in force and the usage by API key are the fleet\u2019s.' : ''
+    Array.prototype.forEach.call(document.querySelectorAll('.here'), function (el) { el.textContent = fleet ? ' \u00b7 this instance' : '' })
+    $('status').hidden = false
     var mode = s.store ? s.store.mode : 'off'
     $('store-mode').textContent = mode
     $('store-mode').className = 'badge' + (mode === 'memory' || mode === 'redis' ? '' : ' warn')
@@ -141,9 +153,11 @@ export const DASHBOARD_HTML = `<!doctype html>
       return res.json()
     })
   }
-  function showKey (key) {
+  // A key as a person tells it apart: its tier and the digest's start (the whole digest as the row's title).
+  function keyLabel (c) { return (c.tier ? c.tier + ' key ' : '') + (c.client.length > 14 ? c.client.slice(0, 12) + '\u2026' : c.client) }
+  function showKey (key, label) {
     usageKey = key
-    $('usage-key').textContent = key
+    $('usage-key').textContent = label
     get('/admin/usage?client=' + encodeURIComponent(key) + '&from=' + usageRange.from + '&to=' + usageRange.to).then(function (u) {
       var max = Math.max.apply(null, u.days.map(function (d) { return d.admitted }).concat([1]))
       var step = 120 / Math.max(1, u.days.length - 1)
@@ -162,12 +176,13 @@ export const DASHBOARD_HTML = `<!doctype html>
       return get('/admin/usage/top?limit=10&from=' + from + '&to=' + to)
     }).then(function (top) {
       var tbody = $('usage-top')
-      rows(tbody, top.clients.length ? top.clients.map(function (c) { return [c.client, c.admitted, c.refused, c.cost] }) : [['none', '', '', '']])
+      rows(tbody, top.clients.length ? top.clients.map(function (c) { return [keyLabel(c), c.admitted, c.refused, c.cost] }) : [['none', '', '', '']])
       Array.prototype.forEach.call(tbody.children, function (tr, i) {
         var c = top.clients[i]
-        if (c) { tr.style.cursor = 'pointer'; tr.addEventListener('click', function () { showKey(c.client) }) }
+        if (c) { tr.title = c.client; tr.style.cursor = 'pointer'; tr.addEventListener('click', function () { showKey(c.client, keyLabel(c)) }) }
       })
-      if (top.clients.length) showKey(usageKey && top.clients.some(function (c) { return c.client === usageKey }) ? usageKey : top.clients[0].client)
+      var shown = top.clients.filter(function (c) { return c.client === usageKey })[0] || top.clients[0]
+      if (shown) showKey(shown.client, keyLabel(shown))
       setTimeout(pollUsage, USAGE_MS)
     }, function () { setTimeout(pollUsage, USAGE_MS) })
   }

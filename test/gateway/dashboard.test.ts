@@ -4,7 +4,8 @@ import { fileURLToPath } from 'node:url'
 import { chromium } from 'playwright-core'
 import { startUpstream } from '../helpers/upstream.js'
 import { rulesFile, startGateway } from '../helpers/gateway.js'
-import { statuses } from '../helpers/http.js'
+import { send, statuses } from '../helpers/http.js'
+import { startRedis } from '../helpers/redis.js'
 
 /** Debian's chromium (installed by .ci/run where missing). */
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
@@ -21,8 +22,11 @@ t.test('the dashboard, opened in headless Chromium, shows live numbers after tra
   })
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking'] })
   t.teardown(() => browser.close())
-  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } })
+  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } })
   await page.goto(`${gw.adminUrl}/dashboard`)
+  // Regression (issue 25.14): before a token, no store pill (it showed green) and no numbers.
+  t.equal(await page.isVisible('#status'), false, 'no store or in-flight pill before the token is given')
+  t.equal(await page.isVisible('#board'), false, 'no numbers either')
 
   await page.fill('#token', 'a-wrong-token-000000')
   await page.click('button[type=submit]')
@@ -70,16 +74,52 @@ t.test('the dashboard, opened in headless Chromium, shows live numbers after tra
 
   // The usage ledger, read when the page opens (and every 30 s): a reload shows the traffic's.
   await page.reload()
-  await page.waitForFunction(() => /^key:/.test((globalThis as any).document.querySelector('#usage-top td')?.textContent ?? ''))
+  await page.waitForFunction(() => /key:/.test((globalThis as any).document.querySelector('#usage-top td')?.textContent ?? ''))
   const cells = await page.$$eval('#usage-top tr:first-child td', tds => tds.map(td => td.textContent))
   t.equal(cells.length, 4)
-  t.match(cells[0], /^key:/, 'the pro key (its digest)')
+  t.match(cells[0], /^pro key key:.{8}…$/, 'the pro key, by its tier and the start of its digest (issue 25.14)')
+  t.match(await page.getAttribute('#usage-top tr:first-child', 'title'), /^key:.{22}$/, 'the whole digest as the row\'s title')
+  t.match(await text('#usage-key'), /^pro key key:/)
   t.ok(Number(cells[1]) > 0 && cells[2] === '0' && cells[3] === cells[1], `admitted ${cells[1]}, refused ${cells[2]}, cost ${cells[3]}`)
   await page.waitForFunction(() => (globalThis as any).document.getElementById('usage-line').getAttribute('points').split(' ').length === 90)
   t.match(await text('#usage-days'), /^90 days, [1-9]\d* admitted$/, 'its days over the 90 kept, as a line')
 
+  t.equal(await page.isVisible('#scope'), false, 'one gateway with the memory store: no fleet note')
+  t.equal(await text('#status'), 'store memory · in flight 0')
+
+  // Nothing wider than the window, on a desktop and on a phone (issue 25.14: the usage table overflowed at 1400 px).
   mkdirSync(ARTIFACTS, { recursive: true })
-  const file = `${ARTIFACTS}dashboard.png`
-  await page.screenshot({ path: file, fullPage: true })
-  t.comment(`screenshot: ${file}`)
+  for (const width of [1400, 390]) {
+    await page.setViewportSize({ width, height: 900 })
+    const overflow = await page.evaluate(() => {
+      const d = (globalThis as any).document
+      const wide = [...d.querySelectorAll('section, table')].filter((e: any) => e.scrollWidth > e.clientWidth + 1).map((e: any) => e.id || e.querySelector('h2')?.textContent || e.tagName)
+      return { page: d.documentElement.scrollWidth - (globalThis as any).innerWidth, wide }
+    })
+    t.ok(overflow.page <= 0, `${width} px: the page is no wider than the window (${overflow.page} px over)`)
+    t.same(overflow.wide, [], `${width} px: no section or table wider than itself`)
+    const file = `${ARTIFACTS}dashboard-${width}.png`
+    await page.screenshot({ path: file, fullPage: true })
+    t.comment(`screenshot: ${file}`)
+  }
+})
+
+t.test('the dashboard of one gateway in a fleet on Redis says which numbers are its own', async t => {
+  const redis = await startRedis(t)
+  const upstream = await startUpstream(t)
+  const token = 'test-admin-token-0123456789'
+  const gw = await startGateway(t, { UPSTREAM_URL: upstream.url, ADMIN_TOKEN: token, STORE: 'redis', REDIS_URL: redis.url })
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking'] })
+  t.teardown(() => browser.close())
+  const page = await browser.newPage({ viewport: { width: 390, height: 900 } })
+  await page.goto(`${gw.adminUrl}/dashboard`)
+  await page.fill('#token', token)
+  await page.click('button[type=submit]')
+  await page.waitForSelector('#scope:not([hidden])')
+  const scope = (await page.textContent('#scope'))!
+  t.match(scope, /One gateway of a fleet on Redis \(.+:\d+\): requests, totals, settlements, offenders and in-flight are this instance’s own; the limits in force and the usage by API key are the fleet’s\./)
+  const stats = JSON.parse((await send(`${gw.adminUrl}/admin/stats`, { headers: { authorization: `Bearer ${token}` } })).body)
+  t.match(stats.instance, { id: /:\d+$/, fleet: true }, '/admin/stats names the instance')
+  t.ok(scope.includes(stats.instance.id), 'the note names it too')
+  t.same(await page.$$eval('h2 .here', hs => hs.map(h => h.textContent)), [' · this instance', ' · this instance', ' · this instance'], 'each per-instance section says so')
 })
