@@ -47,7 +47,7 @@ export function buildAdmin (opts: AdminOptions): FastifyInstance {
     }
     /* c8 ignore stop */
     // Fastify's own (validation, body parsing) in the gateway's words and codes.
-    const own = FASTIFY_ERRORS[err.code ?? '']?.(err) ?? err
+    const own = FASTIFY_ERRORS[String(err.code)]?.(err) ?? err
     const code = own.code?.startsWith('GW_') === true ? own.code : 'GW_ADMIN_INVALID'
     sendProblem(reply, own.statusCode!, renderProblem(own.statusCode!, own.message, code))
   })

@@ -94,10 +94,18 @@ t.test('what needs the response (issue 25.12): refused at run time in MODE=decis
   t.match(JSON.parse(put.body), { code: 'GW_ADMIN_INVALID', detail: /rule 1 \("login"\): MODE=decision never sees the response, so "count" cannot apply/ })
 
   const upstream = await startUpstream(t)
-  const rules = rulesFile(t, [{ name: 'export', path: '/export', rate: '1/s', concurrency: 2, costHeader: 'x-cost' }, { name: 'plain', path: '/p', rate: '1/s' }])
+  const rules = rulesFile(t, [
+    { name: 'export', path: '/export', rate: '1/s', concurrency: 2, costHeader: 'x-cost' },
+    { name: 'login', path: '/login', rate: '5/m', count: { status: [401] } },
+    { name: 'search', path: '/search', rate: '5/s', refund: { status: ['5xx'] } },
+    { name: 'plain', path: '/p', rate: '1/s' }
+  ])
   const { logger, lines } = captureLogs('warn')
-  await startGateway(t, { UPSTREAM_URL: upstream.url, DECISION_PORT: '0', CONCURRENCY_LIMIT: '3', RATE_LIMIT_RULES_FILE: rules }, { logger })
-  t.match(lines.find(l => /the decision listener never sees a response/.test(String(l.msg))), { level: 40, settings: ['CONCURRENCY_LIMIT', 'rule "export": concurrency, costHeader'] }, 'each setting the decision listener leaves to the inline path, by name')
+  await startGateway(t, { UPSTREAM_URL: upstream.url, DECISION_PORT: '0', CONCURRENCY_LIMIT: '3', GLOBAL_CONCURRENCY_LIMIT: '100', RATE_LIMIT_RULES_FILE: rules }, { logger })
+  t.match(lines.find(l => /the decision listener never sees a response/.test(String(l.msg))), {
+    level: 40,
+    settings: ['CONCURRENCY_LIMIT', 'GLOBAL_CONCURRENCY_LIMIT', 'rule "export": concurrency, costHeader', 'rule "login": count', 'rule "search": refund']
+  }, 'each setting the decision listener leaves to the inline path, by name')
   const { logger: quiet, lines: none } = captureLogs('warn')
   await startGateway(t, { UPSTREAM_URL: upstream.url, DECISION_PORT: '0' }, { logger: quiet })
   t.notOk(none.some(l => /the decision listener never sees a response/.test(String(l.msg))), 'nothing to say without them')

@@ -68,32 +68,36 @@ t.test('the wait for the response headers counts from the end of the request bod
   t.ok(after >= TIMEOUT_MS - 150 && after < TIMEOUT_MS * 1.1 + 400, `504 ${Math.round(after)} ms after the body's end`)
 })
 
-t.test('a 504 before the body was read whole closes the connection soon after, and a drain does not wait for it', async t => {
-  // Reads nothing, answers nothing: the upload stalls on backpressure, then the idle timeout.
-  const server = createServer(req => { req.pause() }).listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  t.teardown(() => { server.closeAllConnections(); server.close() })
-  const gw = await startGateway(t, { UPSTREAM_URL: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, UPSTREAM_TIMEOUT_MS: String(TIMEOUT_MS) })
-  const socket = connect(gw.port, '127.0.0.1')
-  await once(socket, 'connect')
-  let text = ''
-  let answerAt = 0
-  socket.on('data', (d: Buffer) => { text += d.toString(); answerAt ||= performance.now() })
-  socket.on('error', () => {})
-  const closed = new Promise(resolve => socket.once('close', resolve))
-  socket.write(`POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: ${1024 * CHUNK.length}\r\n\r\n`)
-  // Writes as fast as the gateway takes them, until it answers.
-  const pump = (): void => { while (answerAt === 0 && !socket.destroyed && socket.write(CHUNK)); }
-  socket.on('drain', pump)
-  pump()
-  while (answerAt === 0) await new Promise(resolve => setTimeout(resolve, 10))
-  t.match(text, /^HTTP\/1\.1 504 /)
-  t.match(text, /connection: close/i, 'the answer says the connection closes')
-  const draining = performance.now()
-  await gw.app.close()
-  const drained = performance.now() - draining
-  t.ok(drained < 1500, `the drain took ${Math.round(drained)} ms (the idle timeout is 60 s)`)
-  await closed
-  const open = performance.now() - answerAt
-  t.ok(open < 1500, `the connection closed ${Math.round(open)} ms after the answer`)
-})
+for (const [status, what, upstream] of [
+  [504, 'reads nothing, answers nothing: the upload stalls on backpressure, then the idle timeout', (req: IncomingMessage) => { req.pause() }],
+  [502, 'resets the connection as the upload starts', (req: IncomingMessage) => { req.socket.destroy() }]
+] as const) {
+  t.test(`a ${status} before the body was read whole (the upstream ${what}) closes the connection soon after, and a drain does not wait for it`, async t => {
+    const server = createServer(upstream).listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    t.teardown(() => { server.closeAllConnections(); server.close() })
+    const gw = await startGateway(t, { UPSTREAM_URL: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, UPSTREAM_TIMEOUT_MS: String(TIMEOUT_MS) })
+    const socket = connect(gw.port, '127.0.0.1')
+    await once(socket, 'connect')
+    let text = ''
+    let answerAt = 0
+    socket.on('data', (d: Buffer) => { text += d.toString(); answerAt ||= performance.now() })
+    socket.on('error', () => {})
+    const closed = new Promise(resolve => socket.once('close', resolve))
+    socket.write(`POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: ${1024 * CHUNK.length}\r\n\r\n`)
+    // Writes as fast as the gateway takes them, until it answers.
+    const pump = (): void => { while (answerAt === 0 && !socket.destroyed && socket.write(CHUNK)); }
+    socket.on('drain', pump)
+    pump()
+    while (answerAt === 0) await new Promise(resolve => setTimeout(resolve, 10))
+    t.match(text, new RegExp(`^HTTP/1\\.1 ${status} `))
+    t.match(text, /connection: close/i, 'the answer says the connection closes')
+    const draining = performance.now()
+    await gw.app.close()
+    const drained = performance.now() - draining
+    t.ok(drained < 1500, `the drain took ${Math.round(drained)} ms (the idle timeout is 60 s)`)
+    await closed
+    const open = performance.now() - answerAt
+    t.ok(open < 1500, `the connection closed ${Math.round(open)} ms after the answer`)
+  })
+}
