@@ -43,7 +43,7 @@ export const StoreUnavailableError = createError('GW_STORE_UNAVAILABLE', 'Rate l
 
 /**
  * An admin write (ban, unban, reset, settings) that Redis did not confirm in time: refused,
- * and never applied later (store/admin-write.ts). The detail names the write.
+ * and never applied later (store/redis/admin-write.ts). The detail names the write.
  */
 export const AdminWriteFailedError = createError('GW_ADMIN_WRITE_FAILED', 'Redis did not confirm %s within %d ms, so it was not applied and will not be (%s); try again', 503)
 

@@ -7,7 +7,7 @@
  * client from its local deny cache.
  */
 import type { FastifyBaseLogger } from 'fastify'
-import type { SettingsChannel } from '../store/settings-channel.js'
+import type { SettingsChannel } from '../store/redis/settings-channel.js'
 import type { LimitsManager } from './manager.js'
 import type { RuntimeSettings } from './settings.js'
 

@@ -8,7 +8,7 @@ import type { Config } from '../config/index.js'
 import type { Clock } from '../core/clock.js'
 import { FailoverStore } from './failover.js'
 import { MemoryStore } from './memory.js'
-import { RedisStore } from './redis.js'
+import { RedisStore } from './redis/store.js'
 import type { Store } from './types.js'
 
 export interface Stores {

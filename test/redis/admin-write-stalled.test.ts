@@ -9,8 +9,8 @@ import { startGateway } from '../helpers/gateway.js'
 import { send } from '../helpers/http.js'
 import { startRedis } from '../helpers/redis.js'
 import { eventually, sleep } from '../helpers/load.js'
-import { ADMIN_WRITE_MIN_MS, writeBefore } from '../../src/store/admin-write.js'
-import { BAN_LUA } from '../../src/store/redis-scripts.js'
+import { ADMIN_WRITE_MIN_MS, writeBefore } from '../../src/store/redis/admin-write.js'
+import { BAN_LUA } from '../../src/store/redis/admin-scripts.js'
 
 const TOKEN = 'test-admin-token-0123456789'
 const auth = { authorization: `Bearer ${TOKEN}` }

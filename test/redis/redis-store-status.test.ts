@@ -1,7 +1,7 @@
 import t from 'tap'
 import { once } from 'node:events'
 import { createServer, type Socket } from 'node:net'
-import { RedisStore } from '../../src/store/redis.js'
+import { RedisStore } from '../../src/store/redis/store.js'
 import { loadConfig } from '../../src/config/index.js'
 import { policy } from '../helpers/store-contract.js'
 import { startRedis } from '../helpers/redis.js'

@@ -11,7 +11,7 @@
  * did nothing. Admin writes are rare: the extra round trip costs nothing that matters.
  */
 import { Command, type Cluster, type Redis } from 'ioredis'
-import { AdminWriteFailedError } from '../errors.js'
+import { AdminWriteFailedError } from '../../errors.js'
 
 /**
  * How long an admin write may take, at the least (REDIS_TIMEOUT_MS when longer). Decisions

@@ -4,9 +4,10 @@
  * redis-scripts.ts; control/sync.ts decides what to store and when.
  */
 import { Cluster, type Redis } from 'ioredis'
-import { controlChannel, type RedisStore } from './redis.js'
+import type { RedisStore } from './store.js'
+import { controlChannel } from './keys.js'
 import { adminWrite } from './admin-write.js'
-import { PUBLISH_SETTINGS_LUA, RESEED_SETTINGS_LUA } from './redis-scripts.js'
+import { PUBLISH_SETTINGS_LUA, RESEED_SETTINGS_LUA } from './admin-scripts.js'
 
 /** What the settings sync needs of Redis. */
 export interface SettingsChannel {
