@@ -27,16 +27,9 @@ import type { Clock } from '../core/clock.js'
 import { LedgerDays } from '../algorithms/calendar.js'
 import type { UsageMark } from '../store/usage.js'
 import type { QuotaEndpoint } from './quota-endpoint.js'
-import type { ResponseSettlement } from '../proxy/forward.js'
+import type { ResponseSettlement } from '../core/request.js'
 import { createThrottledLog } from '../log.js'
 import type { CostIgnored, RequestOutcome, SettleKind } from '../observe/metrics.js'
-
-declare module 'fastify' {
-  interface FastifyRequest {
-    /** The limiter's response headers for an admitted request, [name, value, ...]; or null. */
-    gwHeaders: string[] | null
-  }
-}
 
 /** What the limiter reports, for metrics, logs, top offenders and alerts. */
 export interface LimiterObserver {

@@ -55,26 +55,6 @@ export interface UpstreamTracer {
   upstream (request: FastifyRequest, headers: string[], method: string, path: string): UpstreamSpan
 }
 
-/**
- * Settles an admitted request's charge by its response (the limiter's, for route rules
- * with `count`, `refund` or `costHeader`), set on the request as `gwSettle`.
- */
-export interface ResponseSettlement {
-  /** The response header with the request's real cost (lower case): read, then taken out of the response. */
-  readonly costHeader: string | undefined
-  /** The upstream answered `status`; `reported`: the cost header's value, if it sent one. */
-  answered (status: number, reported: string | undefined): void
-  /** The gateway answered for the upstream (502, 504). */
-  failed (status: number): void
-}
-
-declare module 'fastify' {
-  interface FastifyRequest {
-    /** How to settle this request's charge by its response; null: it stands. */
-    gwSettle: ResponseSettlement | null
-  }
-}
-
 /** How forwarded requests end. Durations run from dispatch to the end of the response. */
 export interface UpstreamObserver {
   /** The upstream's response was passed on whole. */

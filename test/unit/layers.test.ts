@@ -54,6 +54,49 @@ function importsOf (file: string): string[] {
 
 const layerOf = (file: string): string => file.includes('/') ? file.slice(0, file.indexOf('/')) : file
 
+type Node = Record<string, unknown>
+/** Every node of an AST, depth first. */
+function * walk (node: unknown): Generator<Node> {
+  if (Array.isArray(node)) {
+    for (const n of node) yield * walk(n)
+  } else if (node !== null && typeof node === 'object') {
+    yield node as Node
+    for (const v of Object.values(node)) if (v !== null && typeof v === 'object') yield * walk(v)
+  }
+}
+
+/**
+ * Per-request fields: the properties a module adds to another package's interface
+ * (`declare module 'fastify' { interface FastifyRequest { gwHeaders ... } }`), and the
+ * property names a module reads or writes (`request.gwHeaders`).
+ */
+function requestFields (file: string, text = readFileSync(join(SRC, file), 'utf8')): { declared: string[], used: string[] } {
+  const { program } = parseSync(file, text)
+  const declared: string[] = []
+  const used = new Set<string>()
+  for (const node of walk(program.body)) {
+    if (node.type === 'TSModuleDeclaration' && (node.id as Node).type === 'Literal') {
+      for (const sig of walk(node.body)) if (sig.type === 'TSPropertySignature') declared.push((sig.key as { name: string }).name)
+    }
+    if (node.type === 'MemberExpression' && node.computed === false) used.add((node.property as { name: string }).name)
+  }
+  return { declared, used: [...used] }
+}
+
+/** Fields used by a module of a layer below the one that declares them. */
+function declaredAbove (fields: ReadonlyMap<string, { declared: string[], used: string[] }>): string[] {
+  const owner = new Map<string, string>()
+  for (const [f, { declared }] of fields) for (const name of declared) owner.set(name, f)
+  const wrong: string[] = []
+  for (const [f, { used }] of fields) {
+    for (const name of used) {
+      const d = owner.get(name)
+      if (d !== undefined && layerOf(d) !== layerOf(f) && rank.get(layerOf(d))! > rank.get(layerOf(f))!) wrong.push(`${f} uses ${name}, declared in ${d}`)
+    }
+  }
+  return wrong
+}
+
 const files = modules()
 const graph = new Map(files.map(f => [f, importsOf(f)]))
 
@@ -105,6 +148,18 @@ t.test('the checks find what they look for (a graph built to break both)', async
   const parsed = parseSync('a.ts', "import type { B } from './b.js'\nexport { c } from '../core/c.js'").module
   t.same(parsed.staticImports.map(i => i.moduleRequest.value), ['./b.js'], 'a type-only import is read')
   t.same(parsed.staticExports.flatMap(e => e.entries.map(x => x.moduleRequest?.value)), ['../core/c.js'], 'a re-export is read')
+})
+
+t.test('a request field is declared in the layer of its lowest user or below (STYLE 21)', async t => {
+  const fields = new Map(files.map(f => [f, requestFields(f)]))
+  t.ok([...fields.values()].some(x => x.declared.includes('gwHeaders')), 'the request fields are found')
+  t.same(declaredAbove(fields), [], 'no module reads a request field a higher layer declares')
+  // The check itself, on modules built to break it: the limiter declares, the proxy reads.
+  const bad = new Map([
+    ['limiter/plugin.ts', requestFields('limiter/plugin.ts', "declare module 'fastify' { interface FastifyRequest { gwThing: string | null } }")],
+    ['proxy/forward.ts', requestFields('proxy/forward.ts', 'export const read = (request: any) => request.gwThing')]
+  ])
+  t.same(declaredAbove(bad), ['proxy/forward.ts uses gwThing, declared in limiter/plugin.ts'])
 })
 
 t.test('each module imports only from its own layer and the layers below', async t => {

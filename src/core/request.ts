@@ -1,0 +1,28 @@
+/**
+ * What travels on a request between layers, declared once, here, below every layer that
+ * reads or writes it (STYLE 21): the limiter sets them, the forwarder and the decision
+ * listener read them. The layer test fails on a request field declared above a module
+ * that uses it.
+ */
+
+/**
+ * Settles an admitted request's charge by its response (the limiter's, for route rules
+ * with `count`, `refund` or `costHeader`), set on the request as `gwSettle`.
+ */
+export interface ResponseSettlement {
+  /** The response header with the request's real cost (lower case): read, then taken out of the response. */
+  readonly costHeader: string | undefined
+  /** The upstream answered `status`; `reported`: the cost header's value, if it sent one. */
+  answered (status: number, reported: string | undefined): void
+  /** The gateway answered for the upstream (502, 504). */
+  failed (status: number): void
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The limiter's response headers for an admitted request, [name, value, ...]; or null. */
+    gwHeaders: string[] | null
+    /** How to settle this request's charge by its response; null: it stands. */
+    gwSettle: ResponseSettlement | null
+  }
+}
