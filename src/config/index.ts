@@ -2,18 +2,17 @@
  * Configuration: read once from the environment, validated with env-schema, parsed into a
  * typed, deeply frozen Config. No other module reads process.env.
  */
-import { isIP } from 'node:net'
 import { readFileSync } from 'node:fs'
 import envSchema from 'env-schema'
-import type { FromSchema } from 'json-schema-to-ts'
 import { ConfigError } from '../errors.js'
 import { isTimeZone } from '../algorithms/calendar.js'
-import { ALGORITHMS, type AlgorithmName, type BanSettings, type LimitSpec } from '../core/policy.js'
+import type { AlgorithmName, BanSettings, LimitSpec } from '../core/policy.js'
 import { parseRate, type RateSpec } from '../core/rate.js'
 import { checkWindowRate, loadRulesFile, type Rule, type RulesContext } from './rules.js'
-import { parseTracing, TRACING_SCHEMA_PROPERTIES, type TracingSettings } from './tracing.js'
+import { parseTracing, type TracingSettings } from './tracing.js'
+import { describeSchemaErrors, ENV_SCHEMA, type AjvError, type RawEnv } from './schema.js'
 import {
-  parseAllowlist, parseApiKeys, parseDuration, parseHeaderName, parseQuota, parseTiers, parseWebhookUrl, parseHostPorts, parseKeyBy, parseRedisUrl, parseTrustProxy, parseUpstreamUrl,
+  checkListenHost, isLoopback, parseAllowlist, parseApiKeys, parseDuration, parseHeaderName, parseQuota, parseTiers, parseWebhookUrl, parseHostPorts, parseKeyBy, parseRedisUrl, parseTrustProxy, parseUpstreamUrl,
   type Allowlist, type HostPort, type KeySource
 } from './parse.js'
 
@@ -22,10 +21,7 @@ export type { RateSpec } from '../core/rate.js'
 export type { Rule, RuleLimit, RulesContext } from './rules.js'
 export type { TracingSettings } from './tracing.js'
 export type { AlgorithmName, BanSettings, LimitSpec } from '../core/policy.js'
-
-export const DEFAULT_PORT = 8000
-export const DEFAULT_ADMIN_PORT = 9000
-export const DEFAULT_UPSTREAM_TIMEOUT_MS = 30_000
+export * from './schema.js'
 
 /**
  * Admin tokens this repository itself prints or once shipped (README, deploy/, examples):
@@ -38,23 +34,6 @@ const PLACEHOLDER_TOKEN_RE = /^(change|replace)[-_]?me/i
 function isPublishedToken (token: string): boolean {
   return PUBLISHED_TOKENS.includes(token) || PLACEHOLDER_TOKEN_RE.test(token)
 }
-export const DEFAULT_UPSTREAM_CONNECTIONS = 128
-export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 30_000
-/** How long a Redis in-flight slot outlives its instance's last renewal. */
-export const DEFAULT_CONCURRENCY_LEASE_MS = 60_000
-export const DEFAULT_MEMORY_STORE_MAX_KEYS = 500_000
-export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379'
-export const DEFAULT_REDIS_KEY_PREFIX = 'rl:'
-export const DEFAULT_REDIS_TIMEOUT_MS = 50
-export const DEFAULT_REDIS_CONNECT_TIMEOUT_MS = 5_000
-export const DEFAULT_REDIS_PROBE_INTERVAL_MS = 1_000
-export const DEFAULT_MAX_DELAY_MS = 1_000
-export const DEFAULT_RULES_POLL_MS = 1_000
-export const DEFAULT_VIOLATION_LOG_INTERVAL_MS = 10_000
-export const DEFAULT_HEADERS_TIMEOUT_MS = 10_000
-export const DEFAULT_REQUEST_TIMEOUT_MS = 300_000
-export const DEFAULT_CLIENT_IDLE_TIMEOUT_MS = 60_000
-
 export type HeadersMode = 'both' | 'draft' | 'legacy' | 'none'
 export type StoreKind = 'memory' | 'redis'
 export type StoreFailureMode = 'local' | 'open' | 'closed'
@@ -195,107 +174,6 @@ export interface Config {
   readonly tracing: TracingSettings | undefined
 }
 
-/** The environment schema. `description` doubles as the "what it accepts" of an error. */
-const ENV_SCHEMA = {
-  type: 'object',
-  properties: {
-    MODE: { type: 'string', enum: ['proxy', 'decision'], default: 'proxy', description: 'proxy (limit and forward) or decision (answer other proxies\' questions only)' },
-    DECISION_PORT: { type: 'integer', minimum: 0, maximum: 65535, description: 'a TCP port 0-65535' },
-    DECISION_HOST: { type: 'string', minLength: 1, default: '127.0.0.1', description: 'an address to listen on' },
-    DECISION_DENY_STATUS: { type: 'integer', minimum: 400, maximum: 499, default: 429, description: 'a 4xx status, e.g. 429, or 401 for nginx auth_request' },
-    PORT: { type: 'integer', minimum: 0, maximum: 65535, default: DEFAULT_PORT, description: 'a TCP port 0-65535' },
-    HOST: { type: 'string', minLength: 1, default: '0.0.0.0', description: 'an address to listen on' },
-    UPSTREAM_URL: { type: 'string', description: 'an http:// or https:// URL (required unless MODE=decision)' },
-    UPSTREAM_TIMEOUT_MS: { type: 'integer', minimum: 1, maximum: 3_600_000, default: DEFAULT_UPSTREAM_TIMEOUT_MS, description: 'milliseconds, 1-3600000' },
-    UPSTREAM_CONNECTIONS: { type: 'integer', minimum: 1, maximum: 65_536, default: DEFAULT_UPSTREAM_CONNECTIONS, description: 'a connection count, 1-65536' },
-    REQUEST_HEADERS_TIMEOUT_MS: { type: 'integer', minimum: 100, maximum: 600_000, default: DEFAULT_HEADERS_TIMEOUT_MS, description: 'milliseconds, 100-600000' },
-    REQUEST_TIMEOUT_MS: { type: 'integer', minimum: 100, maximum: 86_400_000, default: DEFAULT_REQUEST_TIMEOUT_MS, description: 'milliseconds, 100-86400000' },
-    CLIENT_IDLE_TIMEOUT_MS: { type: 'integer', minimum: 100, maximum: 3_600_000, default: DEFAULT_CLIENT_IDLE_TIMEOUT_MS, description: 'milliseconds, 100-3600000' },
-    RATE_LIMIT_ENABLED: { type: 'boolean', default: true, description: 'true or false' },
-    RATE_LIMIT_ALGORITHM: { type: 'string', enum: [...ALGORITHMS], default: 'token-bucket', description: ALGORITHMS.join(', ') },
-    RATE_LIMIT_MAX_DELAY_MS: { type: 'integer', minimum: 0, maximum: 60_000, default: DEFAULT_MAX_DELAY_MS, description: 'milliseconds, 0-60000' },
-    RATE_LIMIT_RULES_FILE: { type: 'string', default: '', description: 'a readable JSON rules file' },
-    RATE_LIMIT_RULES_POLL_MS: { type: 'integer', minimum: 0, maximum: 3_600_000, default: DEFAULT_RULES_POLL_MS, description: 'milliseconds, 0-3600000 (0: reload on SIGHUP only)' },
-    RATE_LIMIT_BAN_AFTER: { type: 'integer', minimum: 0, maximum: 1_000_000, default: 0, description: 'a number of refusals, 0-1000000 (0: no bans)' },
-    RATE_LIMIT_BAN_WINDOW: { type: 'string', default: '1m', description: 'a duration such as 30s, 1m, 1h' },
-    RATE_LIMIT_BAN_DURATION: { type: 'string', default: '15m', description: 'a duration such as 30s, 15m, 1h' },
-    RATE_LIMIT_RATE: { type: 'string', default: '10/s', description: 'N/s, N/m, N/h or N/d (N/w, N/mo: fixed-window only)' },
-    RATE_LIMIT_BURST: { type: 'integer', minimum: 1, maximum: 1_000_000_000, default: 20, description: 'a whole number ≥ 1' },
-    RATE_LIMIT_QUOTA: { type: 'string', default: '', description: 'N/d, N/w or N/mo (whole requests per calendar period), or empty for none' },
-    QUOTA_TIMEZONE: { type: 'string', default: 'UTC', description: 'an IANA time zone such as Europe/Berlin' },
-    USAGE_LEDGER: { type: 'boolean', default: false, description: 'true or false (on by itself when a quota is configured)' },
-    USAGE_LEDGER_IPS: { type: 'boolean', default: false, description: 'true or false' },
-    USAGE_RETENTION_DAYS: { type: 'integer', minimum: 1, maximum: 3660, default: 90, description: 'days, 1-3660' },
-    QUOTA_PATH: { type: 'string', default: '', pattern: '^(/[A-Za-z0-9._~/-]*)?$', maxLength: 200, description: 'a path such as /_quota, or empty for off' },
-    RATE_LIMIT_KEY_BY: { type: 'string', default: 'api-key,ip', description: 'ip, api-key, header:<name>, global, comma-separated' },
-    API_KEY_HEADER: { type: 'string', default: 'x-api-key', description: 'a header name' },
-    API_KEYS: { type: 'string', default: '', description: 'key[:tier] items, comma-separated' },
-    API_KEYS_FILE: { type: 'string', default: '', description: 'a readable file of key[:tier] lines' },
-    GLOBAL_RATE_LIMIT_RATE: { type: 'string', default: '', description: 'N/s, N/m, N/h or N/d, or empty for off' },
-    GLOBAL_RATE_LIMIT_BURST: { type: 'integer', minimum: 1, maximum: 1_000_000_000, description: 'a whole number ≥ 1' },
-    CONCURRENCY_LIMIT: { type: 'integer', minimum: 0, maximum: 1_000_000, default: 0, description: 'requests in progress per client, 0-1000000 (0: no limit)' },
-    GLOBAL_CONCURRENCY_LIMIT: { type: 'integer', minimum: 0, maximum: 1_000_000_000, default: 0, description: 'requests in progress in all, 0-1000000000 (0: no limit)' },
-    CONCURRENCY_LEASE_MS: { type: 'integer', minimum: 1000, maximum: 3_600_000, default: DEFAULT_CONCURRENCY_LEASE_MS, description: 'milliseconds, 1000-3600000' },
-    TRUST_PROXY: { type: 'string', default: '', description: 'IP addresses or CIDRs, comma-separated' },
-    RATE_LIMIT_TIERS: { type: 'string', default: '', description: 'name=RATE:BURST items, each with an optional +QUOTA, comma-separated' },
-    ALLOWLIST: { type: 'string', default: '', description: 'IPs, CIDRs and key:<api-key> items, comma-separated' },
-    RATE_LIMIT_DRY_RUN: { type: 'boolean', default: false, description: 'true or false' },
-    IPV6_SUBNET: { type: 'integer', minimum: 1, maximum: 128, default: 64, description: 'a prefix length 1-128' },
-    RATE_LIMIT_HEADERS: { type: 'string', enum: ['both', 'draft', 'legacy', 'none'], default: 'both', description: 'both, draft, legacy or none' },
-    STORE: { type: 'string', enum: ['memory', 'redis'], default: 'memory', description: 'memory or redis' },
-    STORE_FAILURE_MODE: { type: 'string', enum: ['local', 'open', 'closed'], default: 'local', description: 'local, open or closed' },
-    REDIS_URL: { type: 'string', default: DEFAULT_REDIS_URL, description: 'a redis:// or rediss:// URL' },
-    REDIS_CLUSTER_NODES: { type: 'string', default: '', description: 'host:port items, comma-separated' },
-    REDIS_SENTINELS: { type: 'string', default: '', description: 'host:port items, comma-separated' },
-    REDIS_SENTINEL_NAME: { type: 'string', default: '', description: 'the monitored primary\'s name' },
-    REDIS_KEY_PREFIX: { type: 'string', default: DEFAULT_REDIS_KEY_PREFIX, pattern: '^[^{}\\s]*$', description: 'a key prefix without braces or spaces' },
-    REDIS_TIMEOUT_MS: { type: 'integer', minimum: 1, maximum: 60_000, default: DEFAULT_REDIS_TIMEOUT_MS, description: 'milliseconds, 1-60000' },
-    REDIS_CONNECT_TIMEOUT_MS: { type: 'integer', minimum: 100, maximum: 600_000, default: DEFAULT_REDIS_CONNECT_TIMEOUT_MS, description: 'milliseconds, 100-600000' },
-    REDIS_PROBE_INTERVAL_MS: { type: 'integer', minimum: 10, maximum: 600_000, default: DEFAULT_REDIS_PROBE_INTERVAL_MS, description: 'milliseconds, 10-600000' },
-    MEMORY_STORE_MAX_KEYS: { type: 'integer', minimum: 1, maximum: 100_000_000, default: DEFAULT_MEMORY_STORE_MAX_KEYS, description: 'a whole number ≥ 1' },
-    ADMIN_PORT: { type: 'integer', minimum: 0, maximum: 65535, default: DEFAULT_ADMIN_PORT, description: 'a TCP port 0-65535' },
-    ADMIN_HOST: { type: 'string', minLength: 1, default: '127.0.0.1', description: 'an address to listen on' },
-    ADMIN_TOKEN: { type: 'string', minLength: 16, maxLength: 512, pattern: '^[\\x21-\\x7e]+$', description: 'a secret of 16-512 printable characters without spaces' },
-    VIOLATION_LOG_INTERVAL_MS: { type: 'integer', minimum: 100, maximum: 3_600_000, default: DEFAULT_VIOLATION_LOG_INTERVAL_MS, description: 'milliseconds, 100-3600000' },
-    ALERT_WEBHOOK_URL: { type: 'string', default: '', description: 'an http:// or https:// URL, or empty for no alerts' },
-    ALERT_THRESHOLD: { type: 'integer', minimum: 1, maximum: 100_000_000, default: 100, description: 'a number of refusals ≥ 1' },
-    ALERT_WINDOW: { type: 'string', default: '1m', description: 'a duration such as 30s, 1m, 1h' },
-    ALERT_COOLDOWN: { type: 'string', default: '15m', description: 'a duration such as 5m, 15m, 1h' },
-    ADAPTIVE_LIMITS: { type: 'boolean', default: false, description: 'true or false' },
-    ADAPTIVE_LATENCY_MS: { type: 'integer', minimum: 1, maximum: 600_000, default: 1000, description: 'milliseconds, 1-600000' },
-    ADAPTIVE_ERROR_RATE: { type: 'number', minimum: 0, maximum: 1, default: 0.1, description: 'a share from 0 to 1' },
-    ADAPTIVE_EVENT_LOOP_DELAY_MS: { type: 'integer', minimum: 1, maximum: 60_000, default: 200, description: 'milliseconds, 1-60000' },
-    ADAPTIVE_MIN_FACTOR: { type: 'number', exclusiveMinimum: 0, maximum: 1, default: 0.25, description: 'a factor above 0, at most 1' },
-    ADAPTIVE_INTERVAL_MS: { type: 'integer', minimum: 100, maximum: 600_000, default: 2000, description: 'milliseconds, 100-600000' },
-    LOG_LEVEL: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', description: 'fatal, error, warn, info, debug, trace or silent' },
-    SHUTDOWN_TIMEOUT_MS: { type: 'integer', minimum: 0, maximum: 3_600_000, default: DEFAULT_SHUTDOWN_TIMEOUT_MS, description: 'milliseconds, 0-3600000' },
-    ...TRACING_SCHEMA_PROPERTIES
-  }
-} as const
-
-/** Every environment variable the gateway reads (documentation checks use it). */
-export function variableNames (): string[] {
-  return Object.keys(ENV_SCHEMA.properties)
-}
-
-/** The environment as validated (defaults applied, numbers and booleans coerced): the schema's own type. */
-type RawEnv = FromSchema<typeof ENV_SCHEMA>
-
-interface AjvError { instancePath: string, message: string }
-
-/** Turns env-schema's ajv errors into one line per variable, each saying what it accepts. */
-function describeSchemaErrors (errors: AjvError[]): string {
-  const props = ENV_SCHEMA.properties as Record<string, { description: string }>
-  const lines = new Set<string>()
-  for (const e of errors) {
-    const name = e.instancePath.replace(/^\//, '')
-    // Every property has a description; unknown variables are dropped, never reported.
-    const accepts = props[name]!.description
-    lines.add(`${name} ${e.message} (expected ${accepts})`)
-  }
-  return [...lines].join('; ')
-}
-
 /** Runs one parser, turning its failure into a ConfigError naming the variable (and item). */
 function field<T> (name: string, parse: () => T, item?: string): T {
   try {
@@ -303,23 +181,6 @@ function field<T> (name: string, parse: () => T, item?: string): T {
   } catch (err) {
     throw new ConfigError(`${name}: ${item === undefined ? '' : `"${item}": `}${(err as Error).message}`)
   }
-}
-
-/**
- * A listen address: an IP address, or a host name (resolved when listening). Four
- * dot-separated numbers must be an IPv4 address: `999.1.1.1` is a typo, not a name.
- */
-function checkListenHost (host: string): string {
-  if (isIP(host) !== 0) return host
-  if (/^[\d.]+$/.test(host) || !/^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/.test(host)) {
-    throw new Error('expected an IP address (0.0.0.0, 127.0.0.1, ::) or a host name')
-  }
-  return host
-}
-
-/** An address only this host can reach. */
-function isLoopback (host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)
 }
 
 /** What a rules file is validated against: the limits the environment defines. */

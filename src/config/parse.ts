@@ -3,6 +3,7 @@
  * plain Error whose message says what the value should look like; config/index.ts adds
  * the variable's name.
  */
+import { isIP } from 'node:net'
 import proxyAddr from 'proxy-addr'
 import { parseRate, type RateSpec } from '../core/rate.js'
 
@@ -224,4 +225,21 @@ export function parseDuration (text: string): number {
   const ms = m === null ? NaN : Number(m[1]) * DURATION_UNIT_MS[m[2]!]!
   if (!(ms >= 1 && ms <= 365 * 86_400_000)) throw new Error(`expected ${DURATION_FORMAT} between 1ms and 365d, got "${text}"`)
   return ms
+}
+
+/**
+ * A listen address: an IP address, or a host name (resolved when listening). Four
+ * dot-separated numbers must be an IPv4 address: `999.1.1.1` is a typo, not a name.
+ */
+export function checkListenHost (host: string): string {
+  if (isIP(host) !== 0) return host
+  if (/^[\d.]+$/.test(host) || !/^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/.test(host)) {
+    throw new Error('expected an IP address (0.0.0.0, 127.0.0.1, ::) or a host name')
+  }
+  return host
+}
+
+/** An address only this host can reach. */
+export function isLoopback (host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)
 }
