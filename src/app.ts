@@ -9,21 +9,19 @@ import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
 import proxyAddr from 'proxy-addr'
 import { systemClock, type Clock } from './core/clock.js'
 import type { Config } from './config/index.js'
-import { createIdentify } from './identity/identify.js'
 import { limiterPlugin } from './limiter/plugin.js'
-import { createQuotaEndpoint } from './limiter/quota-endpoint.js'
+import { inlineOptions, limiterOptions } from './limiter/options.js'
 import { buildDecisionListener } from './decision/index.js'
 import { registerProxy } from './proxy/index.js'
 import { addHygieneHook } from './proxy/hygiene.js'
-import { closeUnusedConnections, createGatewayListener } from './proxy/listener.js'
+import { createGatewayListener, drain } from './proxy/listener.js'
 import { UpstreamProbe } from './proxy/probe.js'
 import { createStore } from './store/create.js'
-import { RedisSettingsChannel } from './store/redis/settings-channel.js'
 import type { Store } from './store/types.js'
 import { buildAdmin, type AdminState } from './admin/index.js'
 import { LimitsManager } from './control/manager.js'
 import { RulesFile, type ReloadResult } from './control/rules-file.js'
-import { SettingsSync } from './control/sync.js'
+import { startSettingsSync, type SettingsSync } from './control/sync.js'
 import { AdaptiveLimits } from './control/adaptive.js'
 import { Observability } from './observe/index.js'
 import type { Metrics } from './observe/metrics.js'
@@ -67,9 +65,6 @@ export interface App {
   close (): Promise<void>
 }
 
-/** While draining, how often connections that have gone idle are closed. */
-export const DRAIN_SWEEP_MS = 50
-
 export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
   const clock = deps.clock ?? systemClock
   const log = deps.logger
@@ -87,31 +82,20 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
   const adaptive = config.adaptive && config.rateLimitEnabled
     ? new AdaptiveLimits(config.adaptive, factor => manager.setAdaptiveFactor(factor), log.child({ component: 'adaptive' }))
     : undefined
-  const sync = stores?.redis && new SettingsSync({ channel: new RedisSettingsChannel(stores.redis, config.redis.keyPrefix), manager, connectTimeoutMs: config.redis.connectTimeoutMs, log: log.child({ component: 'settings' }) })
-  if (sync) {
-    // Redis answered a moment ago; if it fails now, the version check catches up later.
-    await sync.start().catch((err: unknown) => log.warn({ err }, 'settings sync: could not subscribe yet; checking the stored version periodically'))
-  }
+  // Redis answered a moment ago; if it fails now, the version check catches up later.
+  const sync = stores?.redis && await startSettingsSync(stores.redis, config, manager, log.child({ component: 'settings' }))
   // Tracing's SDK is loaded only when tracing is on (an OTLP endpoint is set).
   const tracing = config.tracing === undefined ? undefined : new (await import('./observe/tracing.js')).Tracing(config.tracing, config.upstreamUrl, log.child({ component: 'tracing' }))
   if (tracing !== undefined) log.info({ url: config.tracing!.url, sampler: config.tracing!.sampler }, 'tracing on: spans exported over OTLP/HTTP')
   const rules = new RulesFile({ config, manager, counted: result => metrics.rulesReloads[result].inc(), log: log.child({ component: 'rules' }) })
 
   // The limiter as the inline path and the decision listener both run it: one code path.
-  const limiter = store === undefined
-    ? undefined
-    : { store, identify: createIdentify(config), limits: manager.holder, headers: config.headers, observer: observe.limiter, clock, usage: { ips: config.usage.ips, retentionDays: config.usage.retentionDays, timeZone: config.timeZone }, trace: tracing }
+  const limiter = store && limiterOptions(config, store, manager.holder, observe.limiter, clock, tracing)
   if (config.mode === 'proxy') {
     // The request's span starts before anything else runs on it.
     if (tracing !== undefined) await gateway.register(tracing.plugin)
-    if (limiter !== undefined) {
-      const quota = config.quotaPath === undefined
-        ? undefined
-        : createQuotaEndpoint({ path: config.quotaPath, store: store!, limits: manager.holder, apiKeyHeader: config.apiKeyHeader, apiKeys: config.apiKeys, timeZone: config.timeZone, retentionDays: config.usage.retentionDays, clock })
-      await gateway.register(limiterPlugin, { ...limiter, quota })
-    } else {
-      addHygieneHook(gateway)
-    }
+    if (limiter !== undefined) await gateway.register(limiterPlugin, inlineOptions(config, limiter, store!))
+    else addHygieneHook(gateway)
     await registerProxy(gateway, {
       upstreamUrl: config.upstreamUrl!,
       timeoutMs: config.upstreamTimeoutMs,
@@ -150,20 +134,7 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
       closing ??= (async () => {
         rules.close()
         state.draining = true
-        // server.close() closes the connections idle at that moment only; a keep-alive
-        // connection whose in-flight request finishes later would hold the drain open, and
-        // so would one that never sent a request.
-        const sweep = setInterval(() => {
-          for (const l of listeners) {
-            l.server.closeIdleConnections()
-            closeUnusedConnections(l.server)
-          }
-        }, DRAIN_SWEEP_MS)
-        try {
-          await Promise.all(listeners.map(async l => await l.close()))
-        } finally {
-          clearInterval(sweep)
-        }
+        await drain(listeners)
         await admin.close()
         adaptive?.close()
         observe.close()

@@ -7,7 +7,9 @@
  * client from its local deny cache.
  */
 import type { FastifyBaseLogger } from 'fastify'
-import type { SettingsChannel } from '../store/redis/settings-channel.js'
+import { RedisSettingsChannel, type SettingsChannel } from '../store/redis/settings-channel.js'
+import type { RedisStore } from '../store/redis/store.js'
+import type { Config } from '../config/index.js'
 import type { LimitsManager } from './manager.js'
 import type { RuntimeSettings } from './settings.js'
 
@@ -145,4 +147,14 @@ export class SettingsSync {
     clearInterval(this.timer)
     this.opts.channel.close()
   }
+}
+
+/**
+ * The fleet's settings sync on this Redis store, started: subscribed and caught up, or
+ * (Redis failing just now) left to its periodic version check, which catches up later.
+ */
+export async function startSettingsSync (store: RedisStore, config: Pick<Config, 'redis'>, manager: LimitsManager, log: FastifyBaseLogger): Promise<SettingsSync> {
+  const sync = new SettingsSync({ channel: new RedisSettingsChannel(store, config.redis.keyPrefix), manager, connectTimeoutMs: config.redis.connectTimeoutMs, log })
+  await sync.start().catch((err: unknown) => log.warn({ err }, 'settings sync: could not subscribe yet; checking the stored version periodically'))
+  return sync
 }

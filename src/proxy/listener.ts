@@ -127,3 +127,26 @@ export function closeUnusedConnections (server: Server): void {
   // Every client-facing listener is made here, so every one is tracked.
   for (const socket of connections.get(server)!) if (socket.bytesRead === 0) socket.destroy()
 }
+
+/** While draining, how often connections that have gone idle are closed. */
+export const DRAIN_SWEEP_MS = 50
+
+/**
+ * Closes client-facing listeners, letting in-flight requests finish. server.close() closes
+ * the connections idle at that moment only; a keep-alive connection whose in-flight request
+ * finishes later would hold the drain open, and so would one that never sent a request:
+ * both are swept every DRAIN_SWEEP_MS until every listener has closed.
+ */
+export async function drain (listeners: readonly FastifyInstance[]): Promise<void> {
+  const sweep = setInterval(() => {
+    for (const l of listeners) {
+      l.server.closeIdleConnections()
+      closeUnusedConnections(l.server)
+    }
+  }, DRAIN_SWEEP_MS)
+  try {
+    await Promise.all(listeners.map(async l => await l.close()))
+  } finally {
+    clearInterval(sweep)
+  }
+}
