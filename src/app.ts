@@ -77,20 +77,20 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
     ? (deps.store ? { store: deps.store, redis: undefined } : await createStore(config, clock, log))
     : undefined
   const store = stores?.store
-  const observe = new Observability({ config, log, clock, store, factors: () => ({ emergency: manager.runtimeSettings.factor ?? 1, adaptive: manager.adaptive }) })
+  // Tracing's SDK is loaded only when tracing is on (an OTLP endpoint is set).
+  const tracing = config.tracing === undefined ? undefined : new (await import('./observe/tracing.js')).Tracing(config.tracing, config.upstreamUrl, log.child({ component: 'tracing' }))
+  if (tracing !== undefined) log.info({ url: config.tracing!.url, sampler: config.tracing!.sampler }, 'tracing on: spans exported over OTLP/HTTP')
+  const observe = new Observability({ config, log, clock, store, trace: tracing, factors: () => ({ emergency: manager.runtimeSettings.factor ?? 1, adaptive: manager.adaptive }) })
   const { metrics } = observe
   const adaptive = config.adaptive && config.rateLimitEnabled
     ? new AdaptiveLimits(config.adaptive, factor => manager.setAdaptiveFactor(factor), log.child({ component: 'adaptive' }))
     : undefined
   // Redis answered a moment ago; if it fails now, the version check catches up later.
   const sync = stores?.redis && await startSettingsSync(stores.redis, config, manager, log.child({ component: 'settings' }))
-  // Tracing's SDK is loaded only when tracing is on (an OTLP endpoint is set).
-  const tracing = config.tracing === undefined ? undefined : new (await import('./observe/tracing.js')).Tracing(config.tracing, config.upstreamUrl, log.child({ component: 'tracing' }))
-  if (tracing !== undefined) log.info({ url: config.tracing!.url, sampler: config.tracing!.sampler }, 'tracing on: spans exported over OTLP/HTTP')
   const rules = new RulesFile({ config, manager, counted: result => metrics.rulesReloads[result].inc(), log: log.child({ component: 'rules' }) })
 
   // The limiter as the inline path and the decision listener both run it: one code path.
-  const limiter = store && limiterOptions(config, store, manager.holder, observe.limiter, clock, tracing)
+  const limiter = store && limiterOptions(config, store, manager.holder, observe.limiter, clock)
   if (config.mode === 'proxy') {
     // The request's span starts before anything else runs on it.
     if (tracing !== undefined) await gateway.register(tracing.plugin)

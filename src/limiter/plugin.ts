@@ -33,11 +33,15 @@ import type { CostIgnored, RequestOutcome, SettleKind } from '../observe/metrics
 
 /** What the limiter reports, for metrics, logs, top offenders and alerts. */
 export interface LimiterObserver {
-  outcome (outcome: RequestOutcome): void
+  /**
+   * One report per request, when it is decided: its outcome, its client (the identity key,
+   * never an API key; undefined when none was identified), and the deciding policy with
+   * what it left (undefined when no policy decided). Metrics, the violation log, top
+   * offenders, alerts and the request's trace span all listen behind this one call.
+   */
+  report (request: FastifyRequest, outcome: RequestOutcome, client: string | undefined, policy: string | undefined, remaining: number | undefined): void
   /** Seconds the decision took (identify, match, store). */
   decided (seconds: number): void
-  /** A refusal (or, in dry run, a would-be refusal) of `client` by `policy`. */
-  refused (client: string, policy: string, dryRun: boolean): void
   /** Requests holding in-flight slots: one more (1) or one fewer (-1). */
   inFlight (delta: 1 | -1): void
   /** A charge settled by the response under `rule`: given back by status, or changed by the reported cost. */
@@ -155,13 +159,6 @@ export interface LimiterOptions {
    * are not taken and `count`/`refund`/`costHeader` charges stand.
    */
   afterResponse?: boolean
-  /** Tracing (on with an OTLP endpoint): told each decision, for the request's span. */
-  trace?: DecisionTrace
-}
-
-/** What the request's trace span is told: the outcome, and when decided, the client's key and the deciding policy. */
-export interface DecisionTrace {
-  decided (request: FastifyRequest, outcome: RequestOutcome, client: string | undefined, policy: string | undefined, remaining: number | undefined): void
 }
 
 const RATE_LIMITED_CODE = new RateLimitedError().code
@@ -206,7 +203,6 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
   const instance = randomBytes(6).toString('base64url')
   let leases = 0
   const draftHeaders = headers === 'both' || headers === 'draft'
-  const trace = opts.trace
 
   /**
    * How long requests hold each in-flight limit's slots, on average (ms; an EWMA over this
@@ -234,9 +230,7 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
    * random, one ends every hold/max on average), 1 s before any request has finished.
    */
   function refuseConcurrency (reply: FastifyReply, identity: Identity, limit: ConcurrencyLimit): void {
-    observer.outcome('concurrency_limited')
-    observer.refused(identity.key, limit.name, false)
-    if (trace !== undefined) trace.decided(reply.request, 'concurrency_limited', identity.key, limit.name, 0)
+    observer.report(reply.request, 'concurrency_limited', identity.key, limit.name, 0)
     const hold = holds.get(limit.name)
     const retryAfter = hold === undefined ? 1 : Math.min(MAX_CONCURRENCY_RETRY_S, Math.max(1, Math.ceil(hold / limit.max / 1000)))
     const body = `${CONCURRENCY_START}${JSON.stringify(`"${limit.name}" reached: at most ${limit.max} requests in progress; retry in ${retryAfter} s.`).slice(1)},"code":"${CONCURRENCY_LIMITED_CODE}","policy":${JSON.stringify(limit.name)},"retryAfter":${retryAfter}}`
@@ -246,20 +240,13 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
   app.decorateRequest('gwHeaders', null)
   app.decorateRequest('gwSettle', null)
 
-  function letThrough (outcome: RequestOutcome, done: HookHandlerDoneFunction): void {
-    observer.outcome(outcome)
-    done()
-  }
-
   /**
    * Answers a refusal: 403 for a banned client, 429 over a limit (with the rate-limit
    * headers); never goes upstream. The body is problem(status, detail, code) with the
    * refusal's own fields after it (policy, retryAfter), rendered from fixed parts.
    */
   function refuse (reply: FastifyReply, identity: Identity, outcome: 'banned' | 'limited', d: Decision, limitHeaders: string[] | undefined): void {
-    observer.outcome(outcome)
-    observer.refused(identity.key, d.policy.name, false)
-    if (trace !== undefined) trace.decided(reply.request, outcome, identity.key, d.policy.name, d.remaining)
+    observer.report(reply.request, outcome, identity.key, d.policy.name, d.remaining)
     const retryAfter = retryAfterSeconds(d.retryAfterMs)
     const body = outcome === 'banned'
       ? `${BANNED_START}; retry in ${retryAfter} s.","code":"${BANNED.code}","retryAfter":${retryAfter}}`
@@ -315,26 +302,25 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
     }
     // The client is a digest for API keys (Identity.key), never the key itself.
     if (wouldRefuse !== undefined) {
-      observer.refused(identity.key, wouldRefuse.policy.name, true)
-      if (trace !== undefined) trace.decided(reply.request, 'dry_run_would_limit', identity.key, wouldRefuse.policy.name, wouldRefuse.remaining)
-      letThrough('dry_run_would_limit', done)
+      observer.report(reply.request, 'dry_run_would_limit', identity.key, wouldRefuse.policy.name, wouldRefuse.remaining)
+      done()
       return
     }
-    if (trace !== undefined) trace.decided(reply.request, delayMs > 0 ? 'delayed' : 'allowed', identity.key, tightest.policy.name, tightest.remaining)
+    // Reported as decided, delayed or not: counted and traced at once, never at release.
+    observer.report(reply.request, delayMs > 0 ? 'delayed' : 'allowed', identity.key, tightest.policy.name, tightest.remaining)
     // Leaky bucket: held until its turn, so the upstream sees the leak rate.
     if (delayMs > 0) setTimeout(releaseHeld, delayMs, reply, done)
-    else letThrough('allowed', done)
+    else done()
   }
 
   /** A held request's turn: it goes upstream, unless its client has gone meanwhile. */
   function releaseHeld (reply: FastifyReply, done: HookHandlerDoneFunction): void {
     if (reply.raw.destroyed || reply.request.raw.socket.destroyed) reply.hijack()
-    letThrough('delayed', done)
+    done()
   }
 
   function storeFailed (reply: FastifyReply, err: unknown): void {
-    observer.outcome('store_error')
-    if (trace !== undefined) trace.decided(reply.request, 'store_error', undefined, undefined, undefined)
+    observer.report(reply.request, 'store_error', undefined, undefined, undefined)
     storeErrorLog(err)
     sendProblem(reply, 503, STORE_ERROR_BODY)
   }
@@ -348,15 +334,15 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
     const started = performance.now()
     const identity = identify(request)
     if (identity === ALLOWLISTED) {
-      if (trace !== undefined) trace.decided(request, 'allowlisted', undefined, undefined, undefined)
-      letThrough('allowlisted', done)
+      observer.report(request, 'allowlisted', undefined, undefined, undefined)
+      done()
       return
     }
     const select = limits.current
     const selection = select(request, identity)
     if (selection === SKIP) {
-      if (trace !== undefined) trace.decided(request, 'skipped', identity.key, undefined, undefined)
-      letThrough('skipped', done)
+      observer.report(request, 'skipped', identity.key, undefined, undefined)
+      done()
       return
     }
     const slots: SlotRequest | undefined = !afterResponse || selection.slots === undefined

@@ -3,7 +3,7 @@
  * log, the top offenders and the alert webhook, and the observers through which the
  * limiter and the forwarder feed them (matching LimiterObserver and UpstreamObserver).
  */
-import type { FastifyBaseLogger } from 'fastify'
+import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import type { Config } from '../config/index.js'
 import type { Clock } from '../core/clock.js'
 import type { StoreStatus } from '../store/types.js'
@@ -18,7 +18,17 @@ export interface ObservabilityOptions {
   clock: Clock
   store: StoreStatus | undefined
   factors: MetricsSources['factors']
+  /** The request's trace span, told each decision (tracing on). */
+  trace?: DecisionTrace
 }
+
+/** What a request's trace span is told of its decision (observe/tracing.ts). */
+export interface DecisionTrace {
+  decided (request: FastifyRequest, outcome: RequestOutcome, client: string | undefined, policy: string | undefined, remaining: number | undefined): void
+}
+
+/** The outcomes that are refusals: counted per policy, offender and alert, and logged as violations. */
+const REFUSED: Partial<Record<RequestOutcome, true>> = { limited: true, banned: true, concurrency_limited: true }
 
 export class Observability {
   readonly metrics: Metrics
@@ -29,7 +39,10 @@ export class Observability {
   /** Requests holding in-flight slots (gateway_in_flight_requests). */
   private inFlightNow = 0
 
-  constructor ({ config, log, clock, store, factors }: ObservabilityOptions) {
+  private readonly trace: DecisionTrace | undefined
+
+  constructor ({ config, log, clock, store, factors, trace }: ObservabilityOptions) {
+    this.trace = trace
     this.offenders = new TopOffenders(clock)
     this.metrics = new Metrics({ store, factors, inFlight: () => this.inFlightNow, topClientRate: () => this.offenders.topRate() })
     this.violations = new ViolationLog(log.child({ component: 'violations' }), config.violationLogIntervalMs)
@@ -38,15 +51,20 @@ export class Observability {
 
   /** What the limiter reports: each request's outcome, decision time and refusals. */
   readonly limiter = {
-    outcome: (outcome: RequestOutcome): void => { this.metrics.requests[outcome].inc() },
-    decided: (seconds: number): void => { this.metrics.decisionSeconds.observe(seconds) },
-    refused: (client: string, policy: string, dryRun: boolean): void => {
-      this.violations.record(client, policy, dryRun)
-      if (dryRun) return
-      this.metrics.refused(policy)
-      this.offenders.record(client)
-      this.alerts?.record(client, policy)
+    report: (request: FastifyRequest, outcome: RequestOutcome, client: string | undefined, policy: string | undefined, remaining: number | undefined): void => {
+      this.metrics.requests[outcome].inc()
+      // A refusal always names its client and policy; a dry-run one is only logged.
+      if (REFUSED[outcome] === true) {
+        this.violations.record(client!, policy!, false)
+        this.metrics.refused(policy!)
+        this.offenders.record(client!)
+        this.alerts?.record(client!, policy!)
+      } else if (outcome === 'dry_run_would_limit') {
+        this.violations.record(client!, policy!, true)
+      }
+      if (this.trace !== undefined) this.trace.decided(request, outcome, client, policy, remaining)
     },
+    decided: (seconds: number): void => { this.metrics.decisionSeconds.observe(seconds) },
     inFlight: (delta: 1 | -1): void => { this.inFlightNow += delta },
     settled: (rule: string, kind: SettleKind): void => { this.metrics.settlements.labels(rule, kind).inc() },
     costIgnored: (rule: string, reason: CostIgnored): void => { this.metrics.costIgnored.labels(rule, reason).inc() }

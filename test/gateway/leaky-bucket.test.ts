@@ -4,6 +4,7 @@ import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { Agent, request } from 'undici'
 import { startGateway } from '../helpers/gateway.js'
+import { startUpstream } from '../helpers/upstream.js'
 
 t.test('leaky bucket: requests over the rate reach the upstream spaced at the leak rate; past the maximum delay they are refused', async t => {
   // An upstream that notes when each request arrives.
@@ -91,4 +92,23 @@ t.test('leaky bucket: a held request whose client goes away never reaches the up
   await third.body.dump()
   t.equal(third.statusCode, 200, 'the gateway goes on serving')
   t.equal(arrivals, 2)
+})
+
+t.test('a delayed request is reported once, when decided: counted while it is still held (issue 27: one report path)', async t => {
+  const upstream = await startUpstream(t)
+  const gw = await startGateway(t, { UPSTREAM_URL: upstream.url, RATE_LIMIT_ALGORITHM: 'leaky-bucket', RATE_LIMIT_RATE: '1/s', RATE_LIMIT_BURST: '1', RATE_LIMIT_MAX_DELAY_MS: '2000' })
+  const delayed = async () => (await gw.app.metrics.registry.getSingleMetric('gateway_requests_total')!.get()).values.find(v => v.labels.outcome === 'delayed')?.value ?? 0
+  const first = await request(`${gw.url}/ping`)
+  await first.body.dump()
+  const held = request(`${gw.url}/ping`).then(async r => { await r.body.dump(); return performance.now() })
+  const asked = performance.now()
+  let countedAt = 0
+  while (countedAt === 0 && performance.now() - asked < 5000) {
+    if (await delayed() === 1) countedAt = performance.now()
+    else await new Promise(resolve => setTimeout(resolve, 20))
+  }
+  const answeredAt = await held
+  t.ok(countedAt > 0, 'the delayed request is counted')
+  t.ok(countedAt < answeredAt - 300, `counted ${Math.round(countedAt - asked)} ms after it was asked, before its answer at ${Math.round(answeredAt - asked)} ms`)
+  t.equal(await delayed(), 1, 'and once only')
 })
