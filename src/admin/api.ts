@@ -6,6 +6,7 @@
 import { isIP } from 'node:net'
 import { hostname } from 'node:os'
 import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify'
+import type { FromSchema } from 'json-schema-to-ts'
 import { parseDuration } from '../config/parse.js'
 import { AdminWriteFailedError, InvalidChangeError, NotFoundError, StoreUnavailableError } from '../errors.js'
 import { apiKeyId, ipIdentity, sourceOfKey, type Identity } from '../identity/identify.js'
@@ -21,12 +22,19 @@ import type { AdminOptions } from './options.js'
 export const DEFAULT_ADMIN_BAN_MS = 15 * 60_000
 const ACTOR_RE = /^[\w.@:-]{1,64}$/
 
-interface ClientQuery { client?: string, ip?: string, apiKey?: string }
 const CLIENT_QUERY = {
   type: 'object',
   additionalProperties: false,
   properties: { client: { type: 'string', minLength: 1, maxLength: 600 }, ip: { type: 'string', maxLength: 64 }, apiKey: { type: 'string', maxLength: 512 } }
 } as const
+/** The client an admin request names (one of them), as CLIENT_QUERY takes it. */
+type ClientQuery = FromSchema<typeof CLIENT_QUERY>
+
+/** PUT /admin/clients/ban's body, and the per-key quota routes' query and body: the schemas, and the types derived from them. */
+const BAN_BODY = { type: 'object', additionalProperties: false, properties: { duration: { type: 'string' } } } as const
+const KEY_QUERY = { type: 'object', additionalProperties: false, required: ['apiKey'], properties: { apiKey: { type: 'string', maxLength: 512 } } } as const
+const KEY_QUOTA_BODY = { type: 'object', additionalProperties: false, required: ['quota'], properties: { quota: { type: 'string', maxLength: 64 } } } as const
+type KeyQuery = FromSchema<typeof KEY_QUERY>
 
 const DAY_PATTERN = '^\\d{4}-\\d{2}-\\d{2}$'
 
@@ -120,24 +128,21 @@ export function adminApi (opts: AdminOptions, log: FastifyBaseLogger, token: str
 
     // Per-key quotas: a key's own quota in place of its tier's, for the current period at
     // once (the period's count carries over: the quota keeps its tier quota's name).
-    const KEY_QUERY = { type: 'object', additionalProperties: false, required: ['apiKey'], properties: { apiKey: { type: 'string', maxLength: 512 } } } as const
     const keyOf = (apiKey: string): string => clientOf({ apiKey }).key
-    api.get<{ Querystring: { apiKey: string } }>('/admin/keys/quota', { schema: { querystring: KEY_QUERY } }, async request => {
+    api.get<{ Querystring: KeyQuery }>('/admin/keys/quota', { schema: { querystring: KEY_QUERY } }, async request => {
       const key = keyOf(request.query.apiKey)
       const tier = config.apiKeys.get(request.query.apiKey)
       const own = manager.runtimeSettings.keyQuotas?.[key]
       const tierLimit = tier === undefined ? manager.effective.limits.limit : manager.effective.limits.tiers.get(tier)!
       return { client: key, tier: tier ?? null, quota: own ?? tierLimit.quota?.text ?? null, source: own !== undefined ? 'key' : (tierLimit.quota !== undefined ? 'tier' : 'none') }
     })
-    api.put<{ Querystring: { apiKey: string }, Body: { quota: string } }>('/admin/keys/quota', {
-      schema: { querystring: KEY_QUERY, body: { type: 'object', additionalProperties: false, required: ['quota'], properties: { quota: { type: 'string', maxLength: 64 } } } }
-    }, async request => {
+    api.put<{ Querystring: KeyQuery, Body: FromSchema<typeof KEY_QUOTA_BODY> }>('/admin/keys/quota', { schema: { querystring: KEY_QUERY, body: KEY_QUOTA_BODY } }, async request => {
       const key = keyOf(request.query.apiKey)
       const settings = manager.runtimeSettings
       await changeSettings(control, { ...settings, keyQuotas: { ...settings.keyQuotas, [key]: request.body.quota } }, actorOf(request))
       return { client: key, quota: request.body.quota, source: 'key' }
     })
-    api.delete<{ Querystring: { apiKey: string } }>('/admin/keys/quota', { schema: { querystring: KEY_QUERY } }, async (request, reply) => {
+    api.delete<{ Querystring: KeyQuery }>('/admin/keys/quota', { schema: { querystring: KEY_QUERY } }, async (request, reply) => {
       const key = keyOf(request.query.apiKey)
       const settings = manager.runtimeSettings
       const { [key]: _dropped, ...rest } = settings.keyQuotas ?? {}
@@ -196,9 +201,7 @@ export function adminApi (opts: AdminOptions, log: FastifyBaseLogger, token: str
       reply.code(204)
     })
 
-    api.put<{ Querystring: ClientQuery, Body: { duration?: string } }>('/admin/clients/ban', {
-      schema: { querystring: CLIENT_QUERY, body: { type: 'object', additionalProperties: false, properties: { duration: { type: 'string' } } } }
-    }, async (request, reply) => {
+    api.put<{ Querystring: ClientQuery, Body: FromSchema<typeof BAN_BODY> }>('/admin/clients/ban', { schema: { querystring: CLIENT_QUERY, body: BAN_BODY } }, async (request, reply) => {
       const client = clientOf(request.query)
       let ms = DEFAULT_ADMIN_BAN_MS
       if (request.body?.duration !== undefined) {

@@ -5,6 +5,7 @@
  * (ajv); what a schema cannot say (rates, names, costs a limit could never admit) by the
  * code below.
  */
+import type { FromSchema } from 'json-schema-to-ts'
 import { readFileSync } from 'node:fs'
 import { Ajv, type ErrorObject } from 'ajv'
 import { normalizePath } from '../core/path.js'
@@ -81,7 +82,7 @@ const INLINE_ONLY: ReadonlyArray<[keyof RawRule, string]> = [
   ['costHeader', 'the upstream\'s cost header is in the response (use a fixed "cost")']
 ]
 
-const NAME = { type: 'string', pattern: '^[A-Za-z0-9_.-]{1,64}$' }
+const NAME = { type: 'string', pattern: '^[A-Za-z0-9_.-]{1,64}$' } as const
 /** `{"status": [401, "5xx"]}`: statuses, and classes of them. */
 const STATUSES = {
   type: 'object',
@@ -95,13 +96,13 @@ const STATUSES = {
       items: { anyOf: [{ type: 'integer', minimum: 100, maximum: 599 }, { type: 'string', pattern: '^[1-5]xx$' }] }
     }
   }
-}
+} as const
 const LIMIT_FIELDS = {
   rate: { type: 'string' },
   burst: { type: 'integer', minimum: 1, maximum: 1_000_000_000 },
-  algorithm: { enum: [...ALGORITHMS] },
+  algorithm: { enum: ALGORITHMS },
   maxDelayMs: { type: 'integer', minimum: 0, maximum: 60_000 }
-}
+} as const
 /** The rules file's JSON Schema (documented in the README's Policies section). */
 export const RULES_SCHEMA = {
   type: 'object',
@@ -143,22 +144,9 @@ export const RULES_SCHEMA = {
 
 const validate = new Ajv({ allErrors: false, strict: true }).compile(RULES_SCHEMA)
 
-interface RawLimit { name?: string, rate: string, burst?: number, algorithm?: AlgorithmName, maxDelayMs?: number }
-interface RawRule extends Partial<RawLimit> {
-  name: string
-  path: string
-  methods?: string[]
-  keyBy?: string
-  cost?: number
-  exclusive?: boolean
-  skip?: boolean
-  dryRun?: boolean
-  limits?: RawLimit[]
-  concurrency?: number
-  count?: { status: Array<number | string> }
-  refund?: { status: Array<number | string> }
-  costHeader?: string
-}
+/** A rule and a limit as the file holds them: derived from RULES_SCHEMA, so they cannot drift from it. */
+type RawRule = FromSchema<typeof RULES_SCHEMA>['rules'][number]
+type RawLimit = NonNullable<RawRule['limits']>[number]
 
 /** Response headers a rule may not take its cost from: the hop's own, and the limiter's. */
 const NOT_A_COST_HEADER = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'content-type', 'upgrade', 'trailer', 'retry-after', ...RATE_LIMIT_HEADER_NAMES])

@@ -6,6 +6,7 @@
  * OTEL_SDK_DISABLED=true or OTEL_TRACES_EXPORTER=none turn it off whatever else is set.
  */
 import { parseKeyPairsIntoRecord } from '@opentelemetry/core'
+import type { FromSchema } from 'json-schema-to-ts'
 import { ConfigError } from '../errors.js'
 
 export const SAMPLERS = ['always_on', 'always_off', 'traceidratio', 'parentbased_always_on', 'parentbased_always_off', 'parentbased_traceidratio'] as const
@@ -57,24 +58,14 @@ export interface TracingSettings {
   }
 }
 
-export interface TracingEnv {
-  OTEL_SDK_DISABLED: boolean
-  OTEL_TRACES_EXPORTER?: 'otlp' | 'none'
-  OTEL_EXPORTER_OTLP_ENDPOINT: string
-  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: string
-  OTEL_EXPORTER_OTLP_HEADERS: string
-  OTEL_EXPORTER_OTLP_TRACES_HEADERS: string
-  OTEL_EXPORTER_OTLP_TIMEOUT: number
-  OTEL_EXPORTER_OTLP_COMPRESSION: 'gzip' | 'none'
-  OTEL_TRACES_SAMPLER: SamplerName
-  OTEL_TRACES_SAMPLER_ARG: number
-  OTEL_SERVICE_NAME: string
-  OTEL_RESOURCE_ATTRIBUTES: string
-  OTEL_BSP_SCHEDULE_DELAY: number
-  OTEL_BSP_EXPORT_TIMEOUT: number
-  OTEL_BSP_MAX_QUEUE_SIZE: number
-  OTEL_BSP_MAX_EXPORT_BATCH_SIZE: number
-}
+/**
+ * The OTEL_* variables as validated: derived from their schema (defaults applied), so a
+ * variable added there is here too (a hand copy had missed two of the eighteen).
+ */
+export type TracingEnv = FromSchema<{ type: 'object', properties: typeof TRACING_SCHEMA_PROPERTIES, required: RequiredKeys<typeof TRACING_SCHEMA_PROPERTIES> }>
+
+/** The properties with a default: always present once validated. */
+type RequiredKeys<P> = Array<{ [K in keyof P]: P[K] extends { default: unknown } ? K : never }[keyof P]>
 
 function httpUrl (name: string, value: string): URL {
   let url: URL

@@ -4,30 +4,13 @@
  * limit. Settings are plain JSON (they travel through Redis to every instance) and are
  * validated like the environment before anything changes.
  */
+import type { FromSchema } from 'json-schema-to-ts'
 import type { AlgorithmName, Config, LimitsConfig, LimitSpec, Rule } from '../config/index.js'
 import { rulesContext } from '../config/index.js'
 import { checkCost, parseRateFor, parseRules } from '../config/rules.js'
 import { parseQuota } from '../config/parse.js'
 import { UNIT_OF_PERIOD, type RateSpec } from '../core/rate.js'
 import { isWindow } from '../core/policy.js'
-
-/** A limit as the admin API takes it; `quota`: a client limit's quota (null: none; absent: the environment's). */
-export interface LimitInput { rate: string, burst: number, quota?: string | null }
-
-export interface RuntimeSettings {
-  /** Replaces RATE_LIMIT_RATE / RATE_LIMIT_BURST. */
-  limit?: LimitInput
-  /** Replaces the limits of tiers defined in RATE_LIMIT_TIERS. */
-  tiers?: Record<string, LimitInput>
-  /** A rules document (as in RATE_LIMIT_RULES_FILE) replacing the file's rules. */
-  rules?: { rules: unknown[] }
-  /** Replaces RATE_LIMIT_DRY_RUN. */
-  dryRun?: boolean
-  /** Emergency: every limit scaled by this, above 0 and at most 1 (1: as configured). */
-  factor?: number
-  /** Per API key (its client key, `key:<digest>`): a quota replacing its tier's (PUT /admin/keys/quota). */
-  keyQuotas?: Record<string, string>
-}
 
 /** The JSON Schema of RuntimeSettings (the admin API validates bodies with it). */
 const LIMIT_SCHEMA = {
@@ -36,6 +19,13 @@ const LIMIT_SCHEMA = {
   required: ['rate', 'burst'],
   properties: { rate: { type: 'string' }, burst: { type: 'integer', minimum: 1, maximum: 1_000_000_000 }, quota: { type: ['string', 'null'] } }
 } as const
+/**
+ * The settings' fields: `limit` replaces RATE_LIMIT_RATE / RATE_LIMIT_BURST (and the quota:
+ * null none, absent the environment's); `tiers` the limits of tiers RATE_LIMIT_TIERS
+ * defines; `rules` a rules document replacing the file's; `dryRun` RATE_LIMIT_DRY_RUN;
+ * `factor` the emergency scale of every limit, above 0 and at most 1; `keyQuotas` per API
+ * key (its client key, `key:<digest>`) a quota replacing its tier's (PUT /admin/keys/quota).
+ */
 export const SETTINGS_SCHEMA = {
   limit: LIMIT_SCHEMA,
   tiers: { type: 'object', additionalProperties: LIMIT_SCHEMA },
@@ -44,6 +34,12 @@ export const SETTINGS_SCHEMA = {
   factor: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
   keyQuotas: { type: 'object', maxProperties: 100_000, additionalProperties: { type: 'string' } }
 } as const
+
+/** The runtime settings, as the schema above takes them: derived from it, so they cannot drift. */
+export type RuntimeSettings = FromSchema<{ type: 'object', additionalProperties: false, properties: typeof SETTINGS_SCHEMA }>
+
+/** A limit as the admin API takes it. */
+export type LimitInput = FromSchema<typeof LIMIT_SCHEMA>
 
 /** The limits in force: what createLimits() builds from. */
 export interface Effective {
