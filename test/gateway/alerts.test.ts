@@ -1,31 +1,24 @@
 import t from 'tap'
-import { once } from 'node:events'
-import { createServer, type IncomingMessage } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import type { IncomingMessage } from 'node:http'
 import { startUpstream } from '../helpers/upstream.js'
 import { startGateway } from '../helpers/gateway.js'
 import { send, statuses } from '../helpers/http.js'
 import { eventually } from '../helpers/load.js'
 import { ManualClock } from '../../src/core/clock.js'
 import type { Teardown } from '../helpers/tap.js'
+import { startReceiver } from '../helpers/receiver.js'
 
-/** A webhook receiver answering with the statuses given in turn (then 200). */
+/** A webhook receiver answering with the statuses given in turn (then 200); what it accepted. */
 async function webhook (t: Teardown, answers: number[] = [], delayMs = 0) {
   const received: Array<{ body: Record<string, unknown>, headers: IncomingMessage['headers'] }> = []
   let calls = 0
-  const server = createServer((req, res) => {
-    let body = ''
-    req.on('data', (c: Buffer) => { body += c })
-    req.on('end', () => {
-      calls++
-      const status = answers.shift() ?? 200
-      if (status === 200) received.push({ body: JSON.parse(body), headers: req.headers })
-      setTimeout(() => { res.writeHead(status); res.end() }, delayMs)
-    })
-  }).listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  t.teardown(() => { server.closeAllConnections(); return new Promise(resolve => server.close(resolve)) })
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`, received, calls: () => calls }
+  const url = await startReceiver(t, (body, req) => {
+    calls++
+    const status = answers.shift() ?? 200
+    if (status === 200) received.push({ body: JSON.parse(body.toString()), headers: req.headers })
+    return { status, delayMs }
+  })
+  return { url: `${url}/hook`, received, calls: () => calls }
 }
 
 t.test('a client limited more than ALERT_THRESHOLD times in ALERT_WINDOW: one JSON POST, then quiet for the cooldown', async t => {

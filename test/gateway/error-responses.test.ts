@@ -34,7 +34,7 @@ t.test('problem details titles', async t => {
 })
 
 /** Sends raw bytes and reads until the gateway closes the connection. */
-const raw = (port: number, bytes: string, thenWait = false): Promise<string> => rawExchange(port, bytes, !thenWait)
+const raw = async (port: number, bytes: string, thenWait = false): Promise<string> => (await rawExchange(port, bytes, { end: !thenWait })).raw
 
 function bodyOf (response: string): Record<string, unknown> {
   return JSON.parse(response.slice(response.indexOf('\r\n\r\n') + 4)) as Record<string, unknown>

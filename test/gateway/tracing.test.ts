@@ -21,6 +21,7 @@ import { send } from '../helpers/http.js'
 import { eventually } from '../helpers/load.js'
 import { captureLogs } from '../helpers/logs.js'
 import type { Teardown } from '../helpers/tap.js'
+import { startReceiver as startBodyReceiver } from '../helpers/receiver.js'
 import { startUpstream } from '../helpers/upstream.js'
 
 // Held in the test tree (test/fixtures/otlp-proto), so no stale exporter package is installed for them.
@@ -51,38 +52,29 @@ async function startReceiver (t: Teardown): Promise<{ url: string, spans: Decode
   const spans: Decoded[] = []
   const raw: Buffer[] = []
   const contentTypes: string[] = []
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = []
-    req.on('data', (c: Buffer) => chunks.push(c))
-    req.on('end', () => {
-      const body = Buffer.concat(chunks)
-      raw.push(body)
-      contentTypes.push(String(req.headers['content-type']))
-      const message = ExportTraceServiceRequest.toObject(ExportTraceServiceRequest.decode(body), { longs: Number, bytes: String, enums: Number, defaults: true }) as {
-        resourceSpans: Array<{ resource: { attributes: KeyValue[] }, scopeSpans: Array<{ spans: Array<Omit<Decoded, 'attributes' | 'resource' | 'traceId' | 'spanId' | 'parentSpanId'> & { traceId: string, spanId: string, parentSpanId: string, attributes: KeyValue[] }> }> }>
-      }
-      for (const rs of message.resourceSpans) {
-        for (const ss of rs.scopeSpans) {
-          for (const s of ss.spans) {
-            spans.push({
-              ...s,
-              traceId: hex(s.traceId),
-              spanId: hex(s.spanId),
-              parentSpanId: hex(s.parentSpanId),
-              attributes: attributes(s.attributes),
-              resource: attributes(rs.resource.attributes)
-            })
-          }
+  const url = await startBodyReceiver(t, (body, req) => {
+    raw.push(body)
+    contentTypes.push(String(req.headers['content-type']))
+    const message = ExportTraceServiceRequest.toObject(ExportTraceServiceRequest.decode(body), { longs: Number, bytes: String, enums: Number, defaults: true }) as {
+      resourceSpans: Array<{ resource: { attributes: KeyValue[] }, scopeSpans: Array<{ spans: Array<Omit<Decoded, 'attributes' | 'resource' | 'traceId' | 'spanId' | 'parentSpanId'> & { traceId: string, spanId: string, parentSpanId: string, attributes: KeyValue[] }> }> }>
+    }
+    for (const rs of message.resourceSpans) {
+      for (const ss of rs.scopeSpans) {
+        for (const s of ss.spans) {
+          spans.push({
+            ...s,
+            traceId: hex(s.traceId),
+            spanId: hex(s.spanId),
+            parentSpanId: hex(s.parentSpanId),
+            attributes: attributes(s.attributes),
+            resource: attributes(rs.resource.attributes)
+          })
         }
       }
-      res.writeHead(200, { 'content-type': 'application/x-protobuf' })
-      res.end()
-    })
+    }
+    return { headers: { 'content-type': 'application/x-protobuf' } }
   })
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  t.teardown(() => { server.closeAllConnections(); server.close() })
-  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, spans, raw, contentTypes }
+  return { url, spans, raw, contentTypes }
 }
 
 interface KeyValue { key: string, value: { stringValue?: string, intValue?: number, boolValue?: boolean, doubleValue?: number } }

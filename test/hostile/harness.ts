@@ -1,10 +1,9 @@
 /**
- * The hostile suite's instruments: raw sockets for what no well-behaved client sends, a
+ * The hostile suite's instruments (raw sockets: helpers/http.ts rawExchange): a
  * tally of answers by class, and the figures each scenario writes to
  * test-artifacts/hostile/<scenario>.json (and asserts).
  */
 import { mkdirSync, writeFileSync } from 'node:fs'
-import { connect } from 'node:net'
 import { fileURLToPath } from 'node:url'
 
 export const RESULTS_DIR = fileURLToPath(new URL('../../../test-artifacts/hostile/', import.meta.url))
@@ -48,43 +47,3 @@ export class Tally {
   }
 }
 
-export interface RawAnswer {
-  /** The status of the first response, if one came. */
-  status: number | undefined
-  /** Every status line received (several if requests were smuggled through). */
-  statuses: number[]
-  raw: string
-  /** The server closed the connection. */
-  closed: boolean
-}
-
-/**
- * Writes `payload` (as `chunks`, `gapMs` apart) on a fresh connection and collects what
- * comes back until the server closes or `waitMs` passes.
- */
-export function rawExchange (port: number, payload: string | Buffer | Array<string | Buffer>, opts: { waitMs?: number, gapMs?: number } = {}): Promise<RawAnswer> {
-  const chunks = Array.isArray(payload) ? payload : [payload]
-  return new Promise(resolve => {
-    const socket = connect(port, '127.0.0.1')
-    let raw = ''
-    let closed = false
-    let timer: NodeJS.Timeout
-    const done = () => {
-      clearTimeout(timer)
-      socket.destroy()
-      const statuses = [...raw.matchAll(/HTTP\/1\.[01] (\d{3})/g)].map(m => Number(m[1]))
-      resolve({ status: statuses[0], statuses, raw, closed })
-    }
-    socket.on('data', d => { raw += d.toString('latin1') })
-    socket.on('error', () => {})
-    socket.on('close', () => { closed = true; done() })
-    socket.on('connect', async () => {
-      for (const [i, c] of chunks.entries()) {
-        if (i > 0 && opts.gapMs) await new Promise(r => setTimeout(r, opts.gapMs))
-        if (socket.destroyed) return
-        socket.write(c)
-      }
-    })
-    timer = setTimeout(done, opts.waitMs ?? 2000)
-  })
-}

@@ -8,7 +8,8 @@ import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { spawnGateway } from '../helpers/process.js'
 import { normalizePath } from '../../src/core/path.js'
-import { rawExchange, Tally, writeFigures } from './harness.js'
+import { Tally, writeFigures } from './harness.js'
+import { rawExchange } from '../helpers/http.js'
 
 const TARGETS = [
   '/x', '/../secret', '/a/../../secret', '/%2e%2e/secret', '/%2E%2E/secret', '/..%2fsecret', '/..%2Fsecret', '/%2e%2e%2fsecret',
@@ -27,7 +28,7 @@ t.test('encoded traversal stays under the upstream base path or is refused; admi
   for (const target of TARGETS) {
     tally.sent++
     const before = seen.length
-    const answer = await rawExchange(gw.port, `GET ${target} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nConnection: close\r\n\r\n`)
+    const answer = await rawExchange(gw.port, `GET ${target} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nConnection: close\r\n\r\n`, { waitMs: 2000 })
     tally.record(answer.status ?? 'closed')
     const reached = seen.slice(before)
     t.notMatch(answer.raw, /"version"|gateway_requests_total|<title>Rate-limit gateway/, `${target}: never an admin answer`)

@@ -6,7 +6,8 @@ import t from 'tap'
 import { startUpstream } from '../helpers/upstream.js'
 import { spawnGateway } from '../helpers/process.js'
 import { send } from '../helpers/http.js'
-import { rawExchange, Tally, writeFigures } from './harness.js'
+import { Tally, writeFigures } from './harness.js'
+import { rawExchange } from '../helpers/http.js'
 
 t.test('slowloris and slow bodies are cut off by the timeouts; other clients stay fast meanwhile', async t => {
   const upstream = await startUpstream(t)

@@ -6,7 +6,8 @@ import t from 'tap'
 import { startUpstream } from '../helpers/upstream.js'
 import { spawnGateway } from '../helpers/process.js'
 import { send } from '../helpers/http.js'
-import { rawExchange, Tally, writeFigures } from './harness.js'
+import { Tally, writeFigures } from './harness.js'
+import { rawExchange } from '../helpers/http.js'
 
 const SMUGGLED = 'GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n'
 // [name, bytes sent on one connection]
@@ -38,7 +39,7 @@ t.test('smuggling and malformed requests: a 4xx each, nothing smuggled upstream,
   const tally = new Tally()
   for (const [name, bytes] of ATTACKS) {
     tally.sent++
-    const answer = await rawExchange(gw.port, bytes)
+    const answer = await rawExchange(gw.port, bytes, { waitMs: 2000 })
     tally.record(answer.status ?? 'closed')
     t.ok(answer.status !== undefined && answer.status >= 400 && answer.status < 500, `${name}: ${answer.status}`)
     t.same(answer.statuses.length, 1, `${name}: one answer, nothing behind it`)

@@ -8,8 +8,6 @@
  */
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
-import { once } from 'node:events'
-import { createServer } from 'node:http'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -19,6 +17,7 @@ import { send } from '../helpers/http.js'
 import { eventually } from '../helpers/load.js'
 import { freePort, startPeer } from '../helpers/process.js'
 import type { Teardown } from '../helpers/tap.js'
+import { startReceiver } from '../helpers/receiver.js'
 import { startUpstream } from '../helpers/upstream.js'
 
 const DEPLOY = fileURLToPath(new URL('../../../deploy/', import.meta.url))
@@ -46,18 +45,8 @@ interface Delivered { status: string, alerts: Array<{ status: string, labels: Re
 /** An Alertmanager webhook receiver: what Alertmanager delivered. */
 async function startWebhook (t: Teardown): Promise<{ url: string, received: Delivered[] }> {
   const received: Delivered[] = []
-  const server = createServer((req, res) => {
-    let body = ''
-    req.on('data', (c: Buffer) => { body += c.toString() })
-    req.on('end', () => {
-      received.push(JSON.parse(body) as Delivered)
-      res.end()
-    })
-  })
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  t.teardown(() => { server.closeAllConnections(); server.close() })
-  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}/alerts`, received }
+  const url = await startReceiver(t, body => { received.push(JSON.parse(body.toString()) as Delivered); return undefined })
+  return { url: `${url}/alerts`, received }
 }
 
 async function query (prometheus: string, expr: string): Promise<Array<{ metric: Record<string, string>, value: [number, string] }>> {
