@@ -71,10 +71,149 @@ local function calendarPeriod(spec, at)
   error('GW_CLOCK_SKEW the gateway clock is more than a calendar period away from Redis TIME')
 end`
 
-export const CONSUME_LUA = `
-local EPSILON_MS = 0.001
+/**
+ * The algorithms in Lua, one function each, named and shaped after src/algorithms/ so that
+ * a reader can hold each beside its TypeScript twin (the store contract holds them to it).
+ * Every function returns multiple values, never a table: no allocation per policy.
+ *
+ * A decision: ok (1/0), remaining, resetMs, retryAfterMs, delayMs, then the state to write
+ * (nil: none) and its TTL, and whether it is written even on a refusal (a repair).
+ * A settlement: the state to write (nil: nothing changes) and when it means nothing.
+ */
+const ALGORITHMS_LUA = `local EPSILON_MS = 0.001
 local COUNT_EPSILON = 1e-9
+-- algorithms/fixed-window.ts windowStart(): the aligned window holding at.
+local function windowStart(at, size) return math.floor(at / size) * size end
+-- States as the stores write them: "tat", "start count", "start previous current".
+local function fixedState(raw)
+  if not raw then return nil, nil end
+  local s, c = string.match(raw, '^(%S+) (%S+)$')
+  return tonumber(s), tonumber(c)
+end
+local function slidingState(raw)
+  if not raw then return nil, nil, nil end
+  local s, p, c = string.match(raw, '^(%S+) (%S+) (%S+)$')
+  return tonumber(s), tonumber(p), tonumber(c)
+end
+-- A fixed window's period holding at: aligned ('f'), or a calendar one ('c', spec in intervalMs' place).
+local function fixedPeriod(algo, spec, size, at)
+  if algo == 'f' then return windowStart(at, size), size end
+  return calendarPeriod(spec, at)
+end
+
+-- algorithms/token-bucket.ts tokenBucket() (and the leaky bucket: maxDelay > 0).
+local function tokenBucket(tat, interval, quota, maxDelay, now, cost)
+  local capacity = quota * interval
+  local limit = capacity + maxDelay
+  local base, repair = now, false
+  if tat ~= nil and tat >= now then
+    -- Left by a stricter limit since changed: an empty bucket under this one (written even
+    -- if the request is refused, or the bucket would never refill).
+    if tat > now + limit then base, repair = now + limit, true else base = tat end
+  end
+  local nxt = base + cost * interval
+  local wait = nxt - capacity - now
+  if wait > maxDelay + EPSILON_MS then
+    local remaining = math.max(0, math.floor((now + capacity - base + EPSILON_MS) / interval))
+    if repair then return 0, remaining, base - now, wait - maxDelay, 0, fmt(base), math.max(ttlFloor, math.ceil(base - now)), true end
+    return 0, remaining, base - now, wait - maxDelay, 0, nil, 0, false
+  end
+  local delay = 0
+  if wait > EPSILON_MS then delay = wait end
+  return 1, math.max(0, math.floor((now + capacity - nxt + EPSILON_MS) / interval)), nxt - now, 0, delay, fmt(nxt), math.max(ttlFloor, math.ceil(nxt - now)), false
+end
+
+-- algorithms/fixed-window.ts fixedWindow(): the period [start, start + size).
+local function fixedWindow(raw, start, size, quota, now, cost)
+  local s, c = fixedState(raw)
+  local count = 0
+  if s == start then count = c end
+  local reset = start + size - now
+  if count + cost > quota then return 0, math.max(0, quota - count), reset, reset, 0, nil, 0, false end
+  return 1, quota - count - cost, reset, 0, 0, fmt(start) .. ' ' .. fmt(count + cost), math.max(ttlFloor, math.ceil(reset)), false
+end
+
+-- algorithms/sliding-window.ts countsAt(): the previous and current window's counts at start.
+local function countsAt(s, p, c, start, size)
+  if s == start then return p, c end
+  if s == start - size then return c, 0 end
+  return 0, 0
+end
+
+-- algorithms/sliding-window.ts slidingWindow().
+local function slidingWindow(raw, size, quota, now, cost)
+  local start = windowStart(now, size)
+  local s, p, c = slidingState(raw)
+  local prev, curr = countsAt(s, p, c, start, size)
+  local used = prev * (1 - (now - start) / size) + curr
+  if used + cost > quota + COUNT_EPSILON then
+    local retryAt
+    if curr + cost <= quota then
+      retryAt = start + size * (1 - (quota - curr - cost) / prev)
+    else
+      retryAt = start + size + size * math.max(0, 1 - (quota - cost) / curr)
+    end
+    local reset = start + size - now
+    if curr > 0 then reset = start + 2 * size - now end
+    return 0, math.max(0, math.floor(quota - used + COUNT_EPSILON)), reset, retryAt - now, 0, nil, 0, false
+  end
+  local reset = start + 2 * size - now
+  return 1, math.max(0, math.floor(quota - used - cost + COUNT_EPSILON)), reset, 0, 0, fmt(start) .. ' ' .. fmt(prev) .. ' ' .. fmt(curr + cost), math.max(ttlFloor, math.ceil(reset)), false
+end
+
+-- algorithms/settle.ts settleBucket().
+local function settleBucket(tat, interval, quota, maxDelay, now, delta)
+  if delta < 0 then
+    if tat == nil or tat <= now then return nil end
+    local back = math.max(now, tat + delta * interval)
+    return fmt(back), back
+  end
+  local limit = now + quota * interval + maxDelay
+  local base = now
+  if tat ~= nil and tat >= now then base = tat end
+  local nxt = math.min(limit, base + delta * interval)
+  if nxt <= base then return nil end
+  return fmt(nxt), nxt
+end
+
+-- algorithms/settle.ts settleFixed(): the period [start, start + size) is the charge's for
+-- a refund, now's for a post-charge.
+local function settleFixed(raw, start, size, quota, delta)
+  local s, c = fixedState(raw)
+  if delta < 0 then
+    if s == nil or s ~= start or c <= 0 then return nil end
+    return fmt(start) .. ' ' .. fmt(math.max(0, c + delta)), start + size
+  end
+  local count = 0
+  if s == start then count = c end
+  local nxt = math.min(math.max(count, quota), count + delta)
+  if nxt <= count then return nil end
+  return fmt(start) .. ' ' .. fmt(nxt), start + size
+end
+
+-- algorithms/settle.ts settleSliding().
+local function settleSliding(raw, size, quota, now, chargedAt, delta)
+  local s, p, c = slidingState(raw)
+  if delta < 0 then
+    if s == nil then return nil end
+    local charged = windowStart(chargedAt, size)
+    if s == charged and c > 0 then return fmt(s) .. ' ' .. fmt(p) .. ' ' .. fmt(math.max(0, c + delta)), s + 2 * size end
+    if s == charged + size and p > 0 then return fmt(s) .. ' ' .. fmt(math.max(0, p + delta)) .. ' ' .. fmt(c), s + 2 * size end
+    return nil
+  end
+  local start = windowStart(now, size)
+  local prev, curr = countsAt(s, p, c, start, size)
+  local used = prev * (1 - (now - start) / size) + curr
+  local add = math.min(delta, quota - used)
+  if add <= 0 then return nil end
+  return fmt(start) .. ' ' .. fmt(prev) .. ' ' .. fmt(curr + add), start + 2 * size
+end
+
+local UNKNOWN = 'GW_UNKNOWN_ALGORITHM no algorithm has the code '`
+
+export const CONSUME_LUA = `
 ${CLOCK_LUA}
+${ALGORITHMS_LUA}
 local function us(x) return math.floor(x * 1000 + 0.5) end
 local cost = tonumber(ARGV[2])
 local banAfter = tonumber(ARGV[3])
@@ -104,103 +243,21 @@ local admitted = true
 local oks, states, ttls, repairs = {}, {}, {}, {}
 local out = {0}
 for i = 1, n do
+  -- The policy's ARGV (ScriptProtocol.consumeArgs): algorithm, intervalMs, quota, windowMs, maxDelayMs, dry run.
   local b = 7 + ${ARGS_PER_POLICY} * (i - 1)
-  local algo = ARGV[b + 1]
-  local interval = tonumber(ARGV[b + 2])
-  local quota = tonumber(ARGV[b + 3])
-  local size = tonumber(ARGV[b + 4])
-  local maxDelay = tonumber(ARGV[b + 5])
+  local algo, quota = ARGV[b + 1], tonumber(ARGV[b + 3])
   local raw = redis.call('GET', KEYS[i])
-  local ok, remaining, reset, retry, delay = 0, 0, 0, 0, 0
-  repairs[i] = false
+  local ok, remaining, reset, retry, delay
   if algo == 't' or algo == 'l' then
-    local tat = tonumber(raw)
-    local capacity = quota * interval
-    local limit = capacity + maxDelay
-    local base = now
-    if tat ~= nil and tat >= now then
-      if tat > now + limit then
-        -- Left by a stricter limit since changed: an empty bucket under this one (written
-        -- even if the request is refused, or the bucket would never refill).
-        base = now + limit
-        repairs[i] = true
-      else
-        base = tat
-      end
-    end
-    local nxt = base + cost * interval
-    local wait = nxt - capacity - now
-    if wait > maxDelay + EPSILON_MS then
-      remaining = math.floor((now + capacity - base + EPSILON_MS) / interval)
-      reset = base - now
-      retry = wait - maxDelay
-      if repairs[i] then
-        states[i] = fmt(base)
-        ttls[i] = math.max(ttlFloor, math.ceil(base - now))
-      end
-    else
-      ok = 1
-      remaining = math.floor((now + capacity - nxt + EPSILON_MS) / interval)
-      reset = nxt - now
-      if wait > EPSILON_MS then delay = wait end
-      states[i] = fmt(nxt)
-      ttls[i] = math.max(ttlFloor, math.ceil(reset))
-    end
-    if remaining < 0 then remaining = 0 end
+    ok, remaining, reset, retry, delay, states[i], ttls[i], repairs[i] = tokenBucket(tonumber(raw), tonumber(ARGV[b + 2]), quota, tonumber(ARGV[b + 5]), now, cost)
   elseif algo == 'f' or algo == 'c' then
-    local start
-    if algo == 'f' then start = math.floor(now / size) * size else start, size = calendarPeriod(ARGV[b + 2], now) end
-    local count = 0
-    if raw then
-      local s, c = string.match(raw, '^(%S+) (%S+)$')
-      if s and tonumber(s) == start then count = tonumber(c) end
-    end
-    reset = start + size - now
-    if count + cost > quota then
-      remaining = math.max(0, quota - count)
-      retry = reset
-    else
-      ok = 1
-      remaining = quota - count - cost
-      states[i] = fmt(start) .. ' ' .. fmt(count + cost)
-      ttls[i] = math.max(ttlFloor, math.ceil(reset))
-    end
+    local start, size = fixedPeriod(algo, ARGV[b + 2], tonumber(ARGV[b + 4]), now)
+    ok, remaining, reset, retry, delay, states[i], ttls[i], repairs[i] = fixedWindow(raw, start, size, quota, now, cost)
   elseif algo == 's' then
-    local start = math.floor(now / size) * size
-    local prev, curr = 0, 0
-    if raw then
-      local s, p, c = string.match(raw, '^(%S+) (%S+) (%S+)$')
-      if s then
-        s = tonumber(s)
-        if s == start then
-          prev = tonumber(p)
-          curr = tonumber(c)
-        elseif s == start - size then
-          prev = tonumber(c)
-        end
-      end
-    end
-    local used = prev * (1 - (now - start) / size) + curr
-    if used + cost > quota + COUNT_EPSILON then
-      local retryAt
-      if curr + cost <= quota then
-        retryAt = start + size * (1 - (quota - curr - cost) / prev)
-      else
-        retryAt = start + size + size * math.max(0, 1 - (quota - cost) / curr)
-      end
-      remaining = math.max(0, math.floor(quota - used + COUNT_EPSILON))
-      if curr > 0 then reset = start + 2 * size - now else reset = start + size - now end
-      retry = retryAt - now
-    else
-      ok = 1
-      remaining = math.max(0, math.floor(quota - used - cost + COUNT_EPSILON))
-      reset = start + 2 * size - now
-      states[i] = fmt(start) .. ' ' .. fmt(prev) .. ' ' .. fmt(curr + cost)
-      ttls[i] = math.max(ttlFloor, math.ceil(reset))
-    end
+    ok, remaining, reset, retry, delay, states[i], ttls[i], repairs[i] = slidingWindow(raw, tonumber(ARGV[b + 4]), quota, now, cost)
   else
     -- Every algorithm has its branch above, as decide() has its case: no default math.
-    return redis.error_reply('GW_UNKNOWN_ALGORITHM no algorithm has the code ' .. tostring(algo))
+    return redis.error_reply(UNKNOWN .. tostring(algo))
   end
   oks[i] = ok
   if ok == 0 and ARGV[b + 6] ~= '1' then admitted = false end
@@ -271,76 +328,25 @@ export const CONSUME_SHA = createHash('sha1').update(CONSUME_LUA).digest('hex')
  */
 export const SETTLE_LUA = `
 ${CLOCK_LUA}
+${ALGORITHMS_LUA}
 local chargedAt = now - tonumber(ARGV[2])
 for i = 1, #KEYS do
+  -- The policy's ARGV (ScriptProtocol.pushSettle): as CONSUME_LUA's, the difference in the dry run's place.
   local b = 2 + ${ARGS_PER_POLICY} * (i - 1)
-  local algo = ARGV[b + 1]
-  local interval = tonumber(ARGV[b + 2])
-  local quota = tonumber(ARGV[b + 3])
-  local size = tonumber(ARGV[b + 4])
-  local maxDelay = tonumber(ARGV[b + 5])
-  local delta = tonumber(ARGV[b + 6])
+  local algo, quota, size, delta = ARGV[b + 1], tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4]), tonumber(ARGV[b + 6])
   local raw = redis.call('GET', KEYS[i])
   local state, expires
   if algo == 't' or algo == 'l' then
-    local tat = tonumber(raw)
-    if delta < 0 then
-      if tat ~= nil and tat > now then
-        local back = math.max(now, tat + delta * interval)
-        state, expires = fmt(back), back
-      end
-    else
-      local limit = now + quota * interval + maxDelay
-      local base = now
-      if tat ~= nil and tat >= now then base = tat end
-      local nxt = math.min(limit, base + delta * interval)
-      if nxt > base then state, expires = fmt(nxt), nxt end
-    end
+    state, expires = settleBucket(tonumber(raw), tonumber(ARGV[b + 2]), quota, tonumber(ARGV[b + 5]), now, delta)
   elseif algo == 'f' or algo == 'c' then
-    local s, c
-    if raw then s, c = string.match(raw, '^(%S+) (%S+)$') end
-    s, c = tonumber(s), tonumber(c)
-    if delta < 0 then
-      local charged
-      if algo == 'f' then charged = math.floor(chargedAt / size) * size else charged, size = calendarPeriod(ARGV[b + 2], chargedAt) end
-      if s ~= nil and s == charged and c > 0 then
-        state, expires = fmt(charged) .. ' ' .. fmt(math.max(0, c + delta)), charged + size
-      end
-    else
-      local start
-      if algo == 'f' then start = math.floor(now / size) * size else start, size = calendarPeriod(ARGV[b + 2], now) end
-      local count = 0
-      if s ~= nil and s == start then count = c end
-      local nxt = math.min(math.max(count, quota), count + delta)
-      if nxt > count then state, expires = fmt(start) .. ' ' .. fmt(nxt), start + size end
-    end
+    local at = now
+    if delta < 0 then at = chargedAt end
+    local start, length = fixedPeriod(algo, ARGV[b + 2], size, at)
+    state, expires = settleFixed(raw, start, length, quota, delta)
   elseif algo == 's' then
-    local s, p, c
-    if raw then s, p, c = string.match(raw, '^(%S+) (%S+) (%S+)$') end
-    s, p, c = tonumber(s), tonumber(p), tonumber(c)
-    if delta < 0 then
-      local charged = math.floor(chargedAt / size) * size
-      if s ~= nil and s == charged and c > 0 then
-        state, expires = fmt(s) .. ' ' .. fmt(p) .. ' ' .. fmt(math.max(0, c + delta)), s + 2 * size
-      elseif s ~= nil and s == charged + size and p > 0 then
-        state, expires = fmt(s) .. ' ' .. fmt(math.max(0, p + delta)) .. ' ' .. fmt(c), s + 2 * size
-      end
-    else
-      local start = math.floor(now / size) * size
-      local prev, curr = 0, 0
-      if s ~= nil then
-        if s == start then
-          prev, curr = p, c
-        elseif s == start - size then
-          prev = c
-        end
-      end
-      local used = prev * (1 - (now - start) / size) + curr
-      local add = math.min(delta, quota - used)
-      if add > 0 then state, expires = fmt(start) .. ' ' .. fmt(prev) .. ' ' .. fmt(curr + add), start + 2 * size end
-    end
+    state, expires = settleSliding(raw, size, quota, now, chargedAt, delta)
   else
-    return redis.error_reply('GW_UNKNOWN_ALGORITHM no algorithm has the code ' .. tostring(algo))
+    return redis.error_reply(UNKNOWN .. tostring(algo))
   end
   if state then redis.call('SET', KEYS[i], state, 'PX', math.max(ttlFloor, math.ceil(expires - now))) end
 end
