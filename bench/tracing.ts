@@ -3,6 +3,7 @@
  * gateway (memory store, one client within its limit) with tracing off, on with every
  * request sampled, and on with 1 in 10 sampled, exporting to an OTLP/HTTP sink that keeps
  * nothing (bench/otlp-sink.ts, on the helper core); beside the ceiling and, with
+ * BENCH_REDIS_URL=<a redis-server of the bench's own> runs every gateway on the Redis store.
  * BENCH_BASELINE=<another build's dist/src/server.js> (e.g. the commit before tracing,
  * built in a git worktree), the same gateway built without the feature: "tracing off costs
  * nothing measurable" is the off row against that one. Interleaved rounds, medians,
@@ -31,7 +32,9 @@ async function main (): Promise<void> {
   await waitFor(ceilingPort)
   targets.push({ name: 'ceiling', label: 'node:http + undici `Pool.dispatch` (the ceiling)', url: `http://127.0.0.1:${ceilingPort}/ping`, pid: ceiling.pid! })
 
-  const allowed = { RATE_LIMIT_RATE: '100000/s', RATE_LIMIT_BURST: '1000000000' }
+  // BENCH_REDIS_URL: the same targets on the Redis store (an A/B of the Redis path).
+  const redis = process.env.BENCH_REDIS_URL
+  const allowed = { RATE_LIMIT_RATE: '100000/s', RATE_LIMIT_BURST: '1000000000', ...(redis === undefined ? {} : { STORE: 'redis', REDIS_URL: redis }) }
   const tracing = { OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${sinkPort}` }
   const gateways: Array<[string, string, Record<string, string>, string | undefined]> = [
     ['off', 'gateway, tracing off', allowed, undefined],
@@ -57,7 +60,7 @@ async function main (): Promise<void> {
 
 ${new Date().toISOString().slice(0, 10)}, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version};
 load: ${TOOL_LABEL}, ${DURATION_S} s per run, ${ROUNDS} rounds interleaved; medians. One client within its
-limit (memory store); spans exported over OTLP/HTTP to a sink that answers 200 and keeps nothing.
+limit (${process.env.BENCH_REDIS_URL === undefined ? 'memory store' : 'Redis store'}); spans exported over OTLP/HTTP to a sink that answers 200 and keeps nothing.
 
 | target | CPU µs/request | × ceiling | each round | req/s | p99 ms |
 |---|---:|---:|---|---:|---:|
