@@ -56,5 +56,8 @@ t.test('through the gateway: MEMORY_STORE_MAX_KEYS bounds tracked clients', asyn
     const r = await send(`${gw.url}/ping`, { headers: { 'x-forwarded-for': `198.51.100.${i % 250}, 203.0.${i}.1`.replace(/^[^,]+, /, '') } })
     t.equal(r.status, 200, `client ${i} admitted`)
   }
-  t.ok(gw.app.store!.size() <= 50, `tracked ${gw.app.store!.size()} ≤ 50`)
+  const store = gw.app.store as MemoryStore
+  t.equal(store.size(), 50, 'the store is full at MEMORY_STORE_MAX_KEYS, and no fuller, after 300 clients')
+  t.not(store.peek('default|ip:203.0.299.1'), undefined, 'the latest client is tracked')
+  t.equal(store.peek('default|ip:203.0.0.1'), undefined, 'the least recently used went')
 })
