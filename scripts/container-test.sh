@@ -42,14 +42,16 @@ BURST=5
 code() { curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$@"; }
 
 # Podman behind the Docker API can get into a state where it answers but starts no
-# container ("write child: broken pipe"; seen after apt-get installed other packages while
-# it ran). That is the engine's state, not ours: on that error only, restart the engine
-# with the shared scripts and try once more (`up` is idempotent).
+# container ("write child: broken pipe", or a bare "Error response from daemon: exit status
+# 1" on starting any container, even `docker run --rm redis:7`; seen after apt-get installed
+# other packages while it ran, and after hours of other work on the machine). That is the
+# engine's state, not ours: on those errors only, restart the engine with the shared
+# scripts and try once more (`up` is idempotent).
 compose_up() {
   local log=$1; shift
   timeout 900 docker compose "$@" up -d --build --wait >"$log" 2>&1 && return 0
-  grep -q 'broken pipe' "$log" || return 1
-  echo "container-test: the engine starts no container (broken pipe); restarting it and retrying once" >&2
+  grep -qE 'broken pipe|Error response from daemon: exit status 1' "$log" || return 1
+  echo "container-test: the engine starts no container; restarting it and retrying once" >&2
   docker compose "$@" down -v >/dev/null 2>&1
   bash "$here/../shared/container/container-teardown.sh" >/tmp/container-teardown.log 2>&1
   bash "$setup" >/tmp/container-setup.log 2>&1 || return 1
