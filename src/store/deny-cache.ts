@@ -35,8 +35,36 @@ export class DenyCache {
   /** Banned clients → local clock time their ban ends. */
   private readonly banned = new LRUCache<string, number>({ max: DENY_CACHE_MAX })
 
-  /** `clock` measures how long a denial lasts locally (durations only; skew does not matter). */
-  constructor (private readonly clock: Clock) {}
+  /**
+   * @param clock measures how long a denial lasts locally (durations only; skew does not matter)
+   * @param countsRefusals bans are on: every refusal must reach the shared store to be
+   *        counted, so only bans are remembered (once banned, the ban is)
+   */
+  constructor (private readonly clock: Clock, private readonly countsRefusals = false) {}
+
+  /**
+   * What the shared store answered for a request (`keys`: its limits' keys, in order, as
+   * `refusal` takes them): a ban, or the longest refusal of a limit that is enforced and
+   * whose charges are never given back (a refund could free it early), is remembered.
+   * Returns whether the request was admitted (what a store holding slots needs to know).
+   */
+  answered (client: string, keys: readonly string[], policies: readonly Policy[], cost: number, decisions: Decision[]): boolean {
+    const first = decisions[0]
+    if (first !== undefined && first.banned === true) {
+      this.rememberBan(client, first.retryAfterMs)
+      return false
+    }
+    if (first !== undefined && first.concurrency !== undefined) return false
+    let longest = -1
+    for (let i = 0; i < decisions.length; i++) {
+      const d = decisions[i]!
+      if (!d.allowed && !d.policy.dryRun && (longest === -1 || d.retryAfterMs > decisions[longest]!.retryAfterMs)) longest = i
+    }
+    if (longest === -1) return true
+    const refusing = decisions[longest]!
+    if (!this.countsRefusals && !refusing.policy.refundable) this.rememberDenial(keys[longest]!, refusing.retryAfterMs, cost, policies, decisions)
+    return false
+  }
 
   /**
    * The known refusal of this request, its durations brought up to now: the client's ban,
@@ -47,12 +75,12 @@ export class DenyCache {
   }
 
   /** The shared store banned the client for `ms` more. */
-  rememberBan (client: string, ms: number): void {
+  private rememberBan (client: string, ms: number): void {
     this.banned.set(client, this.clock.now() + ms)
   }
 
   /** The shared store refused the request under `key` (its longest refusal) with these decisions. */
-  rememberDenial (key: string, retryAfterMs: number, cost: number, policies: readonly Policy[], decisions: Decision[]): void {
+  private rememberDenial (key: string, retryAfterMs: number, cost: number, policies: readonly Policy[], decisions: Decision[]): void {
     const at = this.clock.now()
     this.denials.set(key, { at, until: at + retryAfterMs, cost, policies, decisions })
   }

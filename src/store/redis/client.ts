@@ -12,6 +12,9 @@ export type RedisClient = Redis | Cluster
 export const RECONNECT_STEP_MS = 100
 export const RECONNECT_MAX_MS = 2_000
 
+/** The callback of a command whose answer nobody needs (a failure included). */
+export function ignoreReply (): void {}
+
 /** See createRedisClient's disconnectTimeout. */
 const DISCONNECT_TIMEOUT_MS = 100
 

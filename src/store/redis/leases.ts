@@ -5,11 +5,8 @@
  * they end; a lease of an instance that died expires within CONCURRENCY_LEASE_MS.
  */
 import { Command } from 'ioredis'
-import type { RedisClient, WriteCork } from './client.js'
+import { ignoreReply, type RedisClient, type WriteCork } from './client.js'
 import { RENEW_LUA } from './admin-scripts.js'
-
-/** The callback of a command whose answer nobody needs (a failure included). */
-function ignoreReply (): void {}
 
 export class Leases {
   /** Lease id → its keys (renewed until released). */

@@ -5,14 +5,11 @@
  */
 import { Cluster, Command } from 'ioredis'
 import { heaviest, type UsageRow, type UsageTotal } from '../usage.js'
-import type { RedisClient, WriteCork } from './client.js'
+import { ignoreReply, type RedisClient, type WriteCork } from './client.js'
 import { escapeTag, type KeyLayout } from './keys.js'
 
 /** How soon refusals answered locally reach the Redis ledger. */
 const LEDGER_FLUSH_MS = 1000
-
-/** The callback of a command whose answer nobody needs (a failure included). */
-function ignoreReply (): void {}
 
 export class RedisLedger {
   /** Ledger lines' refusals answered here, not yet added in Redis: count and the line's TTL. */

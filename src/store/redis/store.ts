@@ -25,16 +25,13 @@ import { CONSUME_LUA, SETTLE_LUA } from './scripts.js'
 import { BAN_LUA, FORGET_LUA, INSPECT_LUA } from './admin-scripts.js'
 import { DenyCache } from '../deny-cache.js'
 import { adminWrite } from './admin-write.js'
-import { createRedisClient, WriteCork, type RedisClient } from './client.js'
+import { createRedisClient, ignoreReply, WriteCork, type RedisClient } from './client.js'
 import { escapeTag, KeyLayout, subjectOf } from './keys.js'
 import { Leases } from './leases.js'
 import { RedisLedger } from './ledger.js'
 import { ScriptProtocol } from './protocol.js'
 import type { BanSettings, ClientState, DecisionWatcher, SharedStore } from '../types.js'
 import type { UsageMark, UsageRow, UsageTotal } from '../usage.js'
-
-/** The callback of a command whose answer nobody needs (a failure included). */
-function ignoreReply (): void {}
 
 
 /** CONCURRENCY_LEASE_MS's default (config), for a store built without it. */
@@ -110,7 +107,6 @@ export class RedisStore implements SharedStore {
   private readonly clock: Clock
   private readonly decisionClock: Clock | undefined
   private readonly settings: RedisSettings
-  private readonly bans: BanSettings | undefined
   readonly singleSlot: boolean
   /** In-flight slots this instance holds, renewed until released (leases.ts). */
   private readonly leases: Leases
@@ -126,8 +122,7 @@ export class RedisStore implements SharedStore {
     this.cork = new WriteCork(this.client)
     this.client.defineCommand('rlInspect', { lua: INSPECT_LUA })
     this.client.defineCommand('rlSettle', { lua: SETTLE_LUA })
-    this.denials = new DenyCache(this.clock)
-    this.bans = opts.bans
+    this.denials = new DenyCache(this.clock, opts.bans !== undefined)
     const leaseMs = opts.leaseMs ?? DEFAULT_LEASE_MS
     this.protocol = new ScriptProtocol(opts.bans, String(leaseMs))
     this.singleSlot = opts.singleSlot ?? false
@@ -220,24 +215,9 @@ export class RedisStore implements SharedStore {
     const { client, policies } = command
     this.watcher?.answered(client, policies, command.subjects)
     const out = this.protocol.decisions(reply, policies, command.slots)
-    const first = out[0]
-    if (first !== undefined && first.banned === true) {
-      this.denials.rememberBan(client, first.retryAfterMs)
-      return out
-    }
-    if (first !== undefined && first.concurrency !== undefined) return out
-    let longest = -1
-    for (let i = 0; i < out.length; i++) {
-      const d = out[i]!
-      if (!d.allowed && !d.policy.dryRun && (longest === -1 || d.retryAfterMs > out[longest]!.retryAfterMs)) longest = i
-    }
     // Admitted with in-flight slots: the script took them; held (and renewed) until released.
-    if (longest === -1 && command.slots !== undefined) this.leases.hold(command.slots.lease, command.slotKeys!)
-    // Refused (a dry-run policy refuses nothing): remember until when. Not with bans on:
-    // every refusal must reach Redis to be counted (once banned, the ban is cached).
-    // Nor when the refusing limit's charges may be given back (a refund can free it early).
-    if (longest !== -1 && this.bans === undefined && !out[longest]!.policy.refundable) {
-      this.denials.rememberDenial(command.redisKeys[longest]!, out[longest]!.retryAfterMs, command.cost, policies, out)
+    if (this.denials.answered(client, command.redisKeys, policies, command.cost, out) && command.slots !== undefined) {
+      this.leases.hold(command.slots.lease, command.slotKeys!)
     }
     return out
   }
