@@ -78,24 +78,9 @@ export class MemoryStore implements Store {
       }
     }
     const n = policies.length
-    if (n === 1) {
-      // The common case (one limit) without the arrays; committed exactly as below.
-      const policy = policies[0]!
-      const key = localKey(policy, subjects === undefined ? client : subjects[0]!)
-      const d = decide(policy, this.cache.get(key), now, cost)
-      const admitted = d.allowed || policy.dryRun
-      if (admitted && slots !== undefined) {
-        const full = this.take(client, slots)
-        if (full !== undefined) {
-          if (usage !== undefined) this.ledger.record(client, usage, false, cost)
-          return full
-        }
-      }
-      this.commit(key, d, admitted, now)
-      if (!admitted && this.bans !== undefined) this.refused(client, now)
-      if (usage !== undefined) this.ledger.record(client, usage, admitted, cost)
-      return [d]
-    }
+    // One loop for any number of limits: a one-limit path without the arrays measured
+    // 0–10 ns of a 145–175 ns decision (bench/decide.ts, 3 runs each, 2026-12-06), 0.01% of a
+    // proxied request's CPU, so it was folded into this one.
     const keys: string[] = new Array(n)
     const out: Verdict[] = new Array(n)
     let admitted = true
