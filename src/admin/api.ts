@@ -5,7 +5,7 @@
  */
 import { isIP } from 'node:net'
 import { hostname } from 'node:os'
-import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { FromSchema } from 'json-schema-to-ts'
 import { parseDuration } from '../config/parse.js'
 import { AdminWriteFailedError, InvalidChangeError, NotFoundError, StoreUnavailableError } from '../errors.js'
@@ -192,14 +192,18 @@ export function adminApi (opts: AdminOptions, log: FastifyBaseLogger, token: str
       return { client: client.key, tier: client.tier ?? null, ...state }
     })
 
-    api.delete<{ Querystring: ClientQuery }>('/admin/clients/quota', { schema: { querystring: CLIENT_QUERY } }, async (request, reply) => {
+    // A client's limits back in full: `limits` names it; `quota`, its first name (when
+    // "quota" also meant a limit's size), keeps answering for the scripts that use it.
+    const resetLimits = async (request: FastifyRequest<{ Querystring: ClientQuery }>, reply: FastifyReply): Promise<void> => {
       const client = clientOf(request.query)
       // Not the global limit: it is everyone's, not this client's to get back. With Redis
       // the reset tells every instance to forget its local denials (one script).
       await withStore(store => store.reset(client.key, manager.holder.current.policiesOf(client).filter(p => !p.shared)))
-      log.info({ actor: actorOf(request), client: client.key }, 'client quota reset')
+      log.info({ actor: actorOf(request), client: client.key }, 'client limits reset')
       reply.code(204)
-    })
+    }
+    api.delete<{ Querystring: ClientQuery }>('/admin/clients/limits', { schema: { querystring: CLIENT_QUERY } }, resetLimits)
+    api.delete<{ Querystring: ClientQuery }>('/admin/clients/quota', { schema: { querystring: CLIENT_QUERY } }, resetLimits)
 
     api.put<{ Querystring: ClientQuery, Body: FromSchema<typeof BAN_BODY> }>('/admin/clients/ban', { schema: { querystring: CLIENT_QUERY, body: BAN_BODY } }, async (request, reply) => {
       const client = clientOf(request.query)

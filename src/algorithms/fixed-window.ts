@@ -2,7 +2,7 @@
  * Fixed window: at most `burst` requests (the rate's count) in each window of the rate's
  * period, windows aligned to the epoch (a per-minute window starts on the minute, a
  * per-day one at 00:00 UTC), so every instance and every client agrees on the boundary.
- * The quota resets at once at the boundary, which allows up to twice the quota in a short
+ * The count resets at once at the boundary, which allows up to twice the capacity in a short
  * span around it; the sliding window exists to prevent exactly that.
  *
  * A window of `N/d`, `N/w` or `N/mo` counts calendar periods instead (a day, a week from
@@ -28,7 +28,7 @@ export function fixedPeriod (policy: Policy, at: number): [start: number, end: n
 }
 
 export function fixedWindow (state: readonly number[] | undefined, policy: Policy, now: number, cost: number): Verdict {
-  const limit = policy.quota
+  const limit = policy.capacity
   const calendar = policy.calendar
   const start = calendar === undefined ? windowStart(now, policy.windowMs) : calendar.periodStart(now)
   const count = state !== undefined && state[0] === start ? state[1]! : 0

@@ -12,7 +12,7 @@
  * - delta > 0, a post-charge: the work is done, so it is charged even past what is left,
  *   but only down to an empty limit, never into a debt (a bucket beyond empty would read
  *   as state left by a stricter limit, see token-bucket.ts): the client waits at most one
- *   full refill, as after using its whole quota.
+ *   full refill, as after using its whole limit.
  */
 import type { Policy } from '../core/policy.js'
 import { fixedPeriod } from './fixed-window.js'
@@ -26,7 +26,7 @@ export interface Settled {
 }
 
 /**
- * @param state     the stored state, undefined: a full quota
+ * @param state     the stored state, undefined: a full limit
  * @param now       epoch ms
  * @param chargedAt when the request was charged (epoch ms): which window holds the charge
  * @param delta     cost to add (> 0) or give back (< 0)
@@ -54,7 +54,7 @@ function settleBucket (policy: Policy, tat: number | undefined, now: number, del
     const back = Math.max(now, tat + delta * interval)
     return { state: back, expiresAt: back }
   }
-  const limit = now + policy.quota * interval + policy.maxDelayMs
+  const limit = now + policy.capacity * interval + policy.maxDelayMs
   const base = tat === undefined || tat < now ? now : tat
   const next = Math.min(limit, base + delta * interval)
   if (next <= base) return undefined
@@ -69,7 +69,7 @@ function settleFixed (policy: Policy, fixed: readonly number[] | undefined, now:
   }
   const [start, end] = fixedPeriod(policy, now)
   const count = fixed !== undefined && fixed[0] === start ? fixed[1]! : 0
-  const next = Math.min(Math.max(count, policy.quota), count + delta)
+  const next = Math.min(Math.max(count, policy.capacity), count + delta)
   if (next <= count) return undefined
   return { state: [start, next], expiresAt: end }
 }
@@ -87,7 +87,7 @@ function settleSliding (policy: Policy, sliding: readonly number[] | undefined, 
   const start = Math.floor(now / size) * size
   const [previous, current] = countsAt(sliding, start, size)
   const used = previous * (1 - (now - start) / size) + current
-  const add = Math.min(delta, policy.quota - used)
+  const add = Math.min(delta, policy.capacity - used)
   if (add <= 0) return undefined
   return { state: [start, previous, current + add], expiresAt: start + 2 * size }
 }

@@ -4,9 +4,9 @@
  * the current one. O(1) memory per client (three numbers), where an exact log would keep
  * one timestamp per request.
  *
- * It removes the fixed window's boundary burst: a client that used its quota at the end
+ * It removes the fixed window's boundary burst: a client that used its capacity at the end
  * of one window gets back only the share of the new window elapsed so far (at most
- * quota × (1 + elapsed / window) in a span around the boundary, against 2 × quota for a
+ * capacity × (1 + elapsed / window) in a span around the boundary, against 2 × capacity for a
  * fixed window). The estimate assumes the previous window's requests were spread evenly.
  *
  * State: [current window start, previous count, current count]. Pure; mirrored in Lua.
@@ -29,7 +29,7 @@ export function countsAt (state: readonly number[] | undefined, start: number, s
 
 export function slidingWindow (state: readonly number[] | undefined, policy: Policy, now: number, cost: number): Verdict {
   const size = policy.windowMs
-  const limit = policy.quota
+  const limit = policy.capacity
   const start = Math.floor(now / size) * size
   const [previous, current] = countsAt(state, start, size)
   const used = previous * (1 - (now - start) / size) + current
@@ -54,7 +54,7 @@ export function slidingWindow (state: readonly number[] | undefined, policy: Pol
     policy,
     allowed: true,
     remaining: Math.max(0, Math.floor(limit - used - cost + COUNT_EPSILON)),
-    // The quota is back in full once this window's requests have slid out too.
+    // The limit is back in full once this window's requests have slid out too.
     resetMs: start + 2 * size - now,
     retryAfterMs: 0,
     delayMs: 0,

@@ -31,7 +31,7 @@ export const EPSILON_MS = 0.001
  */
 export function tokenBucket (tat: number | undefined, policy: Policy, now: number, cost: number): Verdict {
   const interval = policy.intervalMs
-  const capacityMs = policy.quota * interval
+  const capacityMs = policy.capacity * interval
   // How far ahead a TAT may legitimately be: a full bucket, plus the queue of delayed
   // requests a leaky bucket holds.
   const limitMs = capacityMs + policy.maxDelayMs

@@ -177,7 +177,7 @@ function describe (data: unknown, e: ErrorObject): string {
   return `${at} ${e.message}`
 }
 
-/** A limit's quota: a bucket's capacity, or a window's requests per period. */
+/** A limit's capacity: a bucket's burst, or a window's requests per period. */
 export function capacityOf (algorithm: AlgorithmName, limit: LimitSpec): number {
   return isWindow(algorithm) ? limit.rate.count : limit.burst
 }
@@ -196,7 +196,7 @@ export function checkWindowRate (algorithm: AlgorithmName, rate: RateSpec): void
 }
 
 /**
- * A request costing more than the whole quota of a limit it is checked against could
+ * A request costing more than the whole capacity of a limit it is checked against could
  * never pass: such a rule is refused (naming the limit).
  */
 export function checkCost (rule: Pick<Rule, 'cost' | 'exclusive' | 'limits'>, ctx: RulesContext): void {
@@ -210,7 +210,7 @@ export function checkCost (rule: Pick<Rule, 'cost' | 'exclusive' | 'limits'>, ct
   }
   for (const [name, algorithm, limit] of applies) {
     const capacity = capacityOf(algorithm, limit)
-    if (rule.cost > capacity) throw new Error(`cost ${rule.cost} is more than the quota of limit "${name}" (${capacity}): such a request could never pass`)
+    if (rule.cost > capacity) throw new Error(`cost ${rule.cost} is more than the capacity of limit "${name}" (${capacity}): such a request could never pass`)
   }
 }
 

@@ -63,7 +63,7 @@ function scaleRate (rate: RateSpec, factor: number, floor: number, whole: boolea
 }
 
 /**
- * A limit scaled by `factor` (≤ 1), its quota never below `floor`, the largest cost a
+ * A limit scaled by `factor` (≤ 1), its capacity never below `floor`, the largest cost a
  * request charged to this limit asks (such requests would otherwise become impossible
  * instead of merely rarer), and never above what it was.
  */

@@ -1,12 +1,13 @@
-import type { ConcurrencyLimit, Policy } from './policy.js'
+import type { ConcurrencyLimit, PolicyLabel } from './policy.js'
 
 /** The outcome of one policy for one request. */
 export interface Decision {
-  readonly policy: Policy
+  /** A rate limit's Policy, or the label of a ban's or an in-flight limit's refusal. */
+  readonly policy: PolicyLabel
   readonly allowed: boolean
   /** Whole requests the client may still make right now (after this one, if allowed). */
   readonly remaining: number
-  /** Milliseconds until the quota is back in full. */
+  /** Milliseconds until the limit is back in full. */
   readonly resetMs: number
   /** Milliseconds until this request would be admitted; 0 when allowed. */
   readonly retryAfterMs: number
@@ -19,17 +20,11 @@ export interface Decision {
 }
 
 /** Shown as the policy of a banned client's refusal. */
-export const BAN_POLICY: Policy = Object.freeze({
+export const BAN_POLICY: PolicyLabel = Object.freeze({
   name: 'ban',
-  algorithm: 'fixed-window',
-  quota: 0,
-  intervalMs: 0,
-  windowMs: 0,
-  maxDelayMs: 0,
+  capacity: 0,
   dryRun: false,
   refundable: false,
-  calendar: undefined,
-  rate: '',
   shared: false,
   policyItem: '"ban";q=0',
   limitItemPrefix: '"ban";r='

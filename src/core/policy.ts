@@ -26,24 +26,43 @@ export interface BanSettings {
   readonly durationMs: number
 }
 
-export interface Policy {
+/**
+ * What a decision carries of the limit that made it: its name, size and header items. A
+ * rate limit (Policy) is one; so are a ban's refusal and an in-flight limit's, which have
+ * no algorithm, rate or window.
+ */
+export interface PolicyLabel {
   /** Shown in RateLimit-Policy and RateLimit, and part of every store key. */
   readonly name: string
+  /** See Policy.capacity; an in-flight limit's: its slots; a ban's: 0. */
+  readonly capacity: number
+  /** Counted and reported, but never the reason a request is refused (dry run). */
+  readonly dryRun: boolean
+  /** See Policy.refundable. */
+  readonly refundable: boolean
+  /** Whether the key is shared by every client (the global limit). */
+  readonly shared: boolean
+  /** The RateLimit-Policy list item, e.g. `"default";q=20;w=2`. */
+  readonly policyItem: string
+  /** The start of the RateLimit list item, e.g. `"default";r=`. */
+  readonly limitItemPrefix: string
+}
+
+export interface Policy extends PolicyLabel {
   readonly algorithm: AlgorithmName
   /**
-   * The quota: bucket capacity (token and leaky bucket: requests that may arrive at once,
-   * the configured burst), or requests per window (fixed and sliding window: the rate's
-   * count). X-RateLimit-Limit and RateLimit-Policy's q show it.
+   * The capacity: requests that may arrive at once (token and leaky bucket: the configured
+   * burst), or requests per window (fixed and sliding window: the rate's count).
+   * X-RateLimit-Limit and RateLimit-Policy's q (the draft's "quota") show it. Not to be
+   * confused with a quota here: a calendar allowance (`N/mo`, `calendar` below).
    */
-  readonly quota: number
+  readonly capacity: number
   /** Buckets: milliseconds to earn back one request (the rate's period / count). */
   readonly intervalMs: number
-  /** The window the quota q=burst belongs to: a window's length, or a full bucket's refill. */
+  /** The window the capacity belongs to: a window's length, or a full bucket's refill. */
   readonly windowMs: number
   /** Leaky bucket: the longest a request is held back before it is refused instead; else 0. */
   readonly maxDelayMs: number
-  /** Counted and reported, but never the reason a request is refused (dry run). */
-  readonly dryRun: boolean
   /**
    * Its charges may be given back after the response (a route rule's `count`, `refund` or
    * `costHeader`): a refusal is then no lasting knowledge (the Redis deny cache skips it).
@@ -53,12 +72,6 @@ export interface Policy {
   readonly calendar: CalendarPeriods | undefined
   /** The rate as configured, e.g. `10/s`. */
   readonly rate: string
-  /** Whether the key is shared by every client (the global limit). */
-  readonly shared: boolean
-  /** The RateLimit-Policy list item, e.g. `"default";q=20;w=2`. */
-  readonly policyItem: string
-  /** The start of the RateLimit list item, e.g. `"default";r=`. */
-  readonly limitItemPrefix: string
 }
 
 export interface PolicySpec extends LimitSpec {
@@ -82,13 +95,13 @@ const MAX_WINDOW_SEARCH = 3_600
 
 /**
  * RateLimit-Policy's q and w (w in whole seconds, the field is an integer), with q/w the
- * long-run rate exactly. A window algorithm: its quota per window. A bucket: its burst over
+ * long-run rate exactly. A window algorithm: its capacity per window. A bucket: its burst over
  * the time to refill it, when that is whole seconds; otherwise the smallest whole number of
  * seconds from there that earns a whole number of requests (2/s, burst 1: q=2;w=1; 0.3/s:
  * q=3;w=10), failing that the requests such a window earns, rounded down (never more than
  * the rate allows).
  */
-export function quotaWindow (burst: number, intervalMs: number, windowMs: number): { q: number, w: number } {
+export function policyWindow (burst: number, intervalMs: number, windowMs: number): { q: number, w: number } {
   const seconds = windowMs / 1000
   if (Math.abs(seconds - Math.round(seconds)) < 1e-9 * Math.max(1, seconds) && Math.round(seconds) >= 1) return { q: burst, w: Math.round(seconds) }
   const perSecond = 1000 / intervalMs
@@ -103,15 +116,15 @@ export function quotaWindow (burst: number, intervalMs: number, windowMs: number
 export function makePolicy (name: string, spec: PolicySpec, shared = false): Policy {
   const { rate, algorithm } = spec
   const window = isWindow(algorithm)
-  // A window's quota is the rate's count per its period; BURST is a bucket's capacity.
-  const quota = window ? rate.count : spec.burst
+  // A window's capacity is the rate's count per its period; BURST is a bucket's.
+  const capacity = window ? rate.count : spec.burst
   const intervalMs = rate.periodMs / rate.count
-  const windowMs = window ? rate.periodMs : quota * intervalMs
-  const { q, w } = quotaWindow(quota, intervalMs, windowMs)
+  const windowMs = window ? rate.periodMs : capacity * intervalMs
+  const { q, w } = policyWindow(capacity, intervalMs, windowMs)
   return Object.freeze({
     name,
     algorithm,
-    quota,
+    capacity,
     intervalMs,
     windowMs,
     maxDelayMs: algorithm === 'leaky-bucket' ? spec.maxDelayMs : 0,
@@ -137,15 +150,13 @@ export interface ConcurrencyLimit {
   readonly shared: boolean
   /** The RateLimit-Policy item, e.g. `"concurrency";q=4;qu="concurrent-requests"` (draft-10). */
   readonly policyItem: string
-  /** The limit as the policy of a refusal's decision (its name and quota). */
-  readonly policy: Policy
+  /** The limit as the label of a refusal's decision (its name and capacity). */
+  readonly policy: PolicyLabel
 }
 
 export function makeConcurrencyLimit (name: string, max: number, shared = false): ConcurrencyLimit {
   const policyItem = `"${name}";q=${max};qu="concurrent-requests"`
-  const policy: Policy = Object.freeze({
-    name, algorithm: 'fixed-window', quota: max, intervalMs: 0, windowMs: 0, maxDelayMs: 0, dryRun: false, refundable: false, calendar: undefined, rate: '', shared, policyItem, limitItemPrefix: `"${name}";r=`
-  })
+  const policy: PolicyLabel = Object.freeze({ name, capacity: max, dryRun: false, refundable: false, shared, policyItem, limitItemPrefix: `"${name}";r=` })
   return Object.freeze({ name, max, shared, policyItem, policy })
 }
 

@@ -28,7 +28,7 @@ export function rateLimitHeaders (mode: HeadersMode, decisions: readonly Decisio
   if (mode === 'none') return undefined
   const out: string[] = []
   if (mode !== 'draft') {
-    out.push('x-ratelimit-limit', String(top.policy.quota), 'x-ratelimit-remaining', String(top.remaining), 'x-ratelimit-reset', String(ceilSeconds(top.resetMs)))
+    out.push('x-ratelimit-limit', String(top.policy.capacity), 'x-ratelimit-remaining', String(top.remaining), 'x-ratelimit-reset', String(ceilSeconds(top.resetMs)))
   }
   if (mode !== 'legacy') {
     if (decisions.length === 1) {

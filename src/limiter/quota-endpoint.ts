@@ -61,7 +61,7 @@ export function createQuotaEndpoint (opts: QuotaEndpointOptions): QuotaEndpoint 
       const period = policy.calendar === undefined
         ? {}
         : { periodStart: new Date(policy.calendar.periodStart(now)).toISOString(), periodEnd: new Date(policy.calendar.periodEnd(now)).toISOString() }
-      return { name: policy.name, rate: policy.rate, quota: policy.quota, remaining: s.remaining, resetSeconds: Math.ceil(s.resetMs / 1000), ...period }
+      return { name: policy.name, rate: policy.rate, quota: policy.capacity, remaining: s.remaining, resetSeconds: Math.ceil(s.resetMs / 1000), ...period }
     })
     // This quota period's usage: from the first day of the client's quota (its first
     // calendar limit; today without one), at most the days the ledger keeps.

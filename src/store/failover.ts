@@ -101,7 +101,7 @@ export class FailoverStore implements Store, DecisionWatcher {
         return this.opts.local.consume(client, policies, cost, subjects, slots)
       case 'open':
         // Nothing is known: report full buckets rather than invent a count.
-        return policies.map(policy => ({ policy, allowed: true, remaining: policy.quota, resetMs: 0, retryAfterMs: 0, delayMs: 0 }))
+        return policies.map(policy => ({ policy, allowed: true, remaining: policy.capacity, resetMs: 0, retryAfterMs: 0, delayMs: 0 }))
       case 'closed':
         throw new StoreUnavailableError()
     }
@@ -180,7 +180,7 @@ export class FailoverStore implements Store, DecisionWatcher {
    * open (mode `local`), else Redis. The request may have been charged on the other side
    * (a decision that failed over before the circuit opened, or one taken before it
    * closed): with mode `local`, what is given back is given back on both sides. A side
-   * that took no charge mostly has nothing to give (a full quota); at worst it gives back
+   * that took no charge mostly has nothing to give (a full limit); at worst it gives back
    * a charge of its own, once.
    */
   settle (client: string, policies: readonly Policy[], deltas: readonly number[], subjects: readonly string[] | undefined, chargedAt: number): void {

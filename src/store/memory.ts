@@ -2,7 +2,7 @@
  * The embedded store: the algorithms' state (one number per key for the buckets, two or
  * three for the windows) in a bounded LRU of typed arrays (slab.ts). A flood of distinct
  * clients evicts the least recently seen, so memory stays under MEMORY_STORE_MAX_KEYS
- * entries; a key whose quota is back in full expires, since a full quota and an absent key
+ * entries; a key whose limit is back in full expires, since a full limit and an absent key
  * mean the same thing. Bans and the refusals counted towards them live in LRUs of their
  * own, so a store with no ban in force looks none up.
  */
@@ -17,7 +17,7 @@ import { localKey, type BanSettings, type ClientState, type Store } from './type
 /** How often idle (refilled) keys are swept out, besides being dropped when touched. */
 export const DEFAULT_PURGE_INTERVAL_MS = 30_000
 
-/** An entry lives until its quota is full again. */
+/** An entry lives until its limit is full again. */
 function expiryOf (d: Verdict, now: number): number {
   return now + Math.max(1, Math.ceil(d.resetMs))
 }
@@ -59,7 +59,7 @@ export class MemoryStore implements Store {
     }
   }
 
-  /** Drops the entries whose quota is full again (and bans that ended). */
+  /** Drops the entries whose limit is full again (and bans that ended). */
   purgeStale (): void {
     const now = this.clock.now()
     this.cache.purge(now)

@@ -24,7 +24,7 @@ export class Slab {
   /** Allocated only once a window state (two or three numbers) is stored. */
   private b: Float64Array | undefined
   private c: Float64Array | undefined
-  /** When the state means a full quota again (epoch ms), for the sweep. */
+  /** When the state means a full limit again (epoch ms), for the sweep. */
   private expires = new Float64Array(0)
   private prev = new Int32Array(0)
   private next = new Int32Array(0)

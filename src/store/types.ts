@@ -4,7 +4,7 @@
  * only if every enforced limit passes, and a refused request consumes nothing from any.
  */
 import type { Decision } from '../core/decision.js'
-import type { BanSettings, ConcurrencyLimit, Policy, SlotRequest } from '../core/policy.js'
+import type { BanSettings, ConcurrencyLimit, Policy, PolicyLabel, SlotRequest } from '../core/policy.js'
 
 export type { BanSettings } from '../core/policy.js'
 import type { State } from '../algorithms/index.js'
@@ -16,7 +16,7 @@ export function isPromise<T> (v: T | Promise<T>): v is Promise<T> {
 }
 
 /** The memory store's key for a policy and a subject (an in-flight limit's: its `policy`). */
-export function localKey (policy: Policy, subject: string): string {
+export function localKey (policy: PolicyLabel, subject: string): string {
   return policy.shared ? policy.name : policy.name + '|' + subject
 }
 
@@ -28,9 +28,9 @@ export interface ClientState {
     readonly algorithm: string
     /** Requests the client could make right now. */
     readonly remaining: number
-    /** Milliseconds until its quota is back in full. */
+    /** Milliseconds until its limit is back in full. */
     readonly resetMs: number
-    /** The raw stored state (TAT, or window start and counts); undefined: a full quota. */
+    /** The raw stored state (TAT, or window start and counts); undefined: a full limit. */
     readonly state: State | undefined
   }>
   /** Whole milliseconds of ban left, rounded up; 0: not banned. */
@@ -85,7 +85,7 @@ export interface DecidingStore {
 export interface ClientAdmin extends UsageLedger {
   /** A client's standing under these limits (never changes anything). */
   inspect (client: string, policies: readonly Policy[], slots?: readonly ConcurrencyLimit[]): ClientState | Promise<ClientState>
-  /** Gives the client its full quota back under these limits, and clears its refusal count. */
+  /** Gives the client its full limits back under these limits, and clears its refusal count. */
   reset (client: string, policies: readonly Policy[]): void | Promise<void>
   /** Refuses the client outright (403) for `ms`. */
   ban (client: string, ms: number): void | Promise<void>

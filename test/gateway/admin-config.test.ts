@@ -72,7 +72,7 @@ t.test('a change is validated like the environment: a bad one is refused with 40
     [{ factor: 2 }, /factor must be <= 1/],
     [{ rules: { rules: [{ name: 'a', path: 'x', rate: '1/s' }] } }, /rules: rule 1 \("a"\) path must match pattern/],
     [{ burst: 3 }, /must NOT have additional properties/],
-    [{ limit: { rate: '1/s', burst: 4 } }, /rules: rule "search" of the rules file: cost 5 is more than the quota of limit "default" \(4\)/],
+    [{ limit: { rate: '1/s', burst: 4 } }, /rules: rule "search" of the rules file: cost 5 is more than the capacity of limit "default" \(4\)/],
     [{}, /must NOT have fewer than 1 properties/]
   ]
   for (const [body, message] of BAD) {

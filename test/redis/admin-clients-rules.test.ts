@@ -44,7 +44,7 @@ for (const store of ['memory', 'redis'] as const) {
     const byKey = JSON.parse((await admin('/admin/clients?apiKey=k-1')).body) as { limits: Array<{ policy: string }> }
     t.notOk(byKey.limits.some(l => l.policy === 'login'), 'nor by the API key')
 
-    t.equal((await admin(`/admin/clients/quota?ip=${from}`, 'DELETE')).status, 204)
+    t.equal((await admin(`/admin/clients/limits?ip=${from}`, 'DELETE')).status, 204)
     t.equal(await one(send(`${gw.url}/login`, { from, method: 'POST' as never })), UP, 'login works again after the reset')
     t.equal(await one(send(`${gw.url}/export/a`, { from })), UP, 'export by IP too')
     t.equal(await one(send(`${gw.url}/export/a`, { from, headers: { 'x-user-id': 'u-42' } })), 429, 'the user is another client: still refused')

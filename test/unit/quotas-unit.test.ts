@@ -33,8 +33,8 @@ t.test('a calendar answers for any instant, in any order', async t => {
 
 t.test('quota names in rules: a rule\'s cost must fit a quota, and a rule limit cannot take a quota\'s name', async t => {
   const ctx = rulesContext(loadConfig({ ...BASE, RATE_LIMIT_QUOTA: '3/d', RATE_LIMIT_TIERS: 'free=10/s:20+4/mo' }))
-  t.throws(() => parseRules(JSON.stringify({ rules: [{ name: 'big', path: '/b', cost: 4 }] }), ctx), /cost 4 is more than the quota of limit "quota" \(3\)/)
-  t.throws(() => parseRules(JSON.stringify({ rules: [{ name: 'big', path: '/b', cost: 5, rate: '10/s', burst: 10 }] }), rulesContext(loadConfig({ ...BASE, RATE_LIMIT_TIERS: 'free=10/s:20+4/mo' }))), /quota of limit "free-quota" \(4\)/)
+  t.throws(() => parseRules(JSON.stringify({ rules: [{ name: 'big', path: '/b', cost: 4 }] }), ctx), /cost 4 is more than the capacity of limit "quota" \(3\)/)
+  t.throws(() => parseRules(JSON.stringify({ rules: [{ name: 'big', path: '/b', cost: 5, rate: '10/s', burst: 10 }] }), rulesContext(loadConfig({ ...BASE, RATE_LIMIT_TIERS: 'free=10/s:20+4/mo' }))), /capacity of limit "free-quota" \(4\)/)
   t.throws(() => parseRules(JSON.stringify({ rules: [{ name: 'free-quota', path: '/b', rate: '1/s' }] }), ctx), /"free-quota" is taken by a built-in limit, a tier or a tier's quota/)
   t.doesNotThrow(() => parseRules(JSON.stringify({ rules: [{ name: 'x', path: '/b', cost: 4, exclusive: true, rate: '10/s', burst: 10 }] }), ctx), 'exclusive: the client\'s quota does not apply')
 })
@@ -60,8 +60,8 @@ t.test('a key\'s own quota in every kind of selection', async t => {
   const k1: Identity = { key: apiKeyId('k1'), source: 'api-key', tier: 'free' }
   const k2: Identity = { key: apiKeyId('k2'), source: 'api-key', tier: undefined }
   const at = (url: string, who: Identity) => select({ url, method: 'GET' } as never, who)
-  t.same(at('/x', k1).policies.map(p => `${p.name}:${p.quota}`), ['free:20', 'free-quota:9'], 'the tier\'s quota replaced')
-  t.same(at('/x', k2).policies.map(p => `${p.name}:${p.quota}`), ['default:20', 'quota:7'], 'a key without a tier\'s quota gets one')
+  t.same(at('/x', k1).policies.map(p => `${p.name}:${p.capacity}`), ['free:20', 'free-quota:9'], 'the tier\'s quota replaced')
+  t.same(at('/x', k2).policies.map(p => `${p.name}:${p.capacity}`), ['default:20', 'quota:7'], 'a key without a tier\'s quota gets one')
   t.same(at('/solo', k1).policies.map(p => p.name), ['solo'], 'an exclusive rule: no client limits, no quota')
   const login = at('/login', k2)
   t.same([login.policies.map(p => p.name), login.ownFrom, login.settle?.ownFrom], [['default', 'quota', 'login'], 2, 2], 'the rule\'s own limits and its settlement move along')

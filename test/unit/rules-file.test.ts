@@ -42,8 +42,8 @@ const BAD: Array<[string, string, RegExp]> = [
   ['a limit named like a built-in', rules({ name: 'x', path: '/a', limits: [{ name: 'global', rate: '1/s' }] }), /"global" is taken/],
   ['a limit named like a ban key', rules({ name: 'ban-count', path: '/a', rate: '1/s' }), /"ban-count" is taken/],
   ['two limits with one name', rules({ name: 'a', path: '/a', rate: '1/s' }, { name: 'b', path: '/b', limits: [{ name: 'a', rate: '1/s' }] }), /rule 2 \("b"\): limit name "a" is used by another rule/],
-  ['a cost above a tier\'s burst', rules({ name: 'a', path: '/a', cost: 5 }), /cost 5 is more than the quota of limit "free" \(3\)/],
-  ['a cost above the rule\'s own window', rules({ name: 'a', path: '/a', cost: 4, exclusive: true, algorithm: 'fixed-window', rate: '3/m' }), /quota of limit "a" \(3\)/],
+  ['a cost above a tier\'s burst', rules({ name: 'a', path: '/a', cost: 5 }), /cost 5 is more than the capacity of limit "free" \(3\)/],
+  ['a cost above the rule\'s own window', rules({ name: 'a', path: '/a', cost: 4, exclusive: true, algorithm: 'fixed-window', rate: '3/m' }), /capacity of limit "a" \(3\)/],
   ['too many limits', rules({ name: 'a', path: '/a', limits: Array.from({ length: 9 }, () => ({ rate: '1/s' })) }), /limits must NOT have more than 8 items/]
 ]
 

@@ -7,7 +7,7 @@
  * traffic (as it must: the global bucket is one counter). The layout is fixed when the
  * store is built, so a key never moves.
  */
-import type { ConcurrencyLimit, Policy } from '../../core/policy.js'
+import type { ConcurrencyLimit, Policy, PolicyLabel } from '../../core/policy.js'
 
 /** The channel the fleet's settings and forget announcements travel on. */
 export function controlChannel (prefix: string): string {
@@ -39,7 +39,7 @@ export class KeyLayout {
   }
 
   /** One policy's key for a subject (tag-escaped), in the decision's slot. */
-  keyOf (p: Policy, s: string): string {
+  keyOf (p: PolicyLabel, s: string): string {
     return this.singleSlot
       ? (p.shared ? `${this.prefix}{*}:${p.name}` : `${this.prefix}{*}:${p.name}:${s}`)
       : `${this.prefix}{${s}}:${p.name}`

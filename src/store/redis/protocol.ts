@@ -20,15 +20,15 @@ export function parseState (raw: string): State | undefined {
 }
 
 /**
- * A policy's six arguments to the scripts: algorithm, intervalMs, quota, windowMs,
+ * A policy's six arguments to the scripts: algorithm, intervalMs, capacity, windowMs,
  * maxDelayMs, dry run. A fixed window over calendar periods is `c`, with the boundaries
  * of the periods around the gateway's `at` in intervalMs' place (Calendar.boundaries): the
  * script picks the one holding Redis TIME.
  */
 export function policyArgs (p: Policy, at: number): string[] {
   const calendar = p.calendar
-  if (calendar !== undefined) return ['c', calendar.boundaries(at), String(p.quota), '0', '0', p.dryRun ? '1' : '0']
-  return [ALGORITHM_CODE[p.algorithm], String(p.intervalMs), String(p.quota), String(p.windowMs), String(p.maxDelayMs), p.dryRun ? '1' : '0']
+  if (calendar !== undefined) return ['c', calendar.boundaries(at), String(p.capacity), '0', '0', p.dryRun ? '1' : '0']
+  return [ALGORITHM_CODE[p.algorithm], String(p.intervalMs), String(p.capacity), String(p.windowMs), String(p.maxDelayMs), p.dryRun ? '1' : '0']
 }
 
 /** The arguments of CONSUME_LUA and the other scripts for one store's settings. */

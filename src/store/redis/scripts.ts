@@ -14,7 +14,7 @@
  *                   kept in ms; 0: not recorded
  * ARGV[8+6(i-1)..]  policy i: algorithm (t, l, f, s; c: a fixed window over a calendar
  *                   period, the boundaries around the gateway's now in intervalMs' place,
- *                   of which the period holding Redis TIME is counted), intervalMs, quota,
+ *                   of which the period holding Redis TIME is counted), intervalMs, capacity,
  *                   windowMs, maxDelayMs, dry run (1/0)
  * then, with m > 0: the request's lease id, the lease's ms, and each in-flight limit's max
  *
@@ -32,7 +32,7 @@
  * allowed writes its state. Refused, nothing is written (but for repairing a state left
  * by a stricter limit since changed, see token-bucket.ts) and the refusal counts towards
  * a ban. Every state carries its own time, so a key outliving its meaning reads as
- * nothing; the TTLs (until the quota is full again) only collect garbage.
+ * nothing; the TTLs (until the limit is full again) only collect garbage.
  */
 import { createHash } from 'node:crypto'
 import type { AlgorithmName } from '../../core/policy.js'
@@ -102,9 +102,9 @@ local function fixedPeriod(algo, spec, size, at)
 end
 
 -- algorithms/token-bucket.ts tokenBucket() (and the leaky bucket: maxDelay > 0).
-local function tokenBucket(tat, interval, quota, maxDelay, now, cost)
-  local capacity = quota * interval
-  local limit = capacity + maxDelay
+local function tokenBucket(tat, interval, capacity, maxDelay, now, cost)
+  local capacityMs = capacity * interval
+  local limit = capacityMs + maxDelay
   local base, repair = now, false
   if tat ~= nil and tat >= now then
     -- Left by a stricter limit since changed: an empty bucket under this one (written even
@@ -112,25 +112,25 @@ local function tokenBucket(tat, interval, quota, maxDelay, now, cost)
     if tat > now + limit then base, repair = now + limit, true else base = tat end
   end
   local nxt = base + cost * interval
-  local wait = nxt - capacity - now
+  local wait = nxt - capacityMs - now
   if wait > maxDelay + EPSILON_MS then
-    local remaining = math.max(0, math.floor((now + capacity - base + EPSILON_MS) / interval))
+    local remaining = math.max(0, math.floor((now + capacityMs - base + EPSILON_MS) / interval))
     if repair then return 0, remaining, base - now, wait - maxDelay, 0, fmt(base), math.max(ttlFloor, math.ceil(base - now)), true end
     return 0, remaining, base - now, wait - maxDelay, 0, nil, 0, false
   end
   local delay = 0
   if wait > EPSILON_MS then delay = wait end
-  return 1, math.max(0, math.floor((now + capacity - nxt + EPSILON_MS) / interval)), nxt - now, 0, delay, fmt(nxt), math.max(ttlFloor, math.ceil(nxt - now)), false
+  return 1, math.max(0, math.floor((now + capacityMs - nxt + EPSILON_MS) / interval)), nxt - now, 0, delay, fmt(nxt), math.max(ttlFloor, math.ceil(nxt - now)), false
 end
 
 -- algorithms/fixed-window.ts fixedWindow(): the period [start, start + size).
-local function fixedWindow(raw, start, size, quota, now, cost)
+local function fixedWindow(raw, start, size, capacity, now, cost)
   local s, c = fixedState(raw)
   local count = 0
   if s == start then count = c end
   local reset = start + size - now
-  if count + cost > quota then return 0, math.max(0, quota - count), reset, reset, 0, nil, 0, false end
-  return 1, quota - count - cost, reset, 0, 0, fmt(start) .. ' ' .. fmt(count + cost), math.max(ttlFloor, math.ceil(reset)), false
+  if count + cost > capacity then return 0, math.max(0, capacity - count), reset, reset, 0, nil, 0, false end
+  return 1, capacity - count - cost, reset, 0, 0, fmt(start) .. ' ' .. fmt(count + cost), math.max(ttlFloor, math.ceil(reset)), false
 end
 
 -- algorithms/sliding-window.ts countsAt(): the previous and current window's counts at start.
@@ -141,34 +141,34 @@ local function countsAt(s, p, c, start, size)
 end
 
 -- algorithms/sliding-window.ts slidingWindow().
-local function slidingWindow(raw, size, quota, now, cost)
+local function slidingWindow(raw, size, capacity, now, cost)
   local start = windowStart(now, size)
   local s, p, c = slidingState(raw)
   local prev, curr = countsAt(s, p, c, start, size)
   local used = prev * (1 - (now - start) / size) + curr
-  if used + cost > quota + COUNT_EPSILON then
+  if used + cost > capacity + COUNT_EPSILON then
     local retryAt
-    if curr + cost <= quota then
-      retryAt = start + size * (1 - (quota - curr - cost) / prev)
+    if curr + cost <= capacity then
+      retryAt = start + size * (1 - (capacity - curr - cost) / prev)
     else
-      retryAt = start + size + size * math.max(0, 1 - (quota - cost) / curr)
+      retryAt = start + size + size * math.max(0, 1 - (capacity - cost) / curr)
     end
     local reset = start + size - now
     if curr > 0 then reset = start + 2 * size - now end
-    return 0, math.max(0, math.floor(quota - used + COUNT_EPSILON)), reset, retryAt - now, 0, nil, 0, false
+    return 0, math.max(0, math.floor(capacity - used + COUNT_EPSILON)), reset, retryAt - now, 0, nil, 0, false
   end
   local reset = start + 2 * size - now
-  return 1, math.max(0, math.floor(quota - used - cost + COUNT_EPSILON)), reset, 0, 0, fmt(start) .. ' ' .. fmt(prev) .. ' ' .. fmt(curr + cost), math.max(ttlFloor, math.ceil(reset)), false
+  return 1, math.max(0, math.floor(capacity - used - cost + COUNT_EPSILON)), reset, 0, 0, fmt(start) .. ' ' .. fmt(prev) .. ' ' .. fmt(curr + cost), math.max(ttlFloor, math.ceil(reset)), false
 end
 
 -- algorithms/settle.ts settleBucket().
-local function settleBucket(tat, interval, quota, maxDelay, now, delta)
+local function settleBucket(tat, interval, capacity, maxDelay, now, delta)
   if delta < 0 then
     if tat == nil or tat <= now then return nil end
     local back = math.max(now, tat + delta * interval)
     return fmt(back), back
   end
-  local limit = now + quota * interval + maxDelay
+  local limit = now + capacity * interval + maxDelay
   local base = now
   if tat ~= nil and tat >= now then base = tat end
   local nxt = math.min(limit, base + delta * interval)
@@ -178,7 +178,7 @@ end
 
 -- algorithms/settle.ts settleFixed(): the period [start, start + size) is the charge's for
 -- a refund, now's for a post-charge.
-local function settleFixed(raw, start, size, quota, delta)
+local function settleFixed(raw, start, size, capacity, delta)
   local s, c = fixedState(raw)
   if delta < 0 then
     if s == nil or s ~= start or c <= 0 then return nil end
@@ -186,13 +186,13 @@ local function settleFixed(raw, start, size, quota, delta)
   end
   local count = 0
   if s == start then count = c end
-  local nxt = math.min(math.max(count, quota), count + delta)
+  local nxt = math.min(math.max(count, capacity), count + delta)
   if nxt <= count then return nil end
   return fmt(start) .. ' ' .. fmt(nxt), start + size
 end
 
 -- algorithms/settle.ts settleSliding().
-local function settleSliding(raw, size, quota, now, chargedAt, delta)
+local function settleSliding(raw, size, capacity, now, chargedAt, delta)
   local s, p, c = slidingState(raw)
   if delta < 0 then
     if s == nil then return nil end
@@ -204,7 +204,7 @@ local function settleSliding(raw, size, quota, now, chargedAt, delta)
   local start = windowStart(now, size)
   local prev, curr = countsAt(s, p, c, start, size)
   local used = prev * (1 - (now - start) / size) + curr
-  local add = math.min(delta, quota - used)
+  local add = math.min(delta, capacity - used)
   if add <= 0 then return nil end
   return fmt(start) .. ' ' .. fmt(prev) .. ' ' .. fmt(curr + add), start + 2 * size
 end
@@ -243,18 +243,18 @@ local admitted = true
 local oks, states, ttls, repairs = {}, {}, {}, {}
 local out = {0}
 for i = 1, n do
-  -- The policy's ARGV (ScriptProtocol.consumeArgs): algorithm, intervalMs, quota, windowMs, maxDelayMs, dry run.
+  -- The policy's ARGV (ScriptProtocol.consumeArgs): algorithm, intervalMs, capacity, windowMs, maxDelayMs, dry run.
   local b = 7 + ${ARGS_PER_POLICY} * (i - 1)
-  local algo, quota = ARGV[b + 1], tonumber(ARGV[b + 3])
+  local algo, capacity = ARGV[b + 1], tonumber(ARGV[b + 3])
   local raw = redis.call('GET', KEYS[i])
   local ok, remaining, reset, retry, delay
   if algo == 't' or algo == 'l' then
-    ok, remaining, reset, retry, delay, states[i], ttls[i], repairs[i] = tokenBucket(tonumber(raw), tonumber(ARGV[b + 2]), quota, tonumber(ARGV[b + 5]), now, cost)
+    ok, remaining, reset, retry, delay, states[i], ttls[i], repairs[i] = tokenBucket(tonumber(raw), tonumber(ARGV[b + 2]), capacity, tonumber(ARGV[b + 5]), now, cost)
   elseif algo == 'f' or algo == 'c' then
     local start, size = fixedPeriod(algo, ARGV[b + 2], tonumber(ARGV[b + 4]), now)
-    ok, remaining, reset, retry, delay, states[i], ttls[i], repairs[i] = fixedWindow(raw, start, size, quota, now, cost)
+    ok, remaining, reset, retry, delay, states[i], ttls[i], repairs[i] = fixedWindow(raw, start, size, capacity, now, cost)
   elseif algo == 's' then
-    ok, remaining, reset, retry, delay, states[i], ttls[i], repairs[i] = slidingWindow(raw, tonumber(ARGV[b + 4]), quota, now, cost)
+    ok, remaining, reset, retry, delay, states[i], ttls[i], repairs[i] = slidingWindow(raw, tonumber(ARGV[b + 4]), capacity, now, cost)
   else
     -- Every algorithm has its branch above, as decide() has its case: no default math.
     return redis.error_reply(UNKNOWN .. tostring(algo))
@@ -323,7 +323,7 @@ export const CONSUME_SHA = createHash('sha1').update(CONSUME_LUA).digest('hex')
  * ARGV[1]              now in ms, or '' to take Redis TIME (as CONSUME_LUA)
  * ARGV[2]              how long ago the request was charged (ms, by the gateway's clock: a
  *                      duration, so skew does not matter): which window holds the charge
- * ARGV[3+6(i-1)..]     key i's policy: algorithm, intervalMs, quota, windowMs, maxDelayMs,
+ * ARGV[3+6(i-1)..]     key i's policy: algorithm, intervalMs, capacity, windowMs, maxDelayMs,
  *                      and the difference to charge (> 0) or give back (< 0)
  */
 export const SETTLE_LUA = `
@@ -333,18 +333,18 @@ local chargedAt = now - tonumber(ARGV[2])
 for i = 1, #KEYS do
   -- The policy's ARGV (ScriptProtocol.pushSettle): as CONSUME_LUA's, the difference in the dry run's place.
   local b = 2 + ${ARGS_PER_POLICY} * (i - 1)
-  local algo, quota, size, delta = ARGV[b + 1], tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4]), tonumber(ARGV[b + 6])
+  local algo, capacity, size, delta = ARGV[b + 1], tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4]), tonumber(ARGV[b + 6])
   local raw = redis.call('GET', KEYS[i])
   local state, expires
   if algo == 't' or algo == 'l' then
-    state, expires = settleBucket(tonumber(raw), tonumber(ARGV[b + 2]), quota, tonumber(ARGV[b + 5]), now, delta)
+    state, expires = settleBucket(tonumber(raw), tonumber(ARGV[b + 2]), capacity, tonumber(ARGV[b + 5]), now, delta)
   elseif algo == 'f' or algo == 'c' then
     local at = now
     if delta < 0 then at = chargedAt end
     local start, length = fixedPeriod(algo, ARGV[b + 2], size, at)
-    state, expires = settleFixed(raw, start, length, quota, delta)
+    state, expires = settleFixed(raw, start, length, capacity, delta)
   elseif algo == 's' then
-    state, expires = settleSliding(raw, size, quota, now, chargedAt, delta)
+    state, expires = settleSliding(raw, size, capacity, now, chargedAt, delta)
   else
     return redis.error_reply(UNKNOWN .. tostring(algo))
   end
