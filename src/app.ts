@@ -33,6 +33,8 @@ export interface AppDeps {
   clock?: Clock
   /** A store to use instead of the one the Config names (tests). */
   store?: Store
+  /** STORE=redis: the scripts' now instead of Redis TIME (tests); undefined: TIME. */
+  redisClock?: Clock
 }
 
 export interface App {
@@ -74,7 +76,7 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
 
   const manager = new LimitsManager(config)
   const stores = config.rateLimitEnabled
-    ? (deps.store ? { store: deps.store, redis: undefined } : await createStore(config, clock, log))
+    ? (deps.store ? { store: deps.store, redis: undefined } : await createStore(config, clock, log, deps.redisClock))
     : undefined
   const store = stores?.store
   // Tracing's SDK is loaded only when tracing is on (an OTLP endpoint is set).
@@ -108,7 +110,6 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
   const decision = config.decision === undefined || limiter === undefined
     ? undefined
     : await buildDecisionListener({ config, log, isTrusted, limiter, denyStatus: config.decision.denyStatus, tracing: tracing?.plugin })
-
   const upstream = config.upstreamUrl === undefined ? undefined : new UpstreamProbe(config.upstreamUrl)
   const admin = buildAdmin({ upstream, logger: log, config, store, state, manager, sync, metrics, offenders: observe.offenders, clock, reloadRules: () => rules.reload() })
 

@@ -17,13 +17,14 @@ export interface Stores {
   redis: RedisStore | undefined
 }
 
-export async function createStore (config: Config, clock: Clock, log: FastifyBaseLogger): Promise<Stores> {
+/** @param redisClock what the Redis scripts take as now instead of TIME (tests; see AppDeps) */
+export async function createStore (config: Config, clock: Clock, log: FastifyBaseLogger, redisClock?: Clock): Promise<Stores> {
   const local = new MemoryStore({ maxKeys: config.memoryStoreMaxKeys, clock, bans: config.bans })
   if (config.store === 'memory') return { store: local, redis: undefined }
   // One decision mixing subjects (the global limits; on a Cluster, rules that may be keyed
   // by another identity source) needs all its keys in one slot. Fixed for the store's life.
   const singleSlot = config.globalLimit !== undefined || config.concurrency.global !== undefined || (config.redis.clusterNodes.length > 0 && config.rulesFile !== undefined)
-  const primary = new RedisStore({ settings: config.redis, clock, bans: config.bans, singleSlot, leaseMs: config.concurrency.leaseMs })
+  const primary = new RedisStore({ settings: config.redis, clock, bans: config.bans, singleSlot, leaseMs: config.concurrency.leaseMs, decisionClock: redisClock })
   try {
     await primary.connect()
   } catch (err) {

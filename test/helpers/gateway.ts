@@ -27,6 +27,8 @@ export interface TestGateway {
 export interface GatewayOptions {
   clock?: Clock
   store?: Store
+  /** STORE=redis: the clock the scripts decide by instead of Redis TIME (see redis.ts's clearOfWindowEdges). */
+  redisClock?: Clock
   /** Listen address of the client listener (default 127.0.0.1). */
   host?: string
   /** Where logs go (default: nowhere). */
@@ -45,7 +47,8 @@ export async function startGateway (t: Teardown, env: Record<string, string>, op
   const app = await buildApp(config, {
     logger: opts.logger ?? pino({ level: 'silent' }),
     ...(opts.clock ? { clock: opts.clock } : {}),
-    ...(opts.store ? { store: opts.store } : {})
+    ...(opts.store ? { store: opts.store } : {}),
+    ...(opts.redisClock ? { redisClock: opts.redisClock } : {})
   })
   t.teardown(() => app.close())
   if (config.mode === 'proxy') await app.gateway.listen({ port: 0, host: config.host })

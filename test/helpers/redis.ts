@@ -12,6 +12,7 @@ import { promisify } from 'node:util'
 import { Redis } from 'ioredis'
 import { freePort } from './process.js'
 import type { Teardown } from './tap.js'
+import type { Clock } from '../../src/core/clock.js'
 
 export interface RedisServer {
   port: number
@@ -176,4 +177,16 @@ export async function startCluster (t: Teardown, masters = 3, opts: ClusterOptio
     }
   }
   return nodes
+}
+
+/**
+ * A clock for Redis's scripts (buildApp's redisClock) that runs at real speed from one
+ * second past the start of a UTC day: windows up to a day long never turn over during a
+ * test, whatever the real time, so no test waits for a minute or a day to end.
+ */
+export function clearOfWindowEdges (): Clock {
+  const DAY = 86_400_000
+  const started = Date.now()
+  const offset = Math.ceil(started / DAY) * DAY + 1000 - started
+  return { now: () => Date.now() + offset }
 }

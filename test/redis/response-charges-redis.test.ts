@@ -8,28 +8,22 @@ import { fileURLToPath } from 'node:url'
 import { startGateway, type TestGateway } from '../helpers/gateway.js'
 import { send } from '../helpers/http.js'
 import { startHoldingUpstream } from '../helpers/holding-upstream.js'
-import { startRedis } from '../helpers/redis.js'
-import { sleep } from '../helpers/load.js'
+import { clearOfWindowEdges, startRedis } from '../helpers/redis.js'
 import type { Teardown } from '../helpers/tap.js'
 
 const EXAMPLE = fileURLToPath(new URL('../../../examples/rules.json', import.meta.url))
 const ROOMY = { RATE_LIMIT_RATE: '1000/s', RATE_LIMIT_BURST: '1000' }
-
-/**
- * Redis decides on its own clock (TIME): a per-minute window must not turn over during a
- * test of a few requests, so one that would start in a minute's last 10 s waits for the next.
- */
-async function clearOfMinuteEnd (): Promise<void> {
-  const left = 60_000 - Date.now() % 60_000
-  if (left < 10_000) await sleep(left + 50)
-}
+const TOKEN = 'test-admin-token-0123456789'
+const DAY = 86_400_000
 
 async function twoInstances (t: Teardown): Promise<{ a: TestGateway, b: TestGateway, hits: () => number }> {
-  await clearOfMinuteEnd()
   const redis = await startRedis(t)
   const upstream = await startHoldingUpstream(t)
-  const env = { UPSTREAM_URL: upstream.url, STORE: 'redis', REDIS_URL: redis.url, RATE_LIMIT_RULES_FILE: EXAMPLE, ...ROOMY }
-  return { a: await startGateway(t, env), b: await startGateway(t, env), hits: () => upstream.hits.length }
+  const env = { UPSTREAM_URL: upstream.url, STORE: 'redis', REDIS_URL: redis.url, RATE_LIMIT_RULES_FILE: EXAMPLE, ADMIN_TOKEN: TOKEN, ...ROOMY }
+  // Per-minute windows here: Redis decides on a clock just past a day's start, so none
+  // turns over during a test of a few requests (nor does any test wait for one to).
+  const redisClock = clearOfWindowEdges()
+  return { a: await startGateway(t, env, { redisClock }), b: await startGateway(t, env, { redisClock }), hits: () => upstream.hits.length }
 }
 
 t.test('login counting 401s, shared by two instances: successful logins are given back, the 6th failed one is refused by either', async t => {
@@ -61,6 +55,9 @@ t.test('costHeader on Redis: cost 50 drains the 100-per-minute client in 2 reque
   const first = await complete(a)
   t.equal(first.status, 200)
   t.equal(first.headers['x-request-cost'], undefined, 'never seen by the client')
+  const seen = JSON.parse((await send(`${b.adminUrl}/admin/clients?ip=127.0.0.2`, { headers: { authorization: `Bearer ${TOKEN}` } })).body)
+  const window = seen.limits.find((l: { policy: string }) => l.policy === 'completions')
+  t.equal(window.state[0] % DAY, 0, `Redis decided by the test's clock: the window starts at a day's start (${window.state[0]})`)
   t.equal((await complete(b)).status, 200)
   t.equal((await complete(a)).status, 429)
   t.equal(hits(), 2)
