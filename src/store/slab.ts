@@ -14,7 +14,21 @@ import type { State } from '../algorithms/index.js'
 const INITIAL_SLOTS = 1024
 const NONE = -1
 
-export class Slab {
+/** What the memory store needs of a table of states: the slab, or a shared zone (shared/zone.ts). */
+export interface StateTable {
+  readonly size: number
+  get (key: string): State | undefined
+  peek (key: string): State | undefined
+  set (key: string, state: State, expiresAt: number): void
+  delete (key: string): void
+  purge (now: number): void
+  clear (): void
+  /** Holds `keys` until `unlock`: their reads and writes are one step for every thread. */
+  lock (keys: readonly string[]): void
+  unlock (): void
+}
+
+export class Slab implements StateTable {
   private readonly max: number
   private readonly index = new Map<string, number>()
   private keys: string[] = []
@@ -42,6 +56,10 @@ export class Slab {
   get size (): number {
     return this.index.size
   }
+
+  /** One thread only: nothing to hold. */
+  lock (_keys: readonly string[]): void {}
+  unlock (): void {}
 
   /** The state stored under `key`, marking it most recently used; undefined when absent. */
   get (key: string): State | undefined {

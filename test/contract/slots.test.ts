@@ -8,6 +8,7 @@ import { ManualClock } from '../../src/core/clock.js'
 import { makeConcurrencyLimit, type SlotRequest } from '../../src/core/policy.js'
 import { loadConfig } from '../../src/config/index.js'
 import { MemoryStore } from '../../src/store/memory.js'
+import { sharedTables } from '../../src/store/shared/tables.js'
 import { RedisStore } from '../../src/store/redis/store.js'
 import type { Store } from '../../src/store/types.js'
 import { policy, START } from '../helpers/store-contract.js'
@@ -47,6 +48,12 @@ async function sequence (t: Asserts, store: Store): Promise<void> {
 
 t.test('memory store', async t => {
   const store = new MemoryStore({ maxKeys: 100, clock: new ManualClock(START), purgeIntervalMs: 0 })
+  t.teardown(() => store.close())
+  await sequence(t, store)
+})
+
+t.test('memory store on shared zones (WORKERS): the in-flight counts in a SharedArrayBuffer', async t => {
+  const store = new MemoryStore({ maxKeys: 100, clock: new ManualClock(START), purgeIntervalMs: 0, shared: sharedTables(100) })
   t.teardown(() => store.close())
   await sequence(t, store)
 })

@@ -3,6 +3,7 @@ import { ManualClock } from '../../src/core/clock.js'
 import { tokenBucket } from '../../src/algorithms/token-bucket.js'
 import { decide, settle, type State } from '../../src/algorithms/index.js'
 import { MemoryStore } from '../../src/store/memory.js'
+import { sharedTables } from '../../src/store/shared/tables.js'
 import { retryAfterSeconds } from '../../src/limiter/headers.js'
 import { CONTRACT, START, policy } from '../helpers/store-contract.js'
 import { runContract } from '../helpers/run-contract.js'
@@ -11,6 +12,14 @@ t.test('store contract: memory store', async t => {
   await runContract(t, bans => {
     const clock = new ManualClock(0)
     const store = new MemoryStore({ maxKeys: 1000, clock, purgeIntervalMs: 0, bans })
+    return { store, setNow: (ms: number) => clock.set(ms), close: () => store.close() }
+  })
+})
+
+t.test('store contract: memory store on shared zones (WORKERS), every table in a SharedArrayBuffer', async t => {
+  await runContract(t, bans => {
+    const clock = new ManualClock(0)
+    const store = new MemoryStore({ maxKeys: 1000, clock, purgeIntervalMs: 0, bans, shared: sharedTables(1000) })
     return { store, setNow: (ms: number) => clock.set(ms), close: () => store.close() }
   })
 })
