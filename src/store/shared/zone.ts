@@ -319,8 +319,9 @@ export class SharedZone implements StateTable {
 
   /**
    * The key's 128-bit hash into h1..h4; returns its bucket. cyrb128 (bryc, public domain),
-   * seeded with the zone's random seed. Hand-written on the hot path: node:crypto's one-shot
-   * hash('md5') costs more than a whole decision here (see bench/RESULTS-workers.md).
+   * seeded with the zone's random seed. Hand-written on the hot path: for keys such as
+   * `default|ip:10.1.2.3` it costs 42 ns, node:crypto's one-shot hash('md5') 830 ns and
+   * createHash 1500 ns (Node 20, this 2-core VM, 2026-12-06), where a whole decision is 145.
    */
   private hash (key: string): number {
     let h1 = 1779033703 ^ this.s1
