@@ -50,8 +50,9 @@ async function main (): Promise<void> {
   })
   // The decision alone, in process, without HTTP (bench/decide.ts).
   const decisions = execFileSync(process.execPath, [join(HERE, 'decide.js')], { encoding: 'utf8' }).trim().split('\n')
-    .map(line => JSON.parse(line) as { algorithm: string, oneClientNs: number, manyClientsNs: number })
-  const decisionRows = decisions.map(d => `| ${d.algorithm} | ${(d.oneClientNs / 1000).toFixed(2)} | ${(d.manyClientsNs / 1000).toFixed(2)} |`)
+    .map(line => JSON.parse(line) as { algorithm: string, oneClientNs: number, manyClientsNs: number, zoneOneClientNs: number, zoneManyClientsNs: number })
+  const us = (ns: number): string => (ns / 1000).toFixed(2)
+  const decisionRows = decisions.map(d => `| ${d.algorithm} | ${us(d.oneClientNs)} | ${us(d.manyClientsNs)} | ${us(d.zoneOneClientNs)} | ${us(d.zoneManyClientsNs)} |`)
 
   const report = `# Benchmark results: the algorithms
 
@@ -71,8 +72,8 @@ token and leaky bucket share one function), so differences below that are noise.
 
 The decision alone (memory store \`consume()\` in process, \`bench/decide.ts\`), µs per decision:
 
-| algorithm | one busy client | 100,000 clients in turn |
-|---|---:|---:|
+| algorithm | one busy client | 100,000 clients in turn | shared zone (WORKERS), one client | shared zone, 100,000 clients |
+|---|---:|---:|---:|---:|
 ${decisionRows.join('\n')}
 
 A proxied request costs the gateway ~${(1e6 / offRps).toFixed(0)} µs of its core (1 / the req/s with limiting off,
