@@ -18,15 +18,13 @@ import { createGatewayListener, drain } from './proxy/listener.js'
 import { UpstreamProbe } from './proxy/probe.js'
 import { createStore } from './store/create.js'
 import type { Store } from './store/types.js'
-import { buildAdmin, type AdminState } from './admin/index.js'
+import { buildAdmin, type AdminState, type WorkersView } from './admin/index.js'
 import { LimitsManager } from './control/manager.js'
 import { RulesFile, type ReloadResult } from './control/rules-file.js'
-import { startSettingsSync, type SettingsSync } from './control/sync.js'
+import { startSync, type SettingsSync } from './control/sync.js'
+import type { ThreadShare } from './store/shared/tables.js'
 import { AdaptiveLimits } from './control/adaptive.js'
-import { Observability } from './observe/index.js'
-import type { Metrics } from './observe/metrics.js'
-import type { TopOffenders } from './observe/offenders.js'
-import type { Alerts } from './observe/alerts.js'
+import { Observability, type Alerts, type Metrics, type TopOffenders } from './observe/index.js'
 
 export interface AppDeps {
   logger: FastifyBaseLogger
@@ -35,6 +33,8 @@ export interface AppDeps {
   store?: Store
   /** STORE=redis: the scripts' now instead of Redis TIME (tests); undefined: TIME. */
   redisClock?: Clock
+  /** WORKERS > 1: the memory tables and the settings every thread of the process shares. */
+  threads?: ThreadShare & { workers?: WorkersView }
 }
 
 export interface App {
@@ -76,19 +76,19 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
 
   const manager = new LimitsManager(config)
   const stores = config.rateLimitEnabled
-    ? (deps.store ? { store: deps.store, redis: undefined } : await createStore(config, clock, log, deps.redisClock))
+    ? (deps.store ? { store: deps.store, redis: undefined } : await createStore(config, clock, log, deps.redisClock, deps.threads?.tables))
     : undefined
   const store = stores?.store
   // Tracing's SDK is loaded only when tracing is on (an OTLP endpoint is set).
   const tracing = config.tracing === undefined ? undefined : new (await import('./observe/tracing.js')).Tracing(config.tracing, config.upstreamUrl, log.child({ component: 'tracing' }))
   if (tracing !== undefined) log.info({ url: config.tracing!.url, sampler: config.tracing!.sampler }, 'tracing on: spans exported over OTLP/HTTP')
-  const observe = new Observability({ config, log, clock, store, trace: tracing, factors: () => ({ emergency: manager.runtimeSettings.factor ?? 1, adaptive: manager.adaptive }) })
+  // A worker thread's process metrics are the main thread's (it sums the workers' with its own).
+  const observe = new Observability({ config, log, clock, store, trace: tracing, processMetrics: deps.threads === undefined || deps.threads.workers !== undefined, factors: () => ({ emergency: manager.runtimeSettings.factor ?? 1, adaptive: manager.adaptive }) })
   const { metrics } = observe
   const adaptive = config.adaptive && config.rateLimitEnabled
     ? new AdaptiveLimits(config.adaptive, factor => manager.setAdaptiveFactor(factor), log.child({ component: 'adaptive' }))
     : undefined
-  // Redis answered a moment ago; if it fails now, the version check catches up later.
-  const sync = stores?.redis && await startSettingsSync(stores.redis, config, manager, log.child({ component: 'settings' }))
+  const sync = await startSync(stores?.redis, config, manager, log.child({ component: 'settings' }), deps.threads?.settings)
   const rules = new RulesFile({ config, manager, counted: result => metrics.rulesReloads[result].inc(), log: log.child({ component: 'rules' }) })
 
   // The limiter as the inline path and the decision listener both run it: one code path.
@@ -111,7 +111,7 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
     ? undefined
     : await buildDecisionListener({ config, log, isTrusted, limiter, denyStatus: config.decision.denyStatus, tracing: tracing?.plugin })
   const upstream = config.upstreamUrl === undefined ? undefined : new UpstreamProbe(config.upstreamUrl)
-  const admin = buildAdmin({ upstream, logger: log, config, store, state, manager, sync, metrics, offenders: observe.offenders, clock, reloadRules: () => rules.reload() })
+  const admin = buildAdmin({ upstream, logger: log, config, store, state, manager, sync, metrics, offenders: observe.offenders, clock, reloadRules: () => rules.reload(), workers: deps.threads?.workers })
 
   const listeners = decision === undefined ? [gateway] : [gateway, decision]
   let closing: Promise<void> | undefined

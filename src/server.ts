@@ -11,6 +11,7 @@ import pino from 'pino'
 import { buildApp, type App } from './app.js'
 import { loadConfig, type Config } from './config/index.js'
 import { loggerOptions } from './log.js'
+import { resolveWorkers } from './workers/runtime.js'
 
 export interface Running {
   app: App
@@ -29,8 +30,10 @@ async function listenOn (server: App['admin'], port: number, host: string, varia
 
 export async function main (env: Record<string, string | undefined> = process.env): Promise<Running | undefined> {
   let config: Config
+  let workers: number
   try {
     config = loadConfig(env)
+    workers = resolveWorkers(config.workers, process.version, process.platform)
   } catch (err) {
     process.stderr.write(`configuration error: ${describeError(err)}\n`)
     process.exitCode = 1
@@ -38,6 +41,24 @@ export async function main (env: Record<string, string | undefined> = process.en
   }
 
   const logger = pino(loggerOptions(config.logLevel, config.apiKeyHeader))
+  /* c8 ignore start -- needs Node >= 22.12 (reusePort): the Node 24 lane runs it (test/process/workers.test.ts) */
+  if (workers > 1) {
+    let running
+    try {
+      running = await (await import('./workers/supervisor.js')).supervise(config, env, workers, logger)
+    } catch (err) {
+      process.stderr.write(`start-up error: ${describeError(err)}\n`)
+      process.exitCode = 1
+      return undefined
+    }
+    const { shutdown, reloadRules } = running
+    process.on('SIGHUP', reloadRules)
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+      process.once(signal, () => { shutdown(signal).then(() => process.exit(0), () => process.exit(1)) })
+    }
+    return running
+  }
+  /* c8 ignore stop */
   let app: App
   try {
     app = await buildApp(config, { logger })

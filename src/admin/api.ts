@@ -13,6 +13,7 @@ import { apiKeyId, ipIdentity, sourceOfKey, type Identity } from '../identity/id
 import { changeSettings, describeSettings, type SettingsControl } from '../control/changes.js'
 import { SETTINGS_SCHEMA, type RuntimeSettings } from '../control/settings.js'
 import { countsByLabel, settlementsOf } from '../observe/metrics.js'
+import { MINUTES } from '../observe/offenders.js'
 import { dayOf, daysBefore, daysBetween } from '../algorithms/calendar.js'
 import type { ClientAdmin } from '../store/types.js'
 import { requireToken } from './auth.js'
@@ -92,9 +93,12 @@ export function adminApi (opts: AdminOptions, log: FastifyBaseLogger, token: str
 
     api.addHook('onRequest', requireToken(token))
 
+    const workers = opts.workers
     api.get('/metrics', async (_request, reply) => {
-      reply.header('content-type', metrics.registry.contentType)
-      return await metrics.registry.metrics()
+      // WORKERS > 1: every worker's summed with this thread's (no worker label).
+      const registry = workers === undefined ? metrics.registry : (await workers.report(MINUTES, 1)).registry
+      reply.header('content-type', registry.contentType)
+      return await registry.metrics()
     })
 
     api.get('/admin/config', async () => describeSettings(control))
@@ -120,6 +124,8 @@ export function adminApi (opts: AdminOptions, log: FastifyBaseLogger, token: str
     // gateway's process (or with `npm start`, which does not pass SIGHUP on).
     api.post('/admin/rules/reload', async request => {
       const done = opts.reloadRules()
+      // Every worker reads it too (each logs and counts its own result).
+      opts.workers?.reloadRules()
       if (done.result === 'none') throw new NotFoundError('there is no rules file to reload (RATE_LIMIT_RULES_FILE is not set)')
       if (done.result === 'rejected') throw new InvalidChangeError(`the rules file does not validate; the rules in force stay: ${done.reason}`)
       log.info({ actor: actorOf(request), result: done.result }, 'rules file reload asked')
@@ -230,22 +236,27 @@ export function adminApi (opts: AdminOptions, log: FastifyBaseLogger, token: str
     const offendersQuery = { type: 'object', additionalProperties: false, properties: { limit: { type: 'integer', minimum: 1, maximum: 500, default: 20 }, minutes: { type: 'integer', minimum: 1, maximum: 5, default: 5 } } }
     api.get<{ Querystring: { limit: number, minutes: number } }>('/admin/offenders', { schema: { querystring: offendersQuery } }, async request => ({
       minutes: request.query.minutes,
-      offenders: offenders.top(request.query.limit, request.query.minutes)
+      offenders: workers === undefined ? offenders.top(request.query.limit, request.query.minutes) : (await workers.report(request.query.minutes, request.query.limit)).offenders
     }))
 
     // Counters, offenders and in-flight are this process's own; with Redis the limits and the
     // usage ledger are the fleet's. `instance` names this gateway (host and admin port) and whether it is one of a fleet.
     const instance = { id: `${hostname()}:${config.adminPort}`, fleet: config.store === 'redis' }
-    api.get('/admin/stats', async () => ({
-      at: new Date().toISOString(),
-      instance,
-      requests: await countsByLabel(metrics.requestsTotal, 'outcome'),
-      upstream: await countsByLabel(metrics.upstreamResponses, 'class'),
-      store: opts.store ? { kind: opts.store.kind, mode: opts.store.mode(), ready: opts.store.ready(), trackedKeys: opts.store.size() } : null,
-      inFlight: metrics.inFlight(),
-      settlements: await settlementsOf(metrics),
-      offenders: offenders.top(10),
-      config: describeSettings(control)
-    }))
+    api.get('/admin/stats', async () => {
+      // WORKERS > 1: the workers' counts summed (the store is theirs too: shared memory).
+      const all = workers === undefined ? undefined : await workers.report(MINUTES, 10)
+      const counter = <T>(m: T, name: string): T => all === undefined ? m : all.registry.getSingleMetric(name) as T
+      return {
+        at: new Date().toISOString(),
+        instance: all === undefined ? instance : { ...instance, workers: all.workers },
+        requests: await countsByLabel(counter(metrics.requestsTotal, 'gateway_requests_total'), 'outcome'),
+        upstream: await countsByLabel(counter(metrics.upstreamResponses, 'gateway_upstream_responses_total'), 'class'),
+        store: opts.store ? { kind: opts.store.kind, mode: opts.store.mode(), ready: opts.store.ready(), trackedKeys: opts.store.size() } : null,
+        inFlight: all === undefined ? metrics.inFlight() : all.inFlight,
+        settlements: await settlementsOf(all === undefined ? metrics : { settlements: counter(metrics.settlements, 'gateway_charge_settlements_total'), costIgnored: counter(metrics.costIgnored, 'gateway_cost_header_ignored_total') }),
+        offenders: all === undefined ? offenders.top(10) : all.offenders,
+        config: describeSettings(control)
+      }
+    })
   }
 }

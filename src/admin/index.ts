@@ -9,7 +9,7 @@ import { DASHBOARD_HTML } from './dashboard.js'
 import { adminApi } from './api.js'
 import type { AdminOptions } from './options.js'
 
-export type { AdminOptions, AdminState } from './options.js'
+export type { AdminOptions, AdminState, WorkersView } from './options.js'
 
 /** The admin API's bodies: JSON objects of a few KiB; a larger one is refused (413). */
 export const ADMIN_BODY_LIMIT = 1024 * 1024
@@ -64,7 +64,8 @@ export function buildAdmin (opts: AdminOptions): FastifyInstance {
 
   admin.get('/readyz', async (_request, reply) => {
     const storeReady = opts.store?.ready() ?? true
-    const ready = storeReady && !opts.state.draining
+    // WORKERS > 1: ready when every worker is up and listening.
+    const ready = storeReady && !opts.state.draining && (opts.workers?.ready() ?? true)
     reply.code(ready ? 200 : 503)
     return {
       status: ready ? 'ready' : (opts.state.draining ? 'draining' : 'not-ready'),

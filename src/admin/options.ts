@@ -9,10 +9,37 @@ import type { ClientAdmin, StoreStatus } from '../store/types.js'
 import type { UpstreamProbe } from '../proxy/probe.js'
 import type { Clock } from '../core/clock.js'
 import type { ReloadResult } from '../control/rules-file.js'
+import type { Registry } from 'prom-client'
+import type { Offender } from '../observe/offenders.js'
 
 export interface AdminState {
   /** Set at shutdown: readiness fails so load balancers stop sending traffic. */
   draining: boolean
+}
+
+/** One worker thread's part: requests it answered, connections it holds open now. */
+export interface WorkerShare {
+  worker: number
+  requests: number
+  connections: number
+}
+
+/** What every worker thread reports at once (WORKERS > 1), summed for the whole process. */
+export interface WorkersReport {
+  /** The workers' metrics and the main thread's, summed (no worker label). */
+  registry: Registry
+  offenders: Offender[]
+  inFlight: number
+  /** Each worker that answered, by its number. */
+  workers: WorkerShare[]
+}
+
+/** The worker threads, as the main thread's admin listener sees them (WORKERS > 1). */
+export interface WorkersView {
+  ready (): boolean
+  /** The offenders of the last `minutes`, at most `limit`, and everything else summed. */
+  report (minutes: number, limit: number): Promise<WorkersReport>
+  reloadRules (): void
 }
 
 export interface AdminOptions {
@@ -30,4 +57,6 @@ export interface AdminOptions {
   clock: Clock
   /** Reads RATE_LIMIT_RULES_FILE again (POST /admin/rules/reload, as SIGHUP). */
   reloadRules: () => ReloadResult
+  /** WORKERS > 1: the worker threads this listener answers for. */
+  workers?: WorkersView
 }

@@ -157,6 +157,11 @@ export interface Config {
   readonly redis: RedisSettings
   /** Most clients (keys) the memory store tracks; least recently used are evicted. */
   readonly memoryStoreMaxKeys: number
+  /**
+   * Worker threads running the client path (WORKERS): 1, a number, or `auto` (the CPUs
+   * the process may use, resolved at start by the server, which also checks the runtime).
+   */
+  readonly workers: number | 'auto'
   readonly adminPort: number
   readonly adminHost: string
   /** Bearer token for the admin API, metrics and dashboard; undefined: those are off. */
@@ -370,6 +375,7 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
     storeFailureMode: raw.STORE_FAILURE_MODE,
     redis: parseRedisSettings(raw),
     memoryStoreMaxKeys: raw.MEMORY_STORE_MAX_KEYS,
+    workers: raw.WORKERS === 'auto' ? 'auto' : Number(raw.WORKERS),
     adminPort: raw.ADMIN_PORT,
     adminHost: raw.ADMIN_HOST,
     adminToken: raw.ADMIN_TOKEN,

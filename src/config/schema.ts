@@ -101,6 +101,7 @@ export const ENV_SCHEMA = {
     ADAPTIVE_MIN_FACTOR: { type: 'number', exclusiveMinimum: 0, maximum: 1, default: 0.25, description: 'a factor above 0, at most 1' },
     ADAPTIVE_INTERVAL_MS: { type: 'integer', minimum: 100, maximum: 600_000, default: 2000, description: 'milliseconds, 100-600000' },
     LOG_LEVEL: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', description: 'fatal, error, warn, info, debug, trace or silent' },
+    WORKERS: { type: 'string', default: '1', pattern: '^(auto|[1-9][0-9]{0,2})$', description: '1 (one thread), a number of worker threads up to 999, or auto (the CPUs this process may use)' },
     SHUTDOWN_TIMEOUT_MS: { type: 'integer', minimum: 0, maximum: 3_600_000, default: DEFAULT_SHUTDOWN_TIMEOUT_MS, description: 'milliseconds, 0-3600000' },
     ...TRACING_SCHEMA_PROPERTIES
   }

@@ -8,6 +8,7 @@
  */
 import type { FastifyBaseLogger } from 'fastify'
 import { RedisSettingsChannel, type SettingsChannel } from '../store/redis/settings-channel.js'
+import { ThreadSettingsChannel, type SettingsShare } from '../store/shared/settings-channel.js'
 import type { RedisStore } from '../store/redis/store.js'
 import type { Config } from '../config/index.js'
 import type { LimitsManager } from './manager.js'
@@ -156,5 +157,18 @@ export class SettingsSync {
 export async function startSettingsSync (store: RedisStore, config: Pick<Config, 'redis'>, manager: LimitsManager, log: FastifyBaseLogger): Promise<SettingsSync> {
   const sync = new SettingsSync({ channel: new RedisSettingsChannel(store, config.redis.keyPrefix), manager, connectTimeoutMs: config.redis.connectTimeoutMs, log })
   await sync.start().catch((err: unknown) => log.warn({ err }, 'settings sync: could not subscribe yet; checking the stored version periodically'))
+  return sync
+}
+
+/**
+ * The settings sync the gateway needs, started: the fleet's through Redis (STORE=redis),
+ * else that of one process's worker threads (WORKERS > 1, memory store), else none. Redis
+ * answered a moment ago; if it fails now, the version check catches up later.
+ */
+export async function startSync (redis: RedisStore | undefined, config: Pick<Config, 'redis'>, manager: LimitsManager, log: FastifyBaseLogger, threads: SettingsShare | undefined): Promise<SettingsSync | undefined> {
+  if (redis !== undefined) return await startSettingsSync(redis, config, manager, log)
+  if (threads === undefined) return undefined
+  const sync = new SettingsSync({ channel: new ThreadSettingsChannel(threads), manager, connectTimeoutMs: 0, log })
+  await sync.start()
   return sync
 }

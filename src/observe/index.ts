@@ -12,6 +12,10 @@ import { Metrics, type CostIgnored, type MetricsSources, type RequestOutcome, ty
 import { TopOffenders } from './offenders.js'
 import { ViolationLog } from './violations.js'
 
+export type { Metrics } from './metrics.js'
+export type { TopOffenders } from './offenders.js'
+export type { Alerts } from './alerts.js'
+
 export interface ObservabilityOptions {
   config: Config
   log: FastifyBaseLogger
@@ -20,6 +24,8 @@ export interface ObservabilityOptions {
   factors: MetricsSources['factors']
   /** The request's trace span, told each decision (tracing on). */
   trace?: DecisionTrace
+  /** See MetricsSources.processMetrics. */
+  processMetrics?: boolean
 }
 
 /** What a request's trace span is told of its decision (observe/tracing.ts). */
@@ -41,10 +47,10 @@ export class Observability {
 
   private readonly trace: DecisionTrace | undefined
 
-  constructor ({ config, log, clock, store, factors, trace }: ObservabilityOptions) {
+  constructor ({ config, log, clock, store, factors, trace, processMetrics }: ObservabilityOptions) {
     this.trace = trace
     this.offenders = new TopOffenders(clock)
-    this.metrics = new Metrics({ store, factors, inFlight: () => this.inFlightNow, topClientRate: () => this.offenders.topRate() })
+    this.metrics = new Metrics({ store, factors, inFlight: () => this.inFlightNow, topClientRate: () => this.offenders.topRate(), processMetrics })
     this.violations = new ViolationLog(log.child({ component: 'violations' }), config.violationLogIntervalMs)
     this.alerts = config.alerts && new Alerts(config.alerts, log.child({ component: 'alerts' }), clock)
   }

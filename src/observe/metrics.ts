@@ -49,6 +49,11 @@ export interface MetricsSources {
   inFlight: () => number
   /** Refusals per second of the client refused most over the last minute. */
   topClientRate: () => number
+  /**
+   * The process's own metrics (CPU, memory, event loop: prom-client's defaults); false in
+   * a worker thread (WORKERS > 1), whose sums the main thread reports with its own.
+   */
+  processMetrics?: boolean
 }
 
 export class Metrics {
@@ -97,9 +102,12 @@ export class Metrics {
     this.upstreamClasses = CLASSES.map(c => responses.byValue[c])
     this.upstreamResponses = responses.counter
     this.upstreamFailures = deferredCounter({ name: 'gateway_upstream_failures_total', help: 'Proxied requests the upstream did not answer: unavailable (502) or timeout (504)', label: 'kind', values: ['unavailable', 'timeout'] as const, registers }).byValue
-    const reloads = new Counter({ name: 'gateway_rules_reloads_total', help: 'Rules file reloads by result', labelNames: ['result'], registers })
+    // `aggregator`: how the main thread sums worker threads' metrics (WORKERS > 1; prom-client's
+    // AggregatorRegistry, default sum). What every thread does alike (a reload, a settings change,
+    // the shared store's size, the mode) counts once: the largest; a factor: the strictest.
+    const reloads = new Counter({ name: 'gateway_rules_reloads_total', help: 'Rules file reloads by result', labelNames: ['result'], registers, aggregator: 'max' })
     this.rulesReloads = { applied: zero(reloads.labels('applied')), rejected: zero(reloads.labels('rejected')) }
-    this.settingsChanges = new Counter({ name: 'gateway_settings_changes_total', help: 'Runtime settings applied (from this instance or the fleet)', registers })
+    this.settingsChanges = new Counter({ name: 'gateway_settings_changes_total', help: 'Runtime settings applied (from this instance or the fleet)', registers, aggregator: 'max' })
     this.refusals = new Counter({
       name: 'gateway_refusals_total',
       help: 'Requests refused (429 or the deny status), per policy that refused them: a rate limit, a quota, a concurrency limit, a ban (not dry run)',
@@ -125,6 +133,7 @@ export class Metrics {
       help: 'What decides right now: 1 for the current mode (redis, or the failure mode while Redis is unavailable)',
       labelNames: ['mode'],
       registers,
+      aggregator: 'max',
       collect () {
         const mode = store?.mode()
         for (const m of STORE_MODES) this.labels(m).set(m === mode ? 1 : 0)
@@ -134,6 +143,7 @@ export class Metrics {
       name: 'gateway_tracked_clients',
       help: 'Keys the local store tracks (memory store or local fallback; with Redis, its local denials)',
       registers,
+      aggregator: 'max',
       collect () { this.set(store?.size() ?? 0) }
     })
     const inFlightGauge: Gauge = new Gauge({
@@ -153,13 +163,14 @@ export class Metrics {
       help: 'Factor every limit is scaled by: emergency (admin API) and adaptive (upstream health)',
       labelNames: ['source'],
       registers,
+      aggregator: 'min',
       collect () {
         const f = sources.factors()
         this.labels('emergency').set(f.emergency)
         this.labels('adaptive').set(f.adaptive)
       }
     })
-    collectDefaultMetrics({ register: this.registry })
+    if (sources.processMetrics !== false) collectDefaultMetrics({ register: this.registry })
   }
 
   /** A refusal by `policy` (bounded: policy names come from the configuration). */
@@ -179,6 +190,9 @@ export class Metrics {
 }
 
 /** A counter's values by its one label, e.g. { allowed: 12, limited: 3 }. */
+/** A registry's metrics as prom-client's JSON (what worker threads send to be summed). */
+export type MetricsJson = Awaited<ReturnType<Registry['getMetricsAsJSON']>>
+
 export async function countsByLabel (counter: Counter, label: string): Promise<Record<string, number>> {
   const out: Record<string, number> = {}
   for (const v of (await counter.get()).values) out[String(v.labels[label])] = v.value

@@ -106,3 +106,23 @@ export class TopOffenders {
     return max / 60
   }
 }
+
+/**
+ * Several summaries' offenders as one list (worker threads, each counting its own
+ * requests): a client's counts and errors added up, the `n` largest. Exact as a merge of
+ * Space-Saving summaries: the true count stays within [count - error, count].
+ */
+export function mergeOffenders (lists: ReadonlyArray<readonly Offender[]>, n: number): Offender[] {
+  const sum = new Map<string, Offender>()
+  for (const list of lists) {
+    for (const o of list) {
+      const s = sum.get(o.client)
+      if (s === undefined) sum.set(o.client, { ...o })
+      else {
+        s.count += o.count
+        s.error += o.error
+      }
+    }
+  }
+  return [...sum.values()].sort((a, b) => b.count - a.count).slice(0, n)
+}

@@ -10,6 +10,7 @@ import { FailoverStore } from './failover.js'
 import { MemoryStore } from './memory.js'
 import { RedisStore } from './redis/store.js'
 import type { Store } from './types.js'
+import type { SharedTables } from './shared/tables.js'
 
 export interface Stores {
   store: Store
@@ -17,9 +18,13 @@ export interface Stores {
   redis: RedisStore | undefined
 }
 
-/** @param redisClock what the Redis scripts take as now instead of TIME (tests; see AppDeps) */
-export async function createStore (config: Config, clock: Clock, log: FastifyBaseLogger, redisClock?: Clock): Promise<Stores> {
-  const local = new MemoryStore({ maxKeys: config.memoryStoreMaxKeys, clock, bans: config.bans })
+/**
+ * @param redisClock what the Redis scripts take as now instead of TIME (tests; see AppDeps)
+ * @param shared the memory store's tables in shared memory (WORKERS > 1), for the memory
+ *        store or Redis's local fallback
+ */
+export async function createStore (config: Config, clock: Clock, log: FastifyBaseLogger, redisClock?: Clock, shared?: SharedTables): Promise<Stores> {
+  const local = new MemoryStore({ maxKeys: config.memoryStoreMaxKeys, clock, bans: config.bans, ...(shared === undefined ? {} : { shared }) })
   if (config.store === 'memory') return { store: local, redis: undefined }
   // One decision mixing subjects (the global limits; on a Cluster, rules that may be keyed
   // by another identity source) needs all its keys in one slot. Fixed for the store's life.

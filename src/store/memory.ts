@@ -170,7 +170,8 @@ export class MemoryStore implements Store {
     const inFlight = this.inFlight
     inFlight.lock(keys)
     for (const key of keys) {
-      const left = (inFlight.get(key) ?? 1) - 1
+      // A count gone (a shared zone evicted it: more keys in flight than it holds) is NaN: dropped.
+      const left = inFlight.get(key)! - 1
       if (left > 0) inFlight.set(key, left)
       else inFlight.delete(key)
     }

@@ -7,6 +7,8 @@
  *   <!-- readme-test: skip — <reason> -->   not runnable on one machine (the reason says why)
  *   <!-- readme-test: continues -->         runs in the same shell as the previous run block
  *   <!-- readme-test: first: <command> -->  a new shell that runs <command> first
+ *   <!-- readme-test: reuse-port -->         runs where Node has reusePort (≥ 22.12, Linux),
+ *                                            and on other Nodes says it did not
  */
 
 export interface Command {
@@ -26,6 +28,8 @@ export interface Block {
   readonly skip: string | undefined
   readonly continues: boolean
   readonly first: string | undefined
+  /** Needs reusePort (WORKERS > 1): run only on a Node that has it. */
+  readonly reusePort: boolean
 }
 
 /** Servers the examples start, and the log line each prints once it serves. */
@@ -82,7 +86,8 @@ export function parseReadme (text: string): Block[] {
       commands,
       skip: directive?.startsWith('skip') ? directive.replace(/^skip\s*—?\s*/, '') : undefined,
       continues: directive === 'continues',
-      first: directive?.startsWith('first: ') ? directive.slice('first: '.length) : undefined
+      first: directive?.startsWith('first: ') ? directive.slice('first: '.length) : undefined,
+      reusePort: directive === 'reuse-port'
     })
     i = j
   }

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { type Block, type Command, outcomes, outputPattern, parseReadme, sessionScript } from '../helpers/readme.js'
+import { reusePortAvailable } from '../../src/workers/runtime.js'
 
 const ROOT = fileURLToPath(new URL('../../..', import.meta.url))
 const README = readFileSync(join(ROOT, 'README.md'), 'utf8')
@@ -31,7 +32,8 @@ t.test('the parser: commands, continuations, comments, expectations, servers', a
     "  -d 'x'    # → 200 ... 429 — the end",
     '```'
   ].join('\n'))
-  t.match(block, { line: 2, first: 'npm run demo &', continues: false, skip: undefined })
+  t.match(block, { line: 2, first: 'npm run demo &', continues: false, skip: undefined, reusePort: false })
+  t.equal(parseReadme('<!-- readme-test: reuse-port -->\n```sh\ntrue\n```')[0]!.reusePort, true, 'a block needing reusePort')
   t.same(block!.commands.map(c => [c.text, c.expect, c.readyLine]), [
     ["curl -s 'http://x/#frag'", '{"a":1}', undefined],
     ['A=1 npm start &', undefined, 'gateway ready'],
@@ -42,11 +44,14 @@ t.test('the parser: commands, continuations, comments, expectations, servers', a
   t.ok(outputPattern('{"a":...}').test('{"a":1,"b":2}'))
 })
 
+/** Where WORKERS > 1 can run: blocks marked `reuse-port` run only here. */
+const REUSE_PORT = reusePortAvailable(process.version, process.platform)
+
 /** Sessions: a block that `continues` joins the one before it; skipped blocks join none. */
 function sessions (blocks: readonly Block[]): Block[][] {
   const out: Block[][] = []
   for (const b of blocks) {
-    if (b.skip !== undefined) continue
+    if (b.skip !== undefined || (b.reusePort && !REUSE_PORT)) continue
     if (b.continues && out.length > 0) out.at(-1)!.push(b)
     else out.push([b])
   }
@@ -69,6 +74,7 @@ t.test('every shell example in the README runs as printed and prints what it say
   t.ok(blocks.length >= 20, `${blocks.length} shell blocks`)
   for (const b of blocks) {
     if (b.skip !== undefined) t.ok(b.skip.length > 10, `README line ${b.line}: not run, because ${b.skip}`)
+    if (b.reusePort && !REUSE_PORT) t.pass(`README line ${b.line}: not run on Node ${process.version}, which has no reusePort (the Node 24 lane runs it)`)
   }
   const dir = workCopy()
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))

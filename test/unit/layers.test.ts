@@ -27,6 +27,7 @@ const LAYERS: readonly string[][] = [
   ['decision'], // the limiter as a service for other proxies
   ['admin'],
   ['app.ts', 'healthcheck.ts'],
+  ['workers'], // WORKERS > 1: the main thread supervising worker threads, and a worker's entry
   ['server.ts'],
   ['demo']
 ]

@@ -4,6 +4,7 @@
  * refusals counted towards a ban, and requests in flight per in-flight limit.
  */
 import { SharedZone } from './zone.js'
+import type { SettingsShare } from './settings-channel.js'
 
 /** Requests in flight per key: what the memory store needs of the table of counts. */
 export interface CountTable {
@@ -75,4 +76,10 @@ export function sharedTables (maxKeys: number, buffers?: ZoneBuffers): SharedTab
 
 export function buffersOf (tables: SharedTables): ZoneBuffers {
   return { states: tables.states.buffer, banned: tables.banned.buffer, refusals: tables.refusals.buffer, inFlight: tables.inFlight.buffer }
+}
+
+/** What every thread of a process with WORKERS > 1 shares: the memory tables and the settings. */
+export interface ThreadShare {
+  readonly tables: SharedTables
+  readonly settings: SettingsShare
 }
