@@ -136,10 +136,14 @@ export async function redisCalls (redis: Redis): Promise<number> {
 
 export const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]! }
 
-/** One load run against a URL: wrk when installed, autocannon otherwise. */
-export function load (url: string, seconds: number): { rps: number, p50: number, p99: number, non2xx: number, requests: number } {
+/**
+ * One load run against a URL: wrk when installed, autocannon otherwise. `script`: a wrk Lua
+ * script shaping each request (wrk only).
+ */
+export function load (url: string, seconds: number, script?: string): { rps: number, p50: number, p99: number, non2xx: number, requests: number } {
+  if (script !== undefined && TOOL !== 'wrk') throw new Error('a request script needs wrk (BENCH_TOOL=wrk)')
   if (TOOL === 'wrk') {
-    const out = execFileSync(...onHelperCore('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', url]), { encoding: 'utf8' })
+    const out = execFileSync(...onHelperCore('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', ...(script === undefined ? [] : ['-s', script]), url]), { encoding: 'utf8' })
     const ms = (s: string): number => {
       const m = /([\d.]+)(us|ms|s)/.exec(s)!
       return Number(m[1]) * (m[2] === 'us' ? 0.001 : m[2] === 's' ? 1000 : 1)

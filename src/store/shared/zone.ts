@@ -8,8 +8,8 @@
  * Layout, all in the buffer: a header (live count, the hash seed), then per bucket a lock
  * line of 64 bytes (owner, waiters, recency counter; padded so threads locking
  * neighbouring buckets do not share a cache line), then the records, WAYS per bucket,
- * RECORD_BYTES each: the state's arity (0: empty), the key's 128-bit hash, its last use,
- * and four float64s (up to three numbers of state and the expiry). A key lives only in its
+ * RECORD_BYTES each: one word holding the state's arity (0: empty) and its last use, the
+ * key's 96-bit hash, and four float64s (up to three numbers of state and the expiry). A key lives only in its
  * bucket; a full bucket gives its least recently used record to a new key, so the table
  * keeps the most recent ~MEMORY_STORE_MAX_KEYS clients as the slab does (per bucket rather
  * than over the whole table).
@@ -25,12 +25,20 @@ import type { StateTable } from '../slab.js'
 
 /** Records per bucket. */
 export const WAYS = 16
-/** Bytes per record: 6 int32 (arity, hash ×4, last use) and 4 float64. */
-export const RECORD_BYTES = 56
+/**
+ * Bytes per record: 4 int32 (arity and last use, hash ×3) and 4 float64. 48, where a 128-bit
+ * hash and a word of its own for the last use made 56: at a million clients that was 66.6
+ * bytes per client tracked (a bucket of 16 gives up a record before the whole table is
+ * full), over nginx's 64; 48 makes it 57.6 (bench/RESULTS-workers.md).
+ */
+export const RECORD_BYTES = 48
 const RECORD_WORDS = RECORD_BYTES / 4
 const RECORD_FLOATS = RECORD_BYTES / 8
-/** The record's first float64, in float64s from its start (after 6 int32s). */
-const FLOAT_AT = 3
+/** The record's first float64, in float64s from its start (after 4 int32s). */
+const FLOAT_AT = 2
+/** The first word: the arity in its top 2 bits, the last use (the bucket's counter) below. */
+const ARITY_SHIFT = 30
+const USE_MASK = (1 << ARITY_SHIFT) - 1
 /** The expiry's place among a record's float64s (after the state's three). */
 const FAT_EXPIRES = FLOAT_AT + 3
 /** One cache line per bucket lock (false sharing between threads otherwise). */
@@ -69,15 +77,14 @@ export class SharedZone implements StateTable {
   private readonly s2: number
   private readonly s3: number
   private readonly s4: number
-  /** The key being worked on: its hash (h1..h4) and bucket. */
+  /** The key being worked on: its hash (h1..h3). */
   private h1 = 0
   private h2 = 0
   private h3 = 0
-  private h4 = 0
   /** The keys a decision holds (`lock`), their hashes and the buckets locked, ascending. */
   private heldKeys: readonly string[] | undefined
   private heldCount = 0
-  private heldHashes = new Int32Array(INITIAL_HELD * 4)
+  private heldHashes = new Int32Array(INITIAL_HELD * 3)
   private heldBuckets = new Int32Array(INITIAL_HELD)
   private lockedCount = 0
 
@@ -113,16 +120,15 @@ export class SharedZone implements StateTable {
     const n = keys.length
     if (n > this.heldBuckets.length) {
       this.heldBuckets = new Int32Array(n)
-      this.heldHashes = new Int32Array(n * 4)
+      this.heldHashes = new Int32Array(n * 3)
     }
     let locked = 0
     for (let i = 0; i < n; i++) {
       const b = this.hash(keys[i]!)
-      const at = i * 4
+      const at = i * 3
       this.heldHashes[at] = this.h1
       this.heldHashes[at + 1] = this.h2
       this.heldHashes[at + 2] = this.h3
-      this.heldHashes[at + 3] = this.h4
       // Insert b into the ascending list of buckets, once.
       let j = locked
       while (j > 0 && this.heldBuckets[j - 1]! > b) j--
@@ -150,8 +156,8 @@ export class SharedZone implements StateTable {
     const r = this.find(b)
     let state: State | undefined
     if (r !== -1) {
-      this.touch(b, r)
       state = this.read(r)
+      this.touch(b, r, this.words[r * RECORD_WORDS]! >>> ARITY_SHIFT)
     }
     this.leave(b)
     return state
@@ -171,19 +177,16 @@ export class SharedZone implements StateTable {
     const b = this.enter(key)
     let r = this.find(b)
     if (r === -1) r = this.claim(b)
-    const w = r * RECORD_WORDS
     const f = r * RECORD_FLOATS + FLOAT_AT
     if (typeof state === 'number') {
-      this.words[w] = 1
       this.floats[f] = state
     } else {
-      this.words[w] = state.length
       this.floats[f] = state[0]!
       this.floats[f + 1] = state[1]!
       if (state.length === 3) this.floats[f + 2] = state[2]!
     }
     this.floats[f + 3] = expiresAt
-    this.touch(b, r)
+    this.touch(b, r, typeof state === 'number' ? 1 : state.length)
     this.leave(b)
   }
 
@@ -230,17 +233,16 @@ export class SharedZone implements StateTable {
     return freed
   }
 
-  /** Hashes `key` into h1..h4 (or takes a held key's hash) and locks its bucket unless held. */
+  /** Hashes `key` into h1..h3 (or takes a held key's hash) and locks its bucket unless held. */
   private enter (key: string): number {
     const keys = this.heldKeys
     if (keys !== undefined) {
       for (let i = 0; i < this.heldCount; i++) {
         if (keys[i] === key) {
-          const at = i * 4
+          const at = i * 3
           this.h1 = this.heldHashes[at]!
           this.h2 = this.heldHashes[at + 1]!
           this.h3 = this.heldHashes[at + 2]!
-          this.h4 = this.heldHashes[at + 3]!
           return -1 - ((this.h1 >>> 0) % this.buckets)
         }
       }
@@ -257,18 +259,18 @@ export class SharedZone implements StateTable {
     if (b >= 0) this.release(b)
   }
 
-  /** The record of h1..h4 in bucket `b` (or -1 - b: held), or -1. */
+  /** The record of h1..h3 in bucket `b` (or -1 - b: held), or -1. */
   private find (bucket: number): number {
     const b = bucket < 0 ? -1 - bucket : bucket
     const words = this.words
     for (let r = b * WAYS; r < (b + 1) * WAYS; r++) {
       const w = r * RECORD_WORDS
-      if (words[w] !== 0 && words[w + 1] === this.h1 && words[w + 2] === this.h2 && words[w + 3] === this.h3 && words[w + 4] === this.h4) return r
+      if (words[w] !== 0 && words[w + 1] === this.h1 && words[w + 2] === this.h2 && words[w + 3] === this.h3) return r
     }
     return -1
   }
 
-  /** A record for h1..h4 in bucket `b`: an empty one, else the least recently used. */
+  /** A record for h1..h3 in bucket `b`: an empty one, else the least recently used. */
   private claim (bucket: number): number {
     const b = bucket < 0 ? -1 - bucket : bucket
     const words = this.words
@@ -283,7 +285,7 @@ export class SharedZone implements StateTable {
         break
       }
       // Ages wrap with the counter: the difference is what counts.
-      const age = (now - words[w + 5]!) >>> 0
+      const age = (now - words[w]!) & USE_MASK
       if (age > oldestAge) {
         oldest = r
         oldestAge = age
@@ -293,15 +295,15 @@ export class SharedZone implements StateTable {
     words[w + 1] = this.h1
     words[w + 2] = this.h2
     words[w + 3] = this.h3
-    words[w + 4] = this.h4
     return oldest
   }
 
-  private touch (bucket: number, r: number): void {
+  /** Marks record `r` (of `arity` numbers) as its bucket's most recently used. */
+  private touch (bucket: number, r: number, arity: number): void {
     const at = (bucket < 0 ? -1 - bucket : bucket) * LOCK_WORDS + RECENCY
-    const t = (this.locks[at]! + 1) | 0
+    const t = (this.locks[at]! + 1) & USE_MASK
     this.locks[at] = t
-    this.words[r * RECORD_WORDS + 5] = t
+    this.words[r * RECORD_WORDS] = (arity << ARITY_SHIFT) | t
   }
 
   private drop (r: number): void {
@@ -310,7 +312,7 @@ export class SharedZone implements StateTable {
   }
 
   private read (r: number): State {
-    const n = this.words[r * RECORD_WORDS]
+    const n = this.words[r * RECORD_WORDS]! >>> ARITY_SHIFT
     const f = r * RECORD_FLOATS + FLOAT_AT
     if (n === 1) return this.floats[f]!
     if (n === 2) return [this.floats[f]!, this.floats[f + 1]!]
@@ -318,7 +320,7 @@ export class SharedZone implements StateTable {
   }
 
   /**
-   * The key's 128-bit hash into h1..h4; returns its bucket. cyrb128 (bryc, public domain),
+   * The key's hash into h1..h3 (96 of cyrb128's 128 bits); returns its bucket. cyrb128 (bryc, public domain),
    * seeded with the zone's random seed. Hand-written on the hot path: for keys such as
    * `default|ip:10.1.2.3` it costs 42 ns, node:crypto's one-shot hash('md5') 830 ns and
    * createHash 1500 ns (Node 20, this 2-core VM, 2026-12-06), where a whole decision is 145.
@@ -342,11 +344,9 @@ export class SharedZone implements StateTable {
     h1 ^= h2 ^ h3 ^ h4
     h2 ^= h1
     h3 ^= h1
-    h4 ^= h1
     this.h1 = h1 | 0
     this.h2 = h2 | 0
     this.h3 = h3 | 0
-    this.h4 = h4 | 0
     return (this.h1 >>> 0) % this.buckets
   }
 
