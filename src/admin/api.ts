@@ -49,7 +49,7 @@ function toCsv (header: string[], rows: Array<Array<string | number>>): string {
 
 /** The API's routes, to register on the admin listener. */
 export function adminApi (opts: AdminOptions, log: FastifyBaseLogger, token: string): (api: FastifyInstance) => Promise<void> {
-  const { config, manager, metrics, offenders, sync } = opts
+  const { config, manager, metrics, offenders, sync, workers } = opts
   return async function adminRoutes (api) {
     const control: SettingsControl = { config, manager, sync, counted: () => metrics.settingsChanges.inc(), log }
     const keyTiers = new Map<string, string | undefined>()
@@ -93,7 +93,6 @@ export function adminApi (opts: AdminOptions, log: FastifyBaseLogger, token: str
 
     api.addHook('onRequest', requireToken(token))
 
-    const workers = opts.workers
     api.get('/metrics', async (_request, reply) => {
       // WORKERS > 1: every worker's summed with this thread's (no worker label).
       const registry = workers === undefined ? metrics.registry : (await workers.report(MINUTES, 1)).registry
@@ -182,7 +181,8 @@ export function adminApi (opts: AdminOptions, log: FastifyBaseLogger, token: str
     })
     api.get<{ Querystring: { from?: string, to?: string, limit: number } }>('/admin/usage/top', { schema: { querystring: TOP_QUERY } }, async (request, reply) => {
       const days = rangeOf(request.query)
-      const top = await withStore(async store => await store.topUsage(days, request.query.limit))
+      // WORKERS > 1 on the memory store: the names are the workers' (the counts are shared).
+      const top = workers !== undefined && config.store === 'memory' ? await workers.topUsage(days, request.query.limit) : await withStore(async store => await store.topUsage(days, request.query.limit))
       if (wantsCsv(request)) {
         reply.type('text/csv; charset=utf-8')
         return toCsv(['client', 'admitted', 'refused', 'cost'], top.map(r => [r.client, r.admitted, r.refused, r.cost]))

@@ -11,6 +11,7 @@ import type { Clock } from '../core/clock.js'
 import type { ReloadResult } from '../control/rules-file.js'
 import type { Registry } from 'prom-client'
 import type { Offender } from '../observe/offenders.js'
+import type { UsageTotal } from '../store/usage.js'
 
 export interface AdminState {
   /** Set at shutdown: readiness fails so load balancers stop sending traffic. */
@@ -40,6 +41,8 @@ export interface WorkersView {
   /** The offenders of the last `minutes`, at most `limit`, and everything else summed. */
   report (minutes: number, limit: number): Promise<WorkersReport>
   reloadRules (): void
+  /** The usage ledger's heaviest clients over these days, from every worker (memory store). */
+  topUsage (days: readonly string[], limit: number): Promise<UsageTotal[]>
 }
 
 export interface AdminOptions {

@@ -12,7 +12,8 @@ import type { ConcurrencyLimit, Policy, SlotRequest } from '../core/policy.js'
 import { decide, settle, type Verdict, type State } from '../algorithms/index.js'
 import { Slab, type StateTable } from './slab.js'
 import { LocalCounts, ZoneCounts, type CountTable, type SharedTables } from './shared/tables.js'
-import { MemoryLedger, type UsageMark, type UsageRow, type UsageTotal } from './usage.js'
+import { MemoryLedger, type LedgerBook, type UsageMark, type UsageRow, type UsageTotal } from './usage.js'
+import { SharedLedger } from './shared/ledger.js'
 import { localKey, type BanSettings, type ClientState, type Store } from './types.js'
 
 /** How often idle (refilled) keys are swept out, besides being dropped when touched. */
@@ -47,7 +48,7 @@ export class MemoryStore implements Store {
   private readonly one: string[] = ['']
   private readonly leases = new Map<string, string[]>()
   /** The usage ledger's lines (USAGE_LEDGER), bounded like the states. */
-  private readonly ledger: MemoryLedger
+  private readonly ledger: LedgerBook
   private readonly clock: Clock
   private readonly timer: NodeJS.Timeout | undefined
   private readonly bans: BanSettings | undefined
@@ -61,7 +62,7 @@ export class MemoryStore implements Store {
     this.banned = zones?.banned ?? new Slab(opts.maxKeys)
     this.refusals = zones?.refusals ?? new Slab(opts.maxKeys)
     this.inFlight = zones === undefined ? new LocalCounts() : new ZoneCounts(zones.inFlight)
-    this.ledger = new MemoryLedger(opts.maxKeys)
+    this.ledger = zones === undefined ? new MemoryLedger(opts.maxKeys) : new SharedLedger(zones.usage, opts.maxKeys)
     const every = opts.purgeIntervalMs ?? DEFAULT_PURGE_INTERVAL_MS
     if (every > 0) {
       this.timer = setInterval(() => this.purgeStale(), every)

@@ -37,6 +37,14 @@ export interface UsageLedger {
   topUsage (days: readonly string[], limit: number): UsageTotal[] | Promise<UsageTotal[]>
 }
 
+/** A ledger a store writes in its decisions, and reads. */
+export interface LedgerBook extends UsageLedger {
+  record (client: string, mark: UsageMark, admitted: boolean, cost: number): void
+  usage (client: string, days: readonly string[]): UsageRow[]
+  topUsage (days: readonly string[], limit: number): UsageTotal[]
+  clear (): void
+}
+
 /** Sums the rows of clients into totals, heaviest (most admitted, then most cost) first. */
 export function heaviest (lines: Iterable<[client: string, admitted: number, refused: number, cost: number]>, limit: number): UsageTotal[] {
   const totals = new Map<string, [number, number, number]>()
@@ -45,12 +53,15 @@ export function heaviest (lines: Iterable<[client: string, admitted: number, ref
     if (t === undefined) totals.set(client, [admitted, refused, cost])
     else { t[0] += admitted; t[1] += refused; t[2] += cost }
   }
-  return [...totals].map(([client, [admitted, refused, cost]]) => ({ client, admitted, refused, cost }))
-    .sort((a, b) => b.admitted - a.admitted || b.cost - a.cost || a.client.localeCompare(b.client))
-    .slice(0, limit)
+  return heaviestOf([...totals].map(([client, [admitted, refused, cost]]) => ({ client, admitted, refused, cost })), limit)
 }
 
-export class MemoryLedger implements UsageLedger {
+/** Totals, heaviest (most admitted, then most cost, then by name) first, at most `limit`. */
+export function heaviestOf (totals: UsageTotal[], limit: number): UsageTotal[] {
+  return totals.sort((a, b) => b.admitted - a.admitted || b.cost - a.cost || a.client.localeCompare(b.client)).slice(0, limit)
+}
+
+export class MemoryLedger implements LedgerBook {
   /** `client|day` → admitted, refused, cost. */
   private readonly lines: LRUCache<string, Float64Array>
 

@@ -4,6 +4,7 @@ import type { Offender } from '../observe/offenders.js'
 import type { SettingsShare } from '../store/shared/settings-channel.js'
 import type { ZoneBuffers } from '../store/shared/tables.js'
 import type { WorkerShare } from '../admin/options.js'
+import type { UsageTotal } from '../store/usage.js'
 
 /** A worker's start: the environment it loads its Config from, and what it shares. */
 export interface WorkerData {
@@ -19,8 +20,11 @@ export type ToWorker =
   | { type: 'drain' }
   /** Metrics, the offenders of the last `minutes` and requests in flight, answered with `id`. */
   | { type: 'report', id: number, minutes: number }
+  /** The heaviest clients of the usage ledger this worker knows by name, answered with `id`. */
+  | { type: 'usage', id: number, days: string[], limit: number }
 
 export type ToMain =
   | { type: 'ready', port: number }
   | { type: 'failed', message: string }
   | { type: 'report', id: number, metrics: MetricsJson, offenders: Offender[], inFlight: number, share: WorkerShare }
+  | { type: 'usage', id: number, top: UsageTotal[] }

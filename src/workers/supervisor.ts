@@ -20,6 +20,7 @@ import type { WorkersReport, WorkersView } from '../admin/options.js'
 import { newSettingsShare } from '../store/shared/settings-channel.js'
 import { buffersOf, sharedTables, type SharedTables } from '../store/shared/tables.js'
 import type { ToMain, ToWorker, WorkerData } from './messages.js'
+import { heaviestOf, type UsageTotal } from '../store/usage.js'
 
 const WORKER = new URL('./worker.js', import.meta.url)
 /** Replacing a worker that died waits this long, longer each time it dies within QUICK_MS of its start. */
@@ -41,7 +42,8 @@ interface Slot {
 
 export class WorkerPool implements WorkersView {
   private readonly slots = new Map<number, Slot>()
-  private readonly pending = new Map<number, (report: Extract<ToMain, { type: 'report' }> | undefined) => void>()
+  /** Questions asked of workers (report, usage), by id, waiting for their answer. */
+  private readonly pending = new Map<number, (reply: ToMain | undefined) => void>()
   private nextReport = 1
   private draining = false
   /** Workers there should be. */
@@ -90,8 +92,7 @@ export class WorkerPool implements WorkersView {
 
   /** Every worker's metrics summed with the main thread's, offenders merged, requests in flight added up. */
   async report (minutes: number, limit: number): Promise<WorkersReport> {
-    const asked = [...this.slots.values()].filter(s => s.ready).map(s => this.ask(s, minutes))
-    const reports = (await Promise.all(asked)).filter(r => r !== undefined)
+    const reports = (await this.askAll(id => ({ type: 'report', id, minutes }))) as Array<Extract<ToMain, { type: 'report' }>>
     const metrics: MetricsJson[] = [await this.ownMetrics(), ...reports.map(r => r.metrics)]
     return {
       registry: AggregatorRegistry.aggregate(metrics),
@@ -99,6 +100,17 @@ export class WorkerPool implements WorkersView {
       inFlight: reports.reduce((sum, r) => sum + r.inFlight, 0),
       workers: reports.map(r => r.share).sort((a, b) => a.worker - b.worker)
     }
+  }
+
+  /**
+   * The usage ledger's heaviest clients: each worker lists those it knows by name with the
+   * shared counts; the lists merged (a client's counts are the same in every list).
+   */
+  async topUsage (days: readonly string[], limit: number): Promise<UsageTotal[]> {
+    const answers = (await this.askAll(id => ({ type: 'usage', id, days: [...days], limit }))) as Array<Extract<ToMain, { type: 'usage' }>>
+    const byClient = new Map<string, UsageTotal>()
+    for (const a of answers) for (const u of a.top) byClient.set(u.client, u)
+    return heaviestOf([...byClient.values()], limit)
   }
 
   /** Drains every worker (each closes its listeners once its requests are done); resolves when all have ended. */
@@ -119,19 +131,21 @@ export class WorkerPool implements WorkersView {
     for (const slot of this.slots.values()) slot.worker.postMessage(message)
   }
 
-  private ask (slot: Slot, minutes: number): Promise<Extract<ToMain, { type: 'report' }> | undefined> {
-    const id = this.nextReport++
-    return new Promise(resolve => {
+  /** Asks every ready worker; resolves with the answers that came within REPORT_TIMEOUT_MS. */
+  private async askAll (question: (id: number) => ToWorker): Promise<ToMain[]> {
+    const asked = [...this.slots.values()].filter(s => s.ready).map(slot => new Promise<ToMain | undefined>(resolve => {
+      const id = this.nextReport++
       const timer = setTimeout(() => {
         this.pending.delete(id)
         resolve(undefined)
       }, REPORT_TIMEOUT_MS)
-      this.pending.set(id, report => {
+      this.pending.set(id, reply => {
         clearTimeout(timer)
-        resolve(report)
+        resolve(reply)
       })
-      slot.worker.postMessage({ type: 'report', id, minutes } satisfies ToWorker)
-    })
+      slot.worker.postMessage(question(id))
+    }))
+    return (await Promise.all(asked)).filter(r => r !== undefined)
   }
 
   private spawn (index: number, failures: number): Promise<void> {
@@ -151,6 +165,7 @@ export class WorkerPool implements WorkersView {
             reject(new Error(message.message))
             return
           case 'report':
+          case 'usage':
             this.pending.get(message.id)?.(message)
             this.pending.delete(message.id)
         }
@@ -159,7 +174,7 @@ export class WorkerPool implements WorkersView {
       worker.on('error', err => { this.log.error({ err, worker: index }, 'worker failed') })
       worker.on('exit', code => {
         // The locks it held (a decision cut short) are freed, so the others go on.
-        for (const zone of [this.tables.states, this.tables.banned, this.tables.refusals, this.tables.inFlight]) zone.releaseHeldBy(slot.threadId)
+        for (const zone of [this.tables.states, this.tables.banned, this.tables.refusals, this.tables.inFlight, this.tables.usage]) zone.releaseHeldBy(slot.threadId)
         if (this.slots.get(index) === slot) this.slots.delete(index)
         if (this.draining || !slot.ready) {
           reject(new Error(`worker ${index} exited (code ${code}) before it was ready`))

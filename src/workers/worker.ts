@@ -39,6 +39,9 @@ try {
       case 'report':
         void report(running, message.id, message.minutes)
         return
+      case 'usage':
+        void Promise.resolve(running.store!.topUsage(message.days, message.limit)).then(top => { send({ type: 'usage', id: message.id, top }) })
+        return
       case 'drain':
         running.close().then(() => port.close(), () => port.close())
     }

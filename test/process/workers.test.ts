@@ -230,6 +230,21 @@ t.test('shutdown drains every worker: requests in flight on both finish; one stu
   t.equal(running.pool.size, 0)
 })
 
+t.test('the usage ledger is one across workers: a key\'s usage, the heaviest keys and the quota endpoint count every worker\'s requests', async t => {
+  const { adminUrl, urls } = await inProcess(t, { API_KEYS: 'k-one,k-two', USAGE_LEDGER: 'true', QUOTA_PATH: '/_quota', RATE_LIMIT_RATE: '1/h', RATE_LIMIT_BURST: '5' })
+  const statuses: number[] = []
+  for (let i = 0; i < 8; i++) statuses.push((await send(`${urls[i % 2]!}/ping`, { headers: { 'x-api-key': 'k-one' } })).status)
+  for (let i = 0; i < 2; i++) await send(`${urls[i % 2]!}/ping`, { headers: { 'x-api-key': 'k-two' } })
+  t.same(statuses, [200, 200, 200, 200, 200, 429, 429, 429])
+  const usage = JSON.parse((await send(`${adminUrl}/admin/usage?apiKey=k-one`, { headers: AUTH })).body)
+  t.same(usage.total, { admitted: 5, refused: 3, cost: 5 }, 'one key\'s day, both workers\' requests')
+  const top = JSON.parse((await send(`${adminUrl}/admin/usage/top`, { headers: AUTH })).body)
+  t.same(top.clients.map((c: { admitted: number, refused: number }) => [c.admitted, c.refused]), [[5, 3], [2, 0]], 'the heaviest keys, each counted once')
+  const own = JSON.parse((await send(`${urls[1]!}/_quota`, { headers: { 'x-api-key': 'k-one' } })).body)
+  t.match(own.usage, { admitted: 5, refused: 3, cost: 5 }, 'the quota endpoint of one worker counts what the other admitted and refused too')
+  t.match(own.limits, [{ name: 'default', remaining: 0 }], 'and the shared limit')
+})
+
 t.test('MODE=decision with two workers: each answers on its decision listener, against one limit', async t => {
   const { urls } = await inProcess(t, { MODE: 'decision', DECISION_PORT: '0', RATE_LIMIT_RATE: '1/h', RATE_LIMIT_BURST: '3' })
   const answers: number[] = []

@@ -1,7 +1,8 @@
 /**
  * The memory store's tables, either in this thread (the slab, a Map of counts) or in
  * shared memory (zones every worker thread decides against): limiter states, bans,
- * refusals counted towards a ban, and requests in flight per in-flight limit.
+ * refusals counted towards a ban, requests in flight per in-flight limit, and the usage
+ * ledger's lines.
  */
 import { SharedZone } from './zone.js'
 import type { SettingsShare } from './settings-channel.js'
@@ -51,6 +52,7 @@ export interface ZoneBuffers {
   readonly banned: SharedArrayBuffer
   readonly refusals: SharedArrayBuffer
   readonly inFlight: SharedArrayBuffer
+  readonly usage: SharedArrayBuffer
 }
 
 /** A memory store's tables in shared memory, seen from this thread. */
@@ -59,6 +61,8 @@ export interface SharedTables {
   readonly banned: SharedZone
   readonly refusals: SharedZone
   readonly inFlight: SharedZone
+  /** The usage ledger's lines (ledger.ts). */
+  readonly usage: SharedZone
 }
 
 /**
@@ -70,12 +74,13 @@ export function sharedTables (maxKeys: number, buffers?: ZoneBuffers): SharedTab
     states: new SharedZone(maxKeys, buffers?.states),
     banned: new SharedZone(maxKeys, buffers?.banned),
     refusals: new SharedZone(maxKeys, buffers?.refusals),
-    inFlight: new SharedZone(maxKeys, buffers?.inFlight)
+    inFlight: new SharedZone(maxKeys, buffers?.inFlight),
+    usage: new SharedZone(maxKeys, buffers?.usage)
   }
 }
 
 export function buffersOf (tables: SharedTables): ZoneBuffers {
-  return { states: tables.states.buffer, banned: tables.banned.buffer, refusals: tables.refusals.buffer, inFlight: tables.inFlight.buffer }
+  return { states: tables.states.buffer, banned: tables.banned.buffer, refusals: tables.refusals.buffer, inFlight: tables.inFlight.buffer, usage: tables.usage.buffer }
 }
 
 /** What every thread of a process with WORKERS > 1 shares: the memory tables and the settings. */
