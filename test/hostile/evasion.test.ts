@@ -8,7 +8,7 @@ import { startUpstream } from '../helpers/upstream.js'
 import { spawnGateway } from '../helpers/process.js'
 import { send } from '../helpers/http.js'
 import { startRedis } from '../helpers/redis.js'
-import { Tally, writeFigures } from './harness.js'
+import { Tally, writeFigures, WORKERS_ENV } from './harness.js'
 
 const BURST = 3
 
@@ -16,7 +16,7 @@ t.test('evasion: forged addresses, one IPv6 /64, mapped IPv4, made-up and absurd
   const redis = await startRedis(t)
   const upstream = await startUpstream(t)
   // The Redis store: keys built from client input must stay inert there too.
-  const gw = await spawnGateway(t, {
+  const gw = await spawnGateway(t, { ...WORKERS_ENV,
     UPSTREAM_URL: upstream.url, STORE: 'redis', REDIS_URL: redis.url, REDIS_TIMEOUT_MS: '1000',
     RATE_LIMIT_RATE: '1/h', RATE_LIMIT_BURST: String(BURST), TRUST_PROXY: '127.0.0.10', API_KEYS: 'real-key-1,{braces}key'
   })

@@ -12,7 +12,7 @@ import { spawnGateway, freePort } from '../helpers/process.js'
 import { startRedis } from '../helpers/redis.js'
 import { sleep, startLoad } from '../helpers/load.js'
 import { send } from '../helpers/http.js'
-import { Tally, writeFigures } from './harness.js'
+import { Tally, writeFigures, WORKERS_ENV } from './harness.js'
 import type { Teardown } from '../helpers/tap.js'
 
 type Mode = 'down' | 'slow' | 'stall' | '503' | 'invalid-status'
@@ -48,7 +48,7 @@ async function faultyUpstream (t: Teardown, port: number) {
 t.test('upstream faults: each request answered (502, 504, 503 passed on, or a cut body), none lost, none retried', async t => {
   const port = await freePort()
   const up = await faultyUpstream(t, port)
-  const gw = await spawnGateway(t, { UPSTREAM_URL: `http://127.0.0.1:${port}`, UPSTREAM_TIMEOUT_MS: '500', RATE_LIMIT_BURST: '100000', RATE_LIMIT_RATE: '100000/s' })
+  const gw = await spawnGateway(t, { ...WORKERS_ENV, UPSTREAM_URL: `http://127.0.0.1:${port}`, UPSTREAM_TIMEOUT_MS: '500', RATE_LIMIT_BURST: '100000', RATE_LIMIT_RATE: '100000/s' })
   const agent = new Agent({ connections: 5 })
   t.teardown(() => agent.close())
   const results: Record<string, { tally: Tally, cutBodies: number, upstreamSaw: number }> = {}
@@ -97,7 +97,7 @@ t.test('upstream faults: each request answered (502, 504, 503 passed on, or a cu
 t.test('Redis faults under load: killed, paused, restarted, script cache flushed; every request a 200 or 429', async t => {
   const redis = await startRedis(t)
   const upstream = await startUpstream(t)
-  const gw = await spawnGateway(t, { UPSTREAM_URL: upstream.url, STORE: 'redis', REDIS_URL: redis.url, REDIS_TIMEOUT_MS: '50', REDIS_PROBE_INTERVAL_MS: '100', RATE_LIMIT_RATE: '200/s', RATE_LIMIT_BURST: '50' })
+  const gw = await spawnGateway(t, { ...WORKERS_ENV, UPSTREAM_URL: upstream.url, STORE: 'redis', REDIS_URL: redis.url, REDIS_TIMEOUT_MS: '50', REDIS_PROBE_INTERVAL_MS: '100', RATE_LIMIT_RATE: '200/s', RATE_LIMIT_BURST: '50' })
   const load = startLoad(`${gw.url}/ping`, 8)
   // A client well within its limit throughout: whatever Redis does, never a 429 (a store
   // error is never answered as a refusal).
@@ -149,7 +149,7 @@ t.test('Redis faults under load: killed, paused, restarted, script cache flushed
 
 t.test('SIGTERM with requests in flight: every one answered, exit 0', async t => {
   const upstream = await startUpstream(t)
-  const gw = await spawnGateway(t, { UPSTREAM_URL: upstream.url, RATE_LIMIT_BURST: '1000' })
+  const gw = await spawnGateway(t, { ...WORKERS_ENV, UPSTREAM_URL: upstream.url, RATE_LIMIT_BURST: '1000' })
   const agent = new Agent({ connections: 20 })
   t.teardown(() => agent.close())
   const inflight = Array.from({ length: 20 }, async () => {

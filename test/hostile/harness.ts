@@ -5,6 +5,14 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
+import { reusePortAvailable } from '../../src/workers/runtime.js'
+
+/**
+ * Where Node has reusePort (the Node 24 lane), the scenarios run against a gateway with
+ * WORKERS=2: two worker threads on one port sharing one store; the other lane runs them
+ * with one thread. (The flood, whose memory cap is one isolate's, runs with one in both.)
+ */
+export const WORKERS_ENV: Record<string, string> = reusePortAvailable(process.version, process.platform) ? { WORKERS: '2' } : {}
 
 export const RESULTS_DIR = fileURLToPath(new URL('../../../test-artifacts/hostile/', import.meta.url))
 

@@ -8,7 +8,7 @@ import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { spawnGateway } from '../helpers/process.js'
 import { normalizePath } from '../../src/core/path.js'
-import { Tally, writeFigures } from './harness.js'
+import { Tally, writeFigures, WORKERS_ENV } from './harness.js'
 import { rawExchange } from '../helpers/http.js'
 
 const TARGETS = [
@@ -23,7 +23,7 @@ t.test('encoded traversal stays under the upstream base path or is refused; admi
   await once(upstream, 'listening')
   t.teardown(() => new Promise(resolve => upstream.close(resolve)))
   const token = 'test-admin-token-0123456789'
-  const gw = await spawnGateway(t, { UPSTREAM_URL: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/api`, ADMIN_TOKEN: token, RATE_LIMIT_BURST: '1000' })
+  const gw = await spawnGateway(t, { ...WORKERS_ENV, UPSTREAM_URL: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/api`, ADMIN_TOKEN: token, RATE_LIMIT_BURST: '1000' })
   const tally = new Tally()
   for (const target of TARGETS) {
     tally.sent++

@@ -6,12 +6,12 @@ import t from 'tap'
 import { startUpstream } from '../helpers/upstream.js'
 import { spawnGateway } from '../helpers/process.js'
 import { send } from '../helpers/http.js'
-import { Tally, writeFigures } from './harness.js'
+import { Tally, writeFigures, WORKERS_ENV } from './harness.js'
 import { rawExchange } from '../helpers/http.js'
 
 t.test('slowloris and slow bodies are cut off by the timeouts; other clients stay fast meanwhile', async t => {
   const upstream = await startUpstream(t)
-  const gw = await spawnGateway(t, {
+  const gw = await spawnGateway(t, { ...WORKERS_ENV,
     UPSTREAM_URL: upstream.url, RATE_LIMIT_RATE: '100000/s', RATE_LIMIT_BURST: '100000',
     REQUEST_HEADERS_TIMEOUT_MS: '1000', REQUEST_TIMEOUT_MS: '2000'
   })

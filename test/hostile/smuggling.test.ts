@@ -6,7 +6,7 @@ import t from 'tap'
 import { startUpstream } from '../helpers/upstream.js'
 import { spawnGateway } from '../helpers/process.js'
 import { send } from '../helpers/http.js'
-import { Tally, writeFigures } from './harness.js'
+import { Tally, writeFigures, WORKERS_ENV } from './harness.js'
 import { rawExchange } from '../helpers/http.js'
 
 const SMUGGLED = 'GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n'
@@ -35,7 +35,7 @@ const ATTACKS: Array<[string, string]> = [
 
 t.test('smuggling and malformed requests: a 4xx each, nothing smuggled upstream, the gateway keeps serving', async t => {
   const upstream = await startUpstream(t)
-  const gw = await spawnGateway(t, { UPSTREAM_URL: upstream.url, RATE_LIMIT_RATE: '100000/s', RATE_LIMIT_BURST: '100000' })
+  const gw = await spawnGateway(t, { ...WORKERS_ENV, UPSTREAM_URL: upstream.url, RATE_LIMIT_RATE: '100000/s', RATE_LIMIT_BURST: '100000' })
   const tally = new Tally()
   for (const [name, bytes] of ATTACKS) {
     tally.sent++

@@ -20,6 +20,7 @@ import { reusePortAvailable } from '../../src/workers/runtime.js'
 import { supervise } from '../../src/workers/supervisor.js'
 import { createServer, type AddressInfo } from 'node:net'
 import type { TestUpstream } from '../helpers/upstream.js'
+import { startRedis } from '../helpers/redis.js'
 import { loadConfig } from '../../src/config/index.js'
 
 const REUSE_PORT = reusePortAvailable(process.version, process.platform)
@@ -243,6 +244,19 @@ t.test('the usage ledger is one across workers: a key\'s usage, the heaviest key
   const own = JSON.parse((await send(`${urls[1]!}/_quota`, { headers: { 'x-api-key': 'k-one' } })).body)
   t.match(own.usage, { admitted: 5, refused: 3, cost: 5 }, 'the quota endpoint of one worker counts what the other admitted and refused too')
   t.match(own.limits, [{ name: 'default', remaining: 0 }], 'and the shared limit')
+})
+
+t.test('STORE=redis with two workers: each its own connection, one limit through Redis; the admin listener\'s settings reach both', async t => {
+  const redis = await startRedis(t)
+  const { adminUrl, urls } = await inProcess(t, { STORE: 'redis', REDIS_URL: redis.url, RATE_LIMIT_RATE: '1/h', RATE_LIMIT_BURST: '3' })
+  const seen: number[] = []
+  for (let i = 0; i < 6; i++) seen.push((await send(`${urls[i % 2]!}/ping`)).status)
+  t.same(seen, [200, 200, 200, 429, 429, 429], 'three in all, through Redis')
+  const json = { ...AUTH, 'content-type': 'application/json' }
+  t.equal((await send(`${adminUrl}/admin/clients/limits?ip=127.0.0.1`, { method: 'DELETE', headers: AUTH })).status, 204)
+  t.same([(await send(`${urls[0]!}/ping`)).status, (await send(`${urls[1]!}/ping`)).status], [200, 200], 'a reset in Redis, seen by both')
+  t.equal((await send(`${adminUrl}/admin/config`, { method: 'PATCH', headers: json, body: JSON.stringify({ dryRun: true }) })).status, 200)
+  t.ok(await eventually(async () => (await send(`${urls[0]!}/ping`)).status === 200 && (await send(`${urls[1]!}/ping`)).status === 200 && (await send(`${urls[1]!}/ping`)).status === 200, 5000), 'dry run, through the fleet\'s channel, on both')
 })
 
 t.test('MODE=decision with two workers: each answers on its decision listener, against one limit', async t => {
