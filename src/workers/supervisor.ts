@@ -48,6 +48,8 @@ export class WorkerPool implements WorkersView {
   private draining = false
   /** Workers there should be. */
   private count = 0
+  /** Every worker was ready once: from then on one that dies is replaced. */
+  private started = false
 
   constructor (
     private readonly env: Record<string, string | undefined>,
@@ -61,6 +63,7 @@ export class WorkerPool implements WorkersView {
   async start (count: number): Promise<void> {
     this.count = count
     await Promise.all(Array.from({ length: count }, (_, i) => this.spawn(i + 1, 0)))
+    this.started = true
   }
 
   /** Whether every worker is up and listening. */
@@ -176,22 +179,21 @@ export class WorkerPool implements WorkersView {
         // The locks it held (a decision cut short) are freed, so the others go on.
         for (const zone of [this.tables.states, this.tables.banned, this.tables.refusals, this.tables.inFlight, this.tables.usage]) zone.releaseHeldBy(slot.threadId)
         if (this.slots.get(index) === slot) this.slots.delete(index)
-        if (this.draining || !slot.ready) {
-          reject(new Error(`worker ${index} exited (code ${code}) before it was ready`))
-          return
-        }
-        const quick = Date.now() - slot.startedAt < QUICK_MS
+        if (!slot.ready) reject(new Error(`worker ${index} exited (code ${code}) before it was ready`))
+        // At the start a worker that dies is the start's failure; draining, the end.
+        if (this.draining || !this.started) return
+        // Dying before it was ready, or soon after its start, it waits longer each time.
+        const quick = !slot.ready || Date.now() - slot.startedAt < QUICK_MS
         const next = quick ? failures + 1 : 0
         const wait = RESPAWN_MS[Math.min(next, RESPAWN_MS.length - 1)]!
         this.log.error({ worker: index, code, respawnInMs: wait }, 'worker exited: replacing it (its requests in flight are lost)')
         setTimeout(() => {
-          /* c8 ignore start -- a drain within the wait, or a replacement that cannot start (its listener failing where the first did not) */
+          /* c8 ignore next -- a drain that began within the wait */
           if (this.draining) return
           this.spawn(index, next).then(
             () => { this.log.info({ worker: index }, 'worker replaced') },
-            (err: unknown) => { this.log.error({ worker: index, err: describeError(err) }, 'worker could not be replaced') }
+            (err: unknown) => { this.log.warn({ worker: index, err: describeError(err) }, 'a replacement worker ended before it was ready; trying again') }
           )
-          /* c8 ignore stop */
         }, wait).unref()
       })
     })

@@ -214,10 +214,13 @@ t.test('a worker that dies is replaced (again and again, waiting longer); the ot
   t.ok(report.workers.length >= 1, `the report answered with ${report.workers.length} worker(s) (one may have died mid-question)`)
   t.equal((await send(`${urls[1]!}/ping`)).status, 200, 'the other answers meanwhile')
   t.ok(await eventually(async () => running.pool.size === 2 && running.pool.threads().get(1) !== first && (await send(`${adminUrl}/readyz`)).status === 200, 10_000), 'replaced, and ready again')
-  // Dying again at once: replaced after a wait.
+  // Dying again at once, before it is even ready: replaced after a wait.
   const second = running.pool.threads().get(1)!
   await second.terminate()
-  t.ok(await eventually(() => running.pool.threads().get(1) !== second && running.pool.ready(), 10_000), 'replaced again')
+  t.ok(await eventually(() => running.pool.threads().get(1) !== undefined && running.pool.threads().get(1) !== second, 10_000), 'a third is on its way')
+  const third = running.pool.threads().get(1)!
+  await third.terminate()
+  t.ok(await eventually(() => ![second, third].includes(running.pool.threads().get(1)!) && running.pool.ready(), 10_000), 'replaced again, and ready')
   const port = running.pool.ports().get(1)!
   const answers = [(await send(`http://127.0.0.1:${port}/ping`)).status, (await send(`${urls[1]!}/ping`)).status]
   t.same(answers, [200, 429], 'the replacement shares the limit: 4 in all, then refused')

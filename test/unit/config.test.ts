@@ -18,6 +18,8 @@ const BAD: Array<[string, Record<string, string | undefined>, string, RegExp]> =
   ['UPSTREAM_URL with credentials', { UPSTREAM_URL: 'http://u:p@x' }, 'UPSTREAM_URL', /credentials/],
   ['PORT=abc', { PORT: 'abc' }, 'PORT', /integer.*0-65535/],
   ['PORT too large', { PORT: '70000' }, 'PORT', /0-65535/],
+  ['WORKERS=0', { WORKERS: '0' }, 'WORKERS', /1 \(one thread\), a number of worker threads up to 999, or auto/],
+  ['WORKERS=many', { WORKERS: 'many' }, 'WORKERS', /or auto/],
   ['negative rate', { RATE_LIMIT_RATE: '-1/s' }, 'RATE_LIMIT_RATE', /N\/s, N\/m, N\/h, N\/d, N\/w or N\/mo/],
   ['zero rate', { RATE_LIMIT_RATE: '0/s' }, 'RATE_LIMIT_RATE', /positive/],
   ['unknown rate unit', { RATE_LIMIT_RATE: '10/fortnight' }, 'RATE_LIMIT_RATE', /N\/s/],
@@ -193,4 +195,10 @@ t.test('the Config is frozen, its key registry too', async t => {
   t.ok(Object.isFrozen(c) && Object.isFrozen(c.limit) && Object.isFrozen(c.limit.rate) && Object.isFrozen(c.keyBy))
   t.throws(() => (c.apiKeys as Map<string, string>).set('k2', 'x'))
   t.throws(() => (c.allowlist.keys as Set<string>).add('k2'))
+})
+
+t.test('WORKERS: 1 by default, a number, or auto (resolved at start by the server)', async t => {
+  t.equal(loadConfig(BASE).workers, 1)
+  t.equal(loadConfig({ ...BASE, WORKERS: '4' }).workers, 4)
+  t.equal(loadConfig({ ...BASE, WORKERS: 'auto' }).workers, 'auto')
 })
