@@ -11,6 +11,7 @@ import pino from 'pino'
 import { buildApp, type App } from './app.js'
 import { loadConfig, type Config } from './config/index.js'
 import { loggerOptions } from './log.js'
+import { listenOn } from './proxy/listener.js'
 import { resolveWorkers } from './workers/runtime.js'
 
 export interface Running {
@@ -19,12 +20,14 @@ export interface Running {
   shutdown (signal: string): Promise<void>
 }
 
-/** Listens, or throws a ConfigError naming the variables that chose the address (a name that does not resolve, a port in use). */
-async function listenOn (server: App['admin'], port: number, host: string, variables: string): Promise<void> {
-  try {
-    await server.listen({ port, host })
-  } catch (err) {
-    throw new ConfigError(`${variables}: cannot listen on ${host}:${port}: ${(err as Error).message}`)
+/**
+ * SIGHUP reads RATE_LIMIT_RULES_FILE again now (as on a change of the file); SIGTERM and
+ * SIGINT drain, then end the process (0, or through `failed`).
+ */
+function handleSignals (shutdown: (signal: string) => Promise<void>, reloadRules: () => unknown, failed: (err: unknown) => void): void {
+  process.on('SIGHUP', () => { reloadRules() })
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(signal, () => { shutdown(signal).then(() => process.exit(0), failed) })
   }
 }
 
@@ -41,6 +44,12 @@ export async function main (env: Record<string, string | undefined> = process.en
   }
 
   const logger = pino(loggerOptions(config.logLevel, config.apiKeyHeader))
+  /* c8 ignore start -- closing fastify and the store has no failure a test can provoke */
+  function shutdownFailed (err: unknown): void {
+    logger.error({ err }, 'shutdown failed')
+    process.exit(1)
+  }
+  /* c8 ignore stop */
   /* c8 ignore start -- needs Node >= 22.12 (reusePort): the Node 24 lane runs it (test/process/workers.test.ts) */
   if (workers > 1) {
     let running
@@ -51,11 +60,7 @@ export async function main (env: Record<string, string | undefined> = process.en
       process.exitCode = 1
       return undefined
     }
-    const { shutdown, reloadRules } = running
-    process.on('SIGHUP', reloadRules)
-    for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-      process.once(signal, () => { shutdown(signal).then(() => process.exit(0), () => process.exit(1)) })
-    }
+    handleSignals(running.shutdown, running.reloadRules, shutdownFailed)
     return running
   }
   /* c8 ignore stop */
@@ -113,17 +118,7 @@ export async function main (env: Record<string, string | undefined> = process.en
     })()
     return closing
   }
-  /* c8 ignore start -- closing fastify and the store has no failure a test can provoke */
-  function shutdownFailed (err: unknown): void {
-    logger.error({ err }, 'shutdown failed')
-    process.exit(1)
-  }
-  /* c8 ignore stop */
-  // SIGHUP: read RATE_LIMIT_RULES_FILE again now (as on a change of the file).
-  process.on('SIGHUP', () => { app.reloadRules() })
-  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-    process.once(signal, () => { shutdown(signal).then(() => process.exit(0), shutdownFailed) })
-  }
+  handleSignals(shutdown, () => app.reloadRules(), shutdownFailed)
   return { app, shutdown }
 }
 

@@ -8,7 +8,7 @@ import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import type { Config } from '../config/index.js'
-import { BadRequestError, HeadersTooLargeError, InternalError, PROBLEM_CONTENT_TYPE_UTF8, renderProblem, RequestTimeoutError, RouteNotFoundError, sendProblem, statusTitle } from '../errors.js'
+import { ConfigError, BadRequestError, HeadersTooLargeError, InternalError, PROBLEM_CONTENT_TYPE_UTF8, renderProblem, RequestTimeoutError, RouteNotFoundError, sendProblem, statusTitle } from '../errors.js'
 
 /** How often Node checks client connections against the header and request timeouts. */
 export const CONNECTIONS_CHECK_MS = 1_000
@@ -148,5 +148,17 @@ export async function drain (listeners: readonly FastifyInstance[]): Promise<voi
     await Promise.all(listeners.map(async l => await l.close()))
   } finally {
     clearInterval(sweep)
+  }
+}
+
+/**
+ * Listens, or throws a ConfigError naming the variables that chose the address (a name
+ * that does not resolve, a port in use). `reusePort`: several threads on one port (WORKERS).
+ */
+export async function listenOn (server: FastifyInstance, port: number, host: string, variables: string, reusePort = false): Promise<void> {
+  try {
+    await server.listen(reusePort ? { port, host, reusePort } as { port: number, host: string } : { port, host })
+  } catch (err) {
+    throw new ConfigError(`${variables}: cannot listen on ${host}:${port}: ${(err as Error).message}`)
   }
 }

@@ -15,9 +15,10 @@ import type { FastifyBaseLogger } from 'fastify'
 import { buildApp, type App } from '../app.js'
 import type { Config } from '../config/index.js'
 import { describeError } from '../errors.js'
+import { listenOn } from '../proxy/listener.js'
 import { mergeOffenders, type Offender } from '../observe/offenders.js'
 import type { WorkersReport, WorkersView } from '../admin/options.js'
-import { newSettingsShare } from '../store/shared/settings-channel.js'
+import { newSettingsShare, type SettingsShare } from '../store/shared/settings-channel.js'
 import { buffersOf, sharedTables, type SharedTables } from '../store/shared/tables.js'
 import type { ToMain, ToWorker, WorkerData } from './messages.js'
 import { heaviestOf, type UsageTotal } from '../store/usage.js'
@@ -44,7 +45,7 @@ export class WorkerPool implements WorkersView {
   private readonly slots = new Map<number, Slot>()
   /** Questions asked of workers (report, usage), by id, waiting for their answer. */
   private readonly pending = new Map<number, (reply: ToMain | undefined) => void>()
-  private nextReport = 1
+  private nextQuestion = 1
   private draining = false
   /** Workers there should be. */
   private count = 0
@@ -54,7 +55,7 @@ export class WorkerPool implements WorkersView {
   constructor (
     private readonly env: Record<string, string | undefined>,
     private readonly tables: SharedTables,
-    private readonly data: Pick<WorkerData, 'settings'>,
+    private readonly settings: SettingsShare,
     private readonly log: FastifyBaseLogger,
     private readonly ownMetrics: () => Promise<MetricsJson>
   ) {}
@@ -137,7 +138,7 @@ export class WorkerPool implements WorkersView {
   /** Asks every ready worker; resolves with the answers that came within REPORT_TIMEOUT_MS. */
   private async askAll (question: (id: number) => ToWorker): Promise<ToMain[]> {
     const asked = [...this.slots.values()].filter(s => s.ready).map(slot => new Promise<ToMain | undefined>(resolve => {
-      const id = this.nextReport++
+      const id = this.nextQuestion++
       // A worker whose event loop is stuck (or that died with the question) is left out.
       /* c8 ignore start -- whether a dying worker answers first is a race; no test can stall a live one */
       const timer = setTimeout(() => {
@@ -155,7 +156,7 @@ export class WorkerPool implements WorkersView {
   }
 
   private spawn (index: number, failures: number): Promise<void> {
-    const data: WorkerData = { env: this.env, index, buffers: buffersOf(this.tables), settings: this.data.settings }
+    const data: WorkerData = { env: this.env, index, buffers: buffersOf(this.tables), settings: this.settings }
     const worker = new Worker(WORKER, { workerData: data })
     const slot: Slot = { index, worker, threadId: worker.threadId, ready: false, port: 0, startedAt: Date.now(), failures }
     this.slots.set(index, slot)
@@ -218,11 +219,11 @@ export async function supervise (config: Config, env: Record<string, string | un
   const tables = sharedTables(config.memoryStoreMaxKeys)
   const settings = newSettingsShare()
   let app: App | undefined
-  const pool = new WorkerPool(env, tables, { settings }, logger, async () => await app!.metrics.registry.getMetricsAsJSON())
+  const pool = new WorkerPool(env, tables, settings, logger, async () => await app!.metrics.registry.getMetricsAsJSON())
   try {
     app = await buildApp(config, { logger, threads: { tables, settings, workers: pool } })
     await pool.start(count)
-    await app.admin.listen({ port: config.adminPort, host: config.adminHost })
+    await listenOn(app.admin, config.adminPort, config.adminHost, 'ADMIN_HOST/ADMIN_PORT')
   } catch (err) {
     // The workers that did start stop; the first failure is the start's error.
     await pool.drain(0)

@@ -10,7 +10,8 @@ import pino from 'pino'
 import { buildApp, type App } from '../app.js'
 import { CAPACITY } from '../observe/offenders.js'
 import { loadConfig } from '../config/index.js'
-import { ConfigError, describeError } from '../errors.js'
+import { describeError } from '../errors.js'
+import { listenOn } from '../proxy/listener.js'
 import type { AddressInfo } from 'node:net'
 import { loggerOptions } from '../log.js'
 import { sharedTables } from '../store/shared/tables.js'
@@ -29,8 +30,8 @@ try {
   app = await buildApp(config, { logger, threads: { tables: sharedTables(config.memoryStoreMaxKeys, data.buffers), settings: data.settings } })
   const running = app
   // Every worker listens on the same port; the kernel spreads connections across them.
-  if (config.mode === 'proxy') await listenOn(running.gateway, config.port, config.host, 'HOST/PORT')
-  if (running.decision !== undefined) await listenOn(running.decision, config.decision!.port, config.decision!.host, 'DECISION_HOST/DECISION_PORT')
+  if (config.mode === 'proxy') await listenOn(running.gateway, config.port, config.host, 'HOST/PORT', true)
+  if (running.decision !== undefined) await listenOn(running.decision, config.decision!.port, config.decision!.host, 'DECISION_HOST/DECISION_PORT', true)
   port.on('message', (message: ToWorker) => {
     switch (message.type) {
       case 'reload':
@@ -53,15 +54,6 @@ try {
   // What did start (a listener, the store's timers) ends, so the thread does.
   await app?.close()
   port.close()
-}
-
-/** Listens with reusePort, or throws naming the variables that chose the address. */
-async function listenOn (server: App['gateway'], port: number, host: string, variables: string): Promise<void> {
-  try {
-    await server.listen({ port, host, reusePort: true } as { port: number, host: string })
-  } catch (err) {
-    throw new ConfigError(`${variables}: cannot listen on ${host}:${port}: ${(err as Error).message}`)
-  }
 }
 
 /**
