@@ -15,6 +15,7 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist/src ./dist/src
+COPY proto ./proto
 USER node
 EXPOSE 8000 9000
 # Checks the admin listener's /healthz on whatever ADMIN_PORT the gateway uses.

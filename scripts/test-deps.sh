@@ -6,7 +6,8 @@
 # own processes on loopback ports, never as services), prometheus and
 # prometheus-alertmanager (the alerting rules and the Grafana dashboard's queries are
 # checked by a real Prometheus scraping a gateway, its alert delivered by a real
-# Alertmanager; both are the tests' own processes too). Run by `pretest`.
+# Alertmanager; both are the tests' own processes too), python3-grpcio and python3-grpc-tools
+# (the rate limit service asked by a gRPC client that is not its own). Run by `pretest`.
 set -uo pipefail
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
@@ -15,6 +16,10 @@ command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
 command -v caddy >/dev/null 2>&1 || need+=(caddy)
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+# The rate limit service's wire format is checked by a client that is not grpc-js: gRPC's
+# C core from Python, with protoc's Python messages (Debian's python3, whatever python3 is first on PATH).
+/usr/bin/python3 -c 'import grpc' >/dev/null 2>&1 || need+=(python3-grpcio)
+/usr/bin/python3 -c 'import grpc_tools' >/dev/null 2>&1 || need+=(python3-grpc-tools)
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "test: installing ${need[*]} (Debian packages)"
 if [ "$(id -u)" -eq 0 ]; then sudo=""

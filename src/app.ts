@@ -25,6 +25,7 @@ import { startSync, type SettingsSync } from './control/sync.js'
 import type { ThreadShare } from './store/shared/tables.js'
 import { AdaptiveLimits } from './control/adaptive.js'
 import { Observability, type Alerts, type Metrics, type TopOffenders } from './observe/index.js'
+import { RlsListener } from './rls/index.js'
 
 export interface AppDeps {
   logger: FastifyBaseLogger
@@ -43,6 +44,8 @@ export interface App {
   readonly gateway: FastifyInstance
   /** The decision listener (DECISION_PORT), if on. */
   readonly decision: FastifyInstance | undefined
+  /** Envoy's rate limit service (RLS_PORT), if on: built, listening once server.ts says. */
+  readonly rls: RlsListener | undefined
   /** The client-facing listeners: the gateway's, and the decision listener if on (draining, shutdown). */
   readonly listeners: readonly FastifyInstance[]
   readonly admin: FastifyInstance
@@ -110,15 +113,22 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
   const decision = config.decision === undefined || limiter === undefined
     ? undefined
     : await buildDecisionListener({ config, log, isTrusted, limiter, denyStatus: config.decision.denyStatus, tracing: tracing?.plugin })
+  const rls = config.rls === undefined || store === undefined ? undefined : new RlsListener({ config, store, clock, log: log.child({ listener: 'rls' }), registry: metrics.registry })
   const upstream = config.upstreamUrl === undefined ? undefined : new UpstreamProbe(config.upstreamUrl)
-  const admin = buildAdmin({ upstream, logger: log, config, store, state, manager, sync, metrics, offenders: observe.offenders, clock, reloadRules: () => rules.reload(), workers: deps.threads?.workers })
+  const admin = buildAdmin({ upstream, logger: log, config, store, state, manager, sync, metrics, offenders: observe.offenders, clock, reloadRules, workers: deps.threads?.workers })
 
+  /** The rules file and RLS_CONFIG read again (SIGHUP, the admin API); says what the rules file did. */
+  function reloadRules (): ReloadResult {
+    rls?.reload()
+    return rules.reload()
+  }
   const listeners = decision === undefined ? [gateway] : [gateway, decision]
   let closing: Promise<void> | undefined
   return {
     config,
     gateway,
     decision,
+    rls,
     listeners,
     admin,
     store,
@@ -130,12 +140,12 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
     alerts: observe.alerts,
     sync,
     upstream,
-    reloadRules: () => rules.reload(),
+    reloadRules,
     close () {
       closing ??= (async () => {
         rules.close()
         state.draining = true
-        await drain(listeners)
+        await Promise.all([drain(listeners), rls?.close(config.shutdownTimeoutMs)])
         await admin.close()
         adaptive?.close()
         observe.close()

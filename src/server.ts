@@ -76,6 +76,7 @@ export async function main (env: Record<string, string | undefined> = process.en
   try {
     if (config.mode === 'proxy') await listenOn(app.gateway, config.port, config.host, 'HOST/PORT')
     if (app.decision !== undefined) await listenOn(app.decision, config.decision!.port, config.decision!.host, 'DECISION_HOST/DECISION_PORT')
+    if (app.rls !== undefined) await app.rls.listen()
     await listenOn(app.admin, config.adminPort, config.adminHost, 'ADMIN_HOST/ADMIN_PORT')
   } catch (err) {
     logger.fatal({ err }, 'could not listen')
@@ -88,6 +89,7 @@ export async function main (env: Record<string, string | undefined> = process.en
     mode: config.mode,
     upstream: config.upstreamUrl,
     decisionPort: config.decision?.port,
+    rlsPort: config.rls?.port,
     rateLimiting: config.rateLimitEnabled,
     store: config.store,
     storeFailureMode: config.storeFailureMode,

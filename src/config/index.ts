@@ -10,6 +10,7 @@ import type { AlgorithmName, BanSettings, LimitSpec } from '../core/policy.js'
 import { parseRate, type RateSpec } from '../core/rate.js'
 import { checkWindowRate, loadRulesFile, type Rule, type RulesContext } from './rules.js'
 import { parseTracing, type TracingSettings } from './tracing.js'
+import { parseRlsSettings, type RlsSettings } from './rls.js'
 import { describeSchemaErrors, ENV_SCHEMA, type AjvError, type RawEnv } from './schema.js'
 import {
   checkListenHost, isLoopback, parseAllowlist, parseApiKeys, parseDuration, parseHeaderName, parseQuota, parseTiers, parseWebhookUrl, parseHostPorts, parseKeyBy, parseRedisUrl, parseTrustProxy, parseUpstreamUrl,
@@ -89,6 +90,8 @@ export interface Config {
   readonly mode: 'proxy' | 'decision'
   /** The decision listener (DECISION_PORT, DECISION_HOST); undefined: off. */
   readonly decision: { readonly port: number, readonly host: string, readonly denyStatus: number } | undefined
+  /** Envoy's rate limit service over gRPC (RLS_PORT, RLS_HOST, RLS_CONFIG); undefined: off. */
+  readonly rls: RlsSettings | undefined
   /** No upstream response headers by then → 504; also the body idle timeout. */
   readonly upstreamTimeoutMs: number
   /** Keep-alive connections the gateway holds open to the upstream. */
@@ -258,8 +261,10 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
   }
 
   if (raw.UPSTREAM_URL === undefined && raw.MODE === 'proxy') throw new ConfigError('UPSTREAM_URL is required (an http:// or https:// URL; not with MODE=decision)')
-  if (raw.MODE === 'decision' && raw.DECISION_PORT === undefined) throw new ConfigError('DECISION_PORT is required with MODE=decision (the port other proxies ask on)')
+  if (raw.MODE === 'decision' && raw.DECISION_PORT === undefined && raw.RLS_PORT === undefined) throw new ConfigError('DECISION_PORT or RLS_PORT is required with MODE=decision (the port other proxies ask on)')
   if (raw.MODE === 'decision' && !raw.RATE_LIMIT_ENABLED) throw new ConfigError('RATE_LIMIT_ENABLED=false leaves MODE=decision nothing to decide')
+  if (raw.RLS_PORT !== undefined && !raw.RATE_LIMIT_ENABLED) throw new ConfigError('RATE_LIMIT_ENABLED=false leaves RLS_PORT nothing to decide')
+  if (raw.RLS_PORT !== undefined && raw.WORKERS !== '1') throw new ConfigError(`WORKERS=${raw.WORKERS}: the rate limit service (RLS_PORT) runs in one thread; set WORKERS=1 with RLS_PORT`)
   const apiKeys = field('API_KEYS', () => parseApiKeys(raw.API_KEYS))
   if (raw.API_KEYS_FILE !== '') {
     field('API_KEYS_FILE', () => parseApiKeys(readFileSync(raw.API_KEYS_FILE, 'utf8'), apiKeys))
@@ -308,7 +313,7 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
       if (raw[name] > 0) throw new ConfigError(`${name}: MODE=decision never sees a response end, so an in-flight limit cannot apply; unset it (nginx: limit_conn) or run the gateway inline (MODE=proxy)`)
     }
   }
-  for (const name of ['HOST', 'ADMIN_HOST', 'DECISION_HOST'] as const) field(name, () => checkListenHost(raw[name]), raw[name])
+  for (const name of ['HOST', 'ADMIN_HOST', 'DECISION_HOST', 'RLS_HOST'] as const) field(name, () => checkListenHost(raw[name]), raw[name])
   // The admin API changes limits and shows client data: never reachable from beyond this
   // host without a token.
   if (raw.ADMIN_TOKEN !== undefined && isPublishedToken(raw.ADMIN_TOKEN)) {
@@ -338,6 +343,7 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
     upstreamUrl: raw.UPSTREAM_URL === undefined ? undefined : field('UPSTREAM_URL', () => parseUpstreamUrl(raw.UPSTREAM_URL!)),
     mode: raw.MODE,
     decision: raw.DECISION_PORT === undefined ? undefined : { port: raw.DECISION_PORT, host: raw.DECISION_HOST, denyStatus: raw.DECISION_DENY_STATUS },
+    rls: parseRlsSettings(raw),
     upstreamTimeoutMs: raw.UPSTREAM_TIMEOUT_MS,
     upstreamConnections: raw.UPSTREAM_CONNECTIONS,
     headersTimeoutMs: raw.REQUEST_HEADERS_TIMEOUT_MS,

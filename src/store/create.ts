@@ -27,8 +27,9 @@ export async function createStore (config: Config, clock: Clock, log: FastifyBas
   const local = new MemoryStore({ maxKeys: config.memoryStoreMaxKeys, clock, bans: config.bans, ...(shared === undefined ? {} : { shared }) })
   if (config.store === 'memory') return { store: local, redis: undefined }
   // One decision mixing subjects (the global limits; on a Cluster, rules that may be keyed
-  // by another identity source) needs all its keys in one slot. Fixed for the store's life.
-  const singleSlot = config.globalLimit !== undefined || config.concurrency.global !== undefined || (config.redis.clusterNodes.length > 0 && config.rulesFile !== undefined)
+  // by another identity source, or the rate limit service's descriptors of one question)
+  // needs all its keys in one slot. Fixed for the store's life.
+  const singleSlot = config.globalLimit !== undefined || config.concurrency.global !== undefined || (config.redis.clusterNodes.length > 0 && (config.rulesFile !== undefined || config.rls !== undefined))
   const primary = new RedisStore({ settings: config.redis, clock, bans: config.bans, singleSlot, leaseMs: config.concurrency.leaseMs, decisionClock: redisClock })
   try {
     await primary.connect()

@@ -22,6 +22,8 @@ export interface TestGateway {
   port: number
   /** The decision listener's URL, when DECISION_PORT is set. */
   decisionUrl: string
+  /** The rate limit service's host:port, when RLS_PORT is set (it listens on a free port). */
+  rlsAddress: string
 }
 
 export interface GatewayOptions {
@@ -54,11 +56,12 @@ export async function startGateway (t: Teardown, env: Record<string, string>, op
   if (config.mode === 'proxy') await app.gateway.listen({ port: 0, host: config.host })
   if (app.decision !== undefined) await app.decision.listen({ port: 0, host: config.decision!.host })
   await app.admin.listen({ port: 0, host: config.adminHost })
+  const rlsAddress = app.rls === undefined ? '' : `127.0.0.1:${await app.rls.listen()}`
   const port = config.mode === 'proxy' ? (app.gateway.server.address() as AddressInfo).port : 0
   const adminPort = (app.admin.server.address() as AddressInfo).port
   const host = config.host.includes(':') ? `[${config.host}]` : config.host
   const decisionUrl = app.decision === undefined ? '' : `http://127.0.0.1:${(app.decision.server.address() as AddressInfo).port}`
-  return { app, port, url: `http://${host}:${port}`, adminUrl: `http://127.0.0.1:${adminPort}`, decisionUrl }
+  return { app, port, url: `http://${host}:${port}`, adminUrl: `http://127.0.0.1:${adminPort}`, decisionUrl, rlsAddress }
 }
 
 /** A rules file (RATE_LIMIT_RULES_FILE) holding these rules, removed when the test ends. */

@@ -24,7 +24,7 @@ const LAYERS: readonly string[][] = [
   ['proxy'],
   ['limiter'],
   ['control'],
-  ['decision'], // the limiter as a service for other proxies
+  ['decision', 'rls'], // the limiter as a service for other proxies (HTTP questions; Envoy's RLS over gRPC)
   ['admin'],
   ['app.ts', 'healthcheck.ts'],
   ['workers'], // WORKERS > 1: the main thread supervising worker threads, and a worker's entry
