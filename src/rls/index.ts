@@ -21,9 +21,9 @@ export const RLS_SERVICE = 'envoy.service.ratelimit.v3.RateLimitService'
 /** The wire-compatible subset of Envoy's RLS v3 messages (proto/rls.proto). */
 export const RLS_PROTO = fileURLToPath(new URL('../../../proto/rls.proto', import.meta.url))
 
-/** The service's definition as grpc-js takes it: snake_case fields, enums by name, 64-bit numbers as numbers. */
+/** The service's definition as grpc-js takes it: snake_case fields, enums by name, 64-bit numbers as numbers, proto3's defaults filled in. */
 export function rlsDefinition (): ServiceDefinition {
-  const pkg = loadSync(RLS_PROTO, { keepCase: true, longs: Number, enums: String, defaults: false, arrays: true })
+  const pkg = loadSync(RLS_PROTO, { keepCase: true, longs: Number, enums: String, defaults: true, arrays: true })
   return pkg[RLS_SERVICE] as ServiceDefinition
 }
 

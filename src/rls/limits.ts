@@ -21,7 +21,7 @@ export function matchLimit (root: RlsNode | undefined, entries: readonly RlsEntr
   let level = root
   let found: RlsLimitSpec | undefined
   for (let i = 0; level !== undefined && i < entries.length; i++) {
-    const key = entries[i]!.key ?? ''
+    const key = entries[i]!.key!
     const full = `${key}_${entries[i]!.value ?? ''}`
     let next = level.children.get(full)
     if (next === undefined) {

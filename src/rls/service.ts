@@ -27,12 +27,16 @@ import { isPromise, type Store } from '../store/types.js'
 import { createThrottledLog } from '../log.js'
 import { matchLimit, RlsPolicies, type RlsEntry } from './limits.js'
 
+/**
+ * As grpc-js decodes them (proto-loader's `defaults` and `arrays`: a scalar left out is its
+ * default, a message left out null, a repeated field always an array).
+ */
 export interface RlsDescriptor {
-  entries?: RlsEntry[]
+  entries: RlsEntry[]
   limit?: { requests_per_unit?: number, unit?: string } | null
   hits_addend?: { value?: number | string } | null
 }
-export interface RlsRequest { domain?: string, descriptors?: RlsDescriptor[], hits_addend?: number }
+export interface RlsRequest { domain: string, descriptors: RlsDescriptor[], hits_addend?: number }
 export type RlsCode = 'OK' | 'OVER_LIMIT'
 export interface RlsStatus {
   code: RlsCode
@@ -96,8 +100,8 @@ export class RateLimitService {
   /** Answers one question: at once with the memory store, a promise with Redis. */
   shouldRateLimit (request: RlsRequest): RlsResponse | Promise<RlsResponse> {
     const started = performance.now()
-    const domain = request.domain ?? ''
-    const descriptors = request.descriptors ?? []
+    const domain = request.domain
+    const descriptors = request.descriptors
     if (domain === '') throw new RlsInvalidError('rate limit domain must not be empty')
     if (descriptors.length === 0) throw new RlsInvalidError('rate limit descriptor list must not be empty')
     const root = this.config.domains.get(domain)
@@ -106,17 +110,17 @@ export class RateLimitService {
     const specs: Array<RlsLimitSpec | undefined> = new Array(descriptors.length)
     const planned: Planned[] = []
     const replaced = new Set<string>()
-    const requestHits = Math.max(1, request.hits_addend ?? 0)
+    const requestHits = Math.max(1, request.hits_addend!)
     for (let i = 0; i < descriptors.length; i++) {
       const d = descriptors[i]!
-      const entries = d.entries ?? []
-      if (entries.length === 0 || entries.some(e => (e.key ?? '') === '')) throw new RlsInvalidError(`descriptor ${i}: every descriptor needs entries, each with a key`)
-      const subject = `rls:${domain}|${entries.map(e => (e.value ?? '') === '' ? e.key : `${e.key!}_${e.value!}`).join('.')}`
+      const entries = d.entries
+      if (entries.length === 0 || entries.some(e => !e.key)) throw new RlsInvalidError(`descriptor ${i}: every descriptor needs entries, each with a key`)
+      const subject = `rls:${domain}|${entries.map(e => e.value ? `${e.key!}_${e.value}` : e.key).join('.')}`
       const cost = d.hits_addend?.value === undefined ? requestHits : Number(d.hits_addend.value)
       const overrideUnit = d.limit?.unit === undefined ? undefined : UNIT_OF_ENUM[d.limit.unit]
-      if (d.limit != null && overrideUnit !== undefined) {
-        const rpu = d.limit.requests_per_unit ?? 0
-        planned.push({ index: i, policy: this.policies.override(domain, rpu, overrideUnit), subject, cost, current: { name: '', requests_per_unit: rpu, unit: d.limit.unit! }, label: 'override' })
+      if (overrideUnit !== undefined) {
+        const rpu = d.limit!.requests_per_unit!
+        planned.push({ index: i, policy: this.policies.override(domain, rpu, overrideUnit), subject, cost, current: { name: '', requests_per_unit: rpu, unit: d.limit!.unit! }, label: 'override' })
         continue
       }
       const spec = matchLimit(root, entries)

@@ -1,0 +1,138 @@
+/**
+ * The rate limit service's edges, in process over gRPC: a store that answers late, fails
+ * (STORE_FAILURE_MODE=closed's StoreUnavailableError: OVER_LIMIT, so Envoy refuses whatever
+ * its failure_mode_deny; anything else: UNAVAILABLE, for failure_mode_deny to decide), a
+ * banned descriptor, questions Envoy should never send, the metrics, reloads, and
+ * listening (a port in use; IPv6).
+ */
+import { once } from 'node:events'
+import { createServer } from 'node:net'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import t from 'tap'
+import { status } from '@grpc/grpc-js'
+import { ManualClock } from '../../src/core/clock.js'
+import { StoreUnavailableError } from '../../src/errors.js'
+import { MemoryStore } from '../../src/store/memory.js'
+import type { Store } from '../../src/store/types.js'
+import { startGateway } from '../helpers/gateway.js'
+import { send } from '../helpers/http.js'
+import { ask, descriptor as d, rlsClient, rlsConfigDir } from '../helpers/rls.js'
+
+const START = 1_699_920_000_000 + 3_600_000
+const EDGE = `
+domain: edge
+descriptors:
+  - key: remote_address
+    rate_limit: {unit: hour, requests_per_unit: 5}
+  - key: path
+    rate_limit: {unit: hour, requests_per_unit: 5}
+`
+type Mode = 'sync' | 'async' | 'sync-unavailable' | 'async-unavailable' | 'sync-error' | 'async-error'
+
+/** A memory store whose decisions can be made late or made to fail. */
+function steerable (mem: MemoryStore, mode: () => Mode): Store {
+  return new Proxy(mem, {
+    get (target, prop) {
+      if (prop === 'consume') {
+        return (...args: Parameters<MemoryStore['consume']>) => {
+          switch (mode()) {
+            case 'sync': return target.consume(...args)
+            case 'async': return Promise.resolve().then(() => target.consume(...args))
+            case 'sync-unavailable': throw new StoreUnavailableError()
+            case 'async-unavailable': return Promise.reject(new StoreUnavailableError())
+            case 'sync-error': throw new Error('boom')
+            case 'async-error': return Promise.reject(new Error('late boom'))
+          }
+        }
+      }
+      const v = Reflect.get(target, prop, target) as unknown
+      return typeof v === 'function' ? v.bind(target) : v
+    }
+  }) as unknown as Store
+}
+
+t.test('late, failing and refused answers', async t => {
+  const clock = new ManualClock(START)
+  const mem = new MemoryStore({ maxKeys: 1000, clock, purgeIntervalMs: 0 })
+  let mode: Mode = 'async'
+  const dir = rlsConfigDir(t, { 'edge.yaml': EDGE })
+  const gw = await startGateway(t, { MODE: 'decision', RLS_PORT: '0', RLS_CONFIG: dir, RATE_LIMIT_RULES_POLL_MS: '0', ADMIN_TOKEN: 'rls-test-admin-token-0123456789' }, { clock, store: steerable(mem, () => mode) })
+  const client = rlsClient(t, gw.rlsAddress)
+  const two = { domain: 'edge', descriptors: [{ ...d(['remote_address', '10.0.0.1']), hits_addend: { value: 2 } }, d(['path', '/a'])] }
+
+  let res = await ask(client, two)
+  t.match(res, { overall_code: 'OK', statuses: [{ code: 'OK', limit_remaining: 3 }, { code: 'OK', limit_remaining: 4 }] }, 'a late store, two addends: a call each')
+  res = await ask(client, { domain: 'edge', descriptors: [d(['path', '/a'])] })
+  t.match(res.statuses, [{ limit_remaining: 3 }], 'a late store, one call')
+  res = await ask(client, { domain: 'edge', descriptors: [d(['path', '/b']), d(['path', '/b'])] })
+  t.match(res.statuses, [{ code: 'OK', limit_remaining: 4 }, { code: 'OK', limit_remaining: 4 }], 'the same descriptor twice is one counter, charged once')
+  res = await ask(client, { domain: 'edge', descriptors: [{ entries: [{ key: 'path' }] }] })
+  t.match(res.statuses, [{ code: 'OK', current_limit: { requests_per_unit: 5 } }], 'an entry without a value meets the key alone')
+  res = await ask(client, { domain: 'edge', descriptors: [{ ...d(['path', '/c']), limit: { requests_per_unit: 1, unit: 'YEAR' } }] })
+  t.match(res.statuses, [{ current_limit: { requests_per_unit: 5, unit: 'HOUR' } }], 'an override in a unit this service does not count (a year) is ignored: the configured limit')
+  res = await ask(client, { domain: 'edge', descriptors: [{ ...d(['path', '/c']), limit: { requests_per_unit: 0, unit: 'SECOND' } }] })
+  t.match(res, { overall_code: 'OVER_LIMIT', statuses: [{ code: 'OVER_LIMIT', current_limit: { requests_per_unit: 0, unit: 'SECOND' } }] }, 'an override of 0 (proto3 sends no field) blocks')
+
+  for (const m of ['sync-unavailable', 'async-unavailable'] as const) {
+    mode = m
+    res = await ask(client, two)
+    t.match(res, { overall_code: 'OVER_LIMIT', statuses: [{ code: 'OVER_LIMIT', limit_remaining: 0, current_limit: { requests_per_unit: 5 } }, { code: 'OVER_LIMIT' }], response_headers_to_add: [] }, `${m}: STORE_FAILURE_MODE=closed answers OVER_LIMIT`)
+  }
+  for (const m of ['sync-error', 'async-error'] as const) {
+    mode = m
+    await t.rejects(ask(client, two), { code: status.UNAVAILABLE, details: /^rate limit service failed: (late )?boom$/ }, `${m}: anything else is UNAVAILABLE (Envoy's failure_mode_deny decides)`)
+  }
+
+  mode = 'sync'
+  await t.rejects(ask(client, { domain: 'edge', descriptors: [] }), { code: status.INVALID_ARGUMENT, details: 'rate limit descriptor list must not be empty' })
+  await t.rejects(ask(client, { domain: 'edge', descriptors: [{ entries: [] }] }), { code: status.INVALID_ARGUMENT, details: /descriptor 0: every descriptor needs entries/ })
+
+  // A ban (RATE_LIMIT_BAN_AFTER's, in the store) names the question's first limited descriptor.
+  await mem.ban('rls:edge|remote_address_10.0.0.9', 600_000)
+  res = await ask(client, { domain: 'edge', descriptors: [d(['remote_address', '10.0.0.9']), d(['path', '/z'])] })
+  t.match(res, { overall_code: 'OVER_LIMIT', statuses: [{ code: 'OVER_LIMIT', duration_until_reset: { seconds: 600 } }, { code: 'OVER_LIMIT' }], response_headers_to_add: [{ key: 'retry-after', value: '600' }] }, 'banned: every descriptor OVER_LIMIT, Retry-After the ban\'s')
+  res = await ask(client, { domain: 'edge', descriptors: [d(['path', '/z']), d(['remote_address', '10.0.0.9'])] })
+  t.equal(res.overall_code, 'OK', 'the ban is the first descriptor\'s, not any descriptor\'s')
+
+  const metrics = (await send(`${gw.adminUrl}/metrics`, { headers: { authorization: 'Bearer rls-test-admin-token-0123456789' } })).body
+  t.match(metrics, /gateway_rls_descriptors_total\{domain="edge",descriptor="path",code="ok"\} \d+/, 'descriptors by domain, configured descriptor and outcome')
+  t.match(metrics, /gateway_rls_descriptors_total\{domain="edge",descriptor="remote_address",code="banned"\} 1/)
+  t.match(metrics, /gateway_rls_descriptors_total\{domain="edge",descriptor="remote_address",code="store_error"\} 2/)
+  t.notMatch(metrics, /10\.0\.0\.|\/a"/, 'never a descriptor value')
+  t.match(metrics, /gateway_rls_decision_seconds_count\{code="OVER_LIMIT"\} \d+/)
+
+  // Reloads through the rules reload (SIGHUP, POST /admin/rules/reload).
+  gw.app.reloadRules()
+  t.match(metrics, /gateway_rls_descriptors_total/)
+  writeFileSync(join(dir, 'edge.yaml'), EDGE.replace(/requests_per_unit: 5\}\n  - key: path/, 'requests_per_unit: 7}\n  - key: path'))
+  gw.app.reloadRules()
+  res = await ask(client, { domain: 'edge', descriptors: [d(['remote_address', '10.0.0.2'])] })
+  t.match(res.statuses, [{ current_limit: { requests_per_unit: 7 } }], 'a changed file is applied')
+  writeFileSync(join(dir, 'edge.yaml'), 'domain: edge\ndescriptors: {}\n')
+  gw.app.reloadRules()
+  gw.app.reloadRules()
+  res = await ask(client, { domain: 'edge', descriptors: [d(['remote_address', '10.0.0.2'])] })
+  t.match(res.statuses, [{ current_limit: { requests_per_unit: 7 } }], 'a bad one is not')
+  const reloads = (await send(`${gw.adminUrl}/metrics`, { headers: { authorization: 'Bearer rls-test-admin-token-0123456789' } })).body
+  t.match(reloads, /gateway_rls_config_reloads_total\{result="applied"\} 1/)
+  t.match(reloads, /gateway_rls_config_reloads_total\{result="rejected"\} 2/)
+})
+
+t.test('listening: a port in use is named; IPv6 loopback', async t => {
+  const dir = rlsConfigDir(t, { 'edge.yaml': EDGE })
+  const taken = createServer()
+  taken.listen(0, '127.0.0.1')
+  await once(taken, 'listening')
+  t.teardown(() => { taken.close() })
+  const port = (taken.address() as { port: number }).port
+  await t.rejects(startGateway(t, { MODE: 'decision', RLS_PORT: String(port), RLS_CONFIG: dir }), /RLS_HOST\/RLS_PORT: cannot listen on 127\.0\.0\.1:\d+/)
+
+  const v6 = await startGateway(t, { MODE: 'decision', RLS_PORT: '0', RLS_HOST: '::1', RLS_CONFIG: dir, RATE_LIMIT_HEADERS: 'none' })
+  const client = rlsClient(t, `[::1]:${v6.rlsAddress.split(':').at(-1)!}`)
+  const res = await ask(client, { domain: 'edge', descriptors: [d(['path', '/'])] })
+  t.match(res, { overall_code: 'OK', response_headers_to_add: [] }, 'over IPv6; RATE_LIMIT_HEADERS=none: no headers for Envoy to add')
+  await v6.app.close()
+  await v6.app.rls!.close(1000)
+  t.pass('closing twice is one close')
+})
