@@ -115,7 +115,7 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
     : await buildDecisionListener({ config, log, isTrusted, limiter, denyStatus: config.decision.denyStatus, tracing: tracing?.plugin })
   const rls = config.rls === undefined || store === undefined ? undefined : new RlsListener({ config, store, clock, log: log.child({ listener: 'rls' }), registry: metrics.registry })
   const upstream = config.upstreamUrl === undefined ? undefined : new UpstreamProbe(config.upstreamUrl)
-  const admin = buildAdmin({ upstream, logger: log, config, store, state, manager, sync, metrics, offenders: observe.offenders, clock, reloadRules, workers: deps.threads?.workers })
+  const admin = buildAdmin({ upstream, logger: log, config, store, state, manager, sync, metrics, offenders: observe.offenders, clock, reloadRules, workers: deps.threads?.workers, rls: rls?.service })
 
   /** The rules file and RLS_CONFIG read again (SIGHUP, the admin API); says what the rules file did. */
   function reloadRules (): ReloadResult {

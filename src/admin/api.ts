@@ -18,6 +18,7 @@ import { dayOf, daysBefore, daysBetween } from '../algorithms/calendar.js'
 import type { ClientAdmin } from '../store/types.js'
 import { requireToken } from './auth.js'
 import type { AdminOptions } from './options.js'
+import { rlsAdminRoutes } from './rls.js'
 
 /** Default ban of the admin API when the request names no duration. */
 export const DEFAULT_ADMIN_BAN_MS = 15 * 60_000
@@ -45,6 +46,16 @@ const DAY_PATTERN = '^\\d{4}-\\d{2}-\\d{2}$'
  */
 function toCsv (header: string[], rows: Array<Array<string | number>>): string {
   return [header, ...rows].map(r => r.join(',')).join('\r\n') + '\r\n'
+}
+
+/** A ban's length: the body's `duration`, else DEFAULT_ADMIN_BAN_MS. */
+function banMsOf (duration: string | undefined): number {
+  if (duration === undefined) return DEFAULT_ADMIN_BAN_MS
+  try {
+    return parseDuration(duration)
+  } catch (err) {
+    throw new InvalidChangeError(`duration: ${(err as Error).message}`)
+  }
 }
 
 /** The API's routes, to register on the admin listener. */
@@ -213,14 +224,7 @@ export function adminApi (opts: AdminOptions, log: FastifyBaseLogger, token: str
 
     api.put<{ Querystring: ClientQuery, Body: FromSchema<typeof BAN_BODY> }>('/admin/clients/ban', { schema: { querystring: CLIENT_QUERY, body: BAN_BODY } }, async (request, reply) => {
       const client = clientOf(request.query)
-      let ms = DEFAULT_ADMIN_BAN_MS
-      if (request.body?.duration !== undefined) {
-        try {
-          ms = parseDuration(request.body.duration)
-        } catch (err) {
-          throw new InvalidChangeError(`duration: ${(err as Error).message}`)
-        }
-      }
+      const ms = banMsOf(request.body?.duration)
       await withStore(store => store.ban(client.key, ms))
       log.info({ actor: actorOf(request), client: client.key, durationMs: ms }, 'client banned')
       reply.code(204)
@@ -258,5 +262,7 @@ export function adminApi (opts: AdminOptions, log: FastifyBaseLogger, token: str
         config: describeSettings(control)
       }
     })
+
+    if (opts.rls !== undefined) rlsAdminRoutes(api, { service: opts.rls, withStore, actorOf, log, banMsOf })
   }
 }

@@ -12,6 +12,7 @@ import type { ReloadResult } from '../control/rules-file.js'
 import type { Registry } from 'prom-client'
 import type { Offender } from '../observe/offenders.js'
 import type { UsageTotal } from '../store/usage.js'
+import type { RateLimitService } from '../rls/service.js'
 
 export interface AdminState {
   /** Set at shutdown: readiness fails so load balancers stop sending traffic. */
@@ -62,4 +63,6 @@ export interface AdminOptions {
   reloadRules: () => ReloadResult
   /** WORKERS > 1: the worker threads this listener answers for. */
   workers?: WorkersView
+  /** The rate limit service (RLS_PORT), whose descriptors /admin/rls/descriptor names. */
+  rls?: RateLimitService
 }

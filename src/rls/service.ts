@@ -50,6 +50,15 @@ export interface RlsResponse {
   response_headers_to_add: Array<{ key: string, value: string }>
 }
 
+/**
+ * A descriptor's name in the store: its domain and entries, envoyproxy/ratelimit-style
+ * (`rls:edge|remote_address_10.0.0.1`). With its limit's name, its counter's key; alone,
+ * what a ban names.
+ */
+export function subjectOf (domain: string, entries: readonly RlsEntry[]): string {
+  return `rls:${domain}|${entries.map(e => e.value ? `${e.key!}_${e.value}` : e.key).join('.')}`
+}
+
 /** A question Envoy should never send (no domain, no descriptors, an empty entry): INVALID_ARGUMENT. */
 export class RlsInvalidError extends Error {}
 
@@ -97,6 +106,15 @@ export class RateLimitService {
     this.storeErrorLog = createThrottledLog(opts.log, 'warn', 'rate-limit store failed; rate limit service answering OVER_LIMIT (STORE_FAILURE_MODE=closed)')
   }
 
+  /**
+   * Where a descriptor's counter is (the admin API): its subject, the configured limit it
+   * meets and that limit's Policy (none when unlimited or when it meets no limit).
+   */
+  locate (domain: string, entries: readonly RlsEntry[]): { subject: string, limit: RlsLimitSpec | undefined, policy: Policy | undefined } {
+    const limit = matchLimit(this.config.domains.get(domain), entries)
+    return { subject: subjectOf(domain, entries), limit, policy: limit === undefined || limit.unlimited ? undefined : this.policies.of(limit) }
+  }
+
   /** Answers one question: at once with the memory store, a promise with Redis. */
   shouldRateLimit (request: RlsRequest): RlsResponse | Promise<RlsResponse> {
     const started = performance.now()
@@ -115,7 +133,7 @@ export class RateLimitService {
       const d = descriptors[i]!
       const entries = d.entries
       if (entries.length === 0 || entries.some(e => !e.key)) throw new RlsInvalidError(`descriptor ${i}: every descriptor needs entries, each with a key`)
-      const subject = `rls:${domain}|${entries.map(e => e.value ? `${e.key!}_${e.value}` : e.key).join('.')}`
+      const subject = subjectOf(domain, entries)
       const cost = d.hits_addend?.value === undefined ? requestHits : Number(d.hits_addend.value)
       const overrideUnit = d.limit?.unit === undefined ? undefined : UNIT_OF_ENUM[d.limit.unit]
       if (overrideUnit !== undefined) {

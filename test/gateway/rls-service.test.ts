@@ -88,12 +88,29 @@ t.test('late, failing and refused answers', async t => {
   await t.rejects(ask(client, { domain: 'edge', descriptors: [] }), { code: status.INVALID_ARGUMENT, details: 'rate limit descriptor list must not be empty' })
   await t.rejects(ask(client, { domain: 'edge', descriptors: [{ entries: [] }] }), { code: status.INVALID_ARGUMENT, details: /descriptor 0: every descriptor needs entries/ })
 
-  // A ban (RATE_LIMIT_BAN_AFTER's, in the store) names the question's first limited descriptor.
-  await mem.ban('rls:edge|remote_address_10.0.0.9', 600_000)
+  // A ban names the question's first limited descriptor (the admin API's, or RATE_LIMIT_BAN_AFTER's).
+  const A = { authorization: 'Bearer rls-test-admin-token-0123456789' }
+  const q = (ip: string) => `domain=edge&entry=${encodeURIComponent(`remote_address=${ip}`)}`
+  const ban = await send(`${gw.adminUrl}/admin/rls/descriptor/ban?${q('10.0.0.9')}`, { method: 'PUT', headers: { ...A, 'content-type': 'application/json' }, body: JSON.stringify({ duration: '10m' }) })
+  t.equal(ban.status, 204, 'PUT /admin/rls/descriptor/ban')
   res = await ask(client, { domain: 'edge', descriptors: [d(['remote_address', '10.0.0.9']), d(['path', '/z'])] })
   t.match(res, { overall_code: 'OVER_LIMIT', statuses: [{ code: 'OVER_LIMIT', duration_until_reset: { seconds: 600 } }, { code: 'OVER_LIMIT' }], response_headers_to_add: [{ key: 'retry-after', value: '600' }] }, 'banned: every descriptor OVER_LIMIT, Retry-After the ban\'s')
   res = await ask(client, { domain: 'edge', descriptors: [d(['path', '/z']), d(['remote_address', '10.0.0.9'])] })
   t.equal(res.overall_code, 'OK', 'the ban is the first descriptor\'s, not any descriptor\'s')
+  const seen = JSON.parse((await send(`${gw.adminUrl}/admin/rls/descriptor?${q('10.0.0.9')}`, { headers: A })).body) as Record<string, unknown>
+  t.match(seen, { domain: 'edge', subject: 'rls:edge|remote_address_10.0.0.9', limit: { path: 'edge.remote_address', unit: 'hour', requestsPerUnit: 5, unlimited: false }, bannedMs: 600_000, limits: [{ policy: 'edge.remote_address', remaining: 4 }] }, 'GET /admin/rls/descriptor: its limit, standing (charged by the question it was second in) and ban')
+  t.equal((await send(`${gw.adminUrl}/admin/rls/descriptor/ban?${q('10.0.0.9')}`, { method: 'DELETE', headers: A })).status, 204, 'DELETE …/ban')
+  t.equal((await ask(client, { domain: 'edge', descriptors: [d(['remote_address', '10.0.0.9'])] })).overall_code, 'OK', 'unbanned')
+  t.equal((await send(`${gw.adminUrl}/admin/rls/descriptor/ban?${q('10.0.0.9')}`, { method: 'PUT', headers: { ...A, 'content-type': 'application/json' }, body: JSON.stringify({ duration: 'soon' }) })).status, 400, 'a ban\'s duration is checked as a client ban\'s')
+  t.equal((await send(`${gw.adminUrl}/admin/rls/descriptor/ban?${q('10.0.0.8')}`, { method: 'PUT', headers: { ...A, 'content-type': 'application/json' }, body: '{}' })).status, 204, 'the default ban length')
+  for (let i = 0; i < 4; i++) await ask(client, { domain: 'edge', descriptors: [d(['remote_address', '10.0.0.7'])] })
+  t.match(JSON.parse((await send(`${gw.adminUrl}/admin/rls/descriptor?${q('10.0.0.7')}`, { headers: A })).body), { limits: [{ remaining: 1 }] })
+  t.equal((await send(`${gw.adminUrl}/admin/rls/descriptor/limits?${q('10.0.0.7')}`, { method: 'DELETE', headers: A })).status, 204, 'DELETE …/limits')
+  t.match(JSON.parse((await send(`${gw.adminUrl}/admin/rls/descriptor?${q('10.0.0.7')}`, { headers: A })).body), { limits: [{ remaining: 5 }] }, 'its counter back in full')
+  const none = await send(`${gw.adminUrl}/admin/rls/descriptor/limits?domain=edge&entry=nothing`, { method: 'DELETE', headers: A })
+  t.match({ status: none.status, body: JSON.parse(none.body) }, { status: 404, body: { detail: /rls:edge\|nothing: no limit to reset/ } })
+  t.match(JSON.parse((await send(`${gw.adminUrl}/admin/rls/descriptor?domain=edge&entry=nothing`, { headers: A })).body), { subject: 'rls:edge|nothing', limit: null, limits: [] }, 'a descriptor meeting no limit')
+  t.equal((await send(`${gw.adminUrl}/admin/rls/descriptor?domain=edge`, { headers: A })).status, 400, 'entry is required')
 
   const metrics = (await send(`${gw.adminUrl}/metrics`, { headers: { authorization: 'Bearer rls-test-admin-token-0123456789' } })).body
   t.match(metrics, /gateway_rls_descriptors_total\{domain="edge",descriptor="path",code="ok"\} \d+/, 'descriptors by domain, configured descriptor and outcome')

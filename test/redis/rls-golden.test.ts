@@ -13,9 +13,11 @@ import t, { type Test } from 'tap'
 import { ManualClock } from '../../src/core/clock.js'
 import { startGateway } from '../helpers/gateway.js'
 import { startRedis } from '../helpers/redis.js'
+import { send } from '../helpers/http.js'
 import { ask, descriptor, rlsClient, rlsConfigDir, type RlsClient } from '../helpers/rls.js'
 import type { RlsRequest, RlsResponse, RlsStatus } from '../../src/rls/service.js'
 
+const TOKEN = 'rls-golden-admin-token-0123456789'
 /** 01:00 UTC: second, minute and day windows all a while from their edges. */
 const START = 1_699_920_000_000 + 3_600_000
 
@@ -273,8 +275,20 @@ t.test('golden table on the memory store', async t => {
 t.test('golden table on Redis, two instances answering in turn', async t => {
   const redis = await startRedis(t)
   const clock = new ManualClock(START)
-  const env = { MODE: 'decision', RLS_PORT: '0', RLS_CONFIG: rlsConfigDir(t, CONFIG), STORE: 'redis', REDIS_URL: redis.url }
+  const env = { MODE: 'decision', RLS_PORT: '0', RLS_CONFIG: rlsConfigDir(t, CONFIG), STORE: 'redis', REDIS_URL: redis.url, ADMIN_TOKEN: TOKEN }
   const a = await startGateway(t, env, { clock, redisClock: clock })
   const b = await startGateway(t, env, { clock, redisClock: clock })
-  await runTable(t, [rlsClient(t, a.rlsAddress), rlsClient(t, b.rlsAddress)], clock)
+  const clients = [rlsClient(t, a.rlsAddress), rlsClient(t, b.rlsAddress)]
+  await runTable(t, clients, clock)
+
+  // The admin API of one instance acts on the counter and ban every instance answers from.
+  const A = { authorization: `Bearer ${TOKEN}` }
+  const which = 'domain=messaging&entry=message_type%3Dmarketing&entry=to_number%3D2061111111'
+  const marketing = { domain: 'messaging', descriptors: [d(['message_type', 'marketing'], ['to_number', '2061111111'])] }
+  t.equal((await ask(clients[1]!, marketing)).overall_code, 'OVER_LIMIT')
+  t.equal((await send(`${a.adminUrl}/admin/rls/descriptor/limits?${which}`, { method: 'DELETE', headers: A })).status, 204)
+  t.match(await ask(clients[1]!, marketing), { overall_code: 'OK', statuses: [{ limit_remaining: 4 }] }, 'reset on one instance, full on the other')
+  t.equal((await send(`${a.adminUrl}/admin/rls/descriptor/ban?${which}`, { method: 'PUT', headers: { ...A, 'content-type': 'application/json' }, body: '{"duration":"1m"}' })).status, 204)
+  t.match(await ask(clients[1]!, marketing), { overall_code: 'OVER_LIMIT', statuses: [{ duration_until_reset: { seconds: 60 } }] }, 'banned on one, refused by the other')
+  t.match(JSON.parse((await send(`${b.adminUrl}/admin/rls/descriptor?${which}`, { headers: A })).body), { bannedMs: 60_000, limits: [{ remaining: 4 }] }, 'and the other inspects the same counter and ban')
 })
