@@ -113,7 +113,18 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
   const decision = config.decision === undefined || limiter === undefined
     ? undefined
     : await buildDecisionListener({ config, log, isTrusted, limiter, denyStatus: config.decision.denyStatus, tracing: tracing?.plugin })
-  const rls = config.rls === undefined || store === undefined ? undefined : new RlsListener({ config, store, clock, log: log.child({ listener: 'rls' }), registry: metrics.registry })
+  const rls = config.rls === undefined || store === undefined ? undefined : new RlsListener({
+      config,
+      store,
+      clock,
+      log: log.child({ listener: 'rls' }),
+      registry: metrics.registry,
+      // Over-limit descriptors in the violation log and the top offenders, as refused clients.
+      refused: (subject, policy, dryRun) => {
+        observe.violations.record(subject, policy, dryRun)
+        if (!dryRun) observe.offenders.record(subject)
+      }
+    })
   const upstream = config.upstreamUrl === undefined ? undefined : new UpstreamProbe(config.upstreamUrl)
   const admin = buildAdmin({ upstream, logger: log, config, store, state, manager, sync, metrics, offenders: observe.offenders, clock, reloadRules, workers: deps.threads?.workers, rls: rls?.service })
 

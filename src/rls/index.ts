@@ -36,6 +36,8 @@ export interface RlsDeps {
   clock: Clock
   log: FastifyBaseLogger
   registry: Registry
+  /** See RlsServiceOptions.refused. */
+  refused: (subject: string, policy: string, dryRun: boolean) => void
 }
 
 export class RlsListener {
@@ -49,7 +51,7 @@ export class RlsListener {
   constructor (private readonly deps: RlsDeps) {
     const { config, log } = deps
     const settings = config.rls!
-    this.service = new RateLimitService({ store: deps.store, headers: config.headers, timeZone: config.timeZone, config: settings.config, clock: deps.clock, log, registry: deps.registry })
+    this.service = new RateLimitService({ store: deps.store, headers: config.headers, timeZone: config.timeZone, config: settings.config, clock: deps.clock, log, registry: deps.registry, dryRun: config.dryRun, refused: deps.refused })
     this.reloads = new Counter({ name: 'gateway_rls_config_reloads_total', help: 'RLS_CONFIG reloads by result', labelNames: ['result'], registers: [deps.registry] })
     const failureLog = createThrottledLog(log, 'error', 'rate limit service question failed')
     const service = this.service

@@ -71,12 +71,13 @@ export class RlsPolicies {
   /** Limits a request supplies itself (a descriptor's `limit`), by rate: bounded. */
   private readonly overrides = new Map<string, Policy>()
 
-  constructor (private readonly timeZone: string) {}
+  /** @param dryRun RATE_LIMIT_DRY_RUN: every limit a dry run, as `shadow_mode` makes one */
+  constructor (private readonly timeZone: string, private readonly dryRun = false) {}
 
   of (spec: RlsLimitSpec): Policy {
     let p = this.made.get(spec)
     if (p === undefined) {
-      p = rlsPolicy(spec.name ?? spec.path, spec.unit!, spec.requestsPerUnit, spec.unitMultiplier, spec.algorithm, spec.burst, spec.shadowMode, this.timeZone)
+      p = rlsPolicy(spec.name ?? spec.path, spec.unit!, spec.requestsPerUnit, spec.unitMultiplier, spec.algorithm, spec.burst, spec.shadowMode || this.dryRun, this.timeZone)
       this.made.set(spec, p)
     }
     return p
@@ -88,7 +89,7 @@ export class RlsPolicies {
     let p = this.overrides.get(key)
     if (p === undefined) {
       if (this.overrides.size >= MAX_OVERRIDES) this.overrides.clear()
-      p = rlsPolicy(`${domain}.override.${requestsPerUnit}/${unit}`, unit, requestsPerUnit, 1, 'fixed-window', 1, false, this.timeZone)
+      p = rlsPolicy(`${domain}.override.${requestsPerUnit}/${unit}`, unit, requestsPerUnit, 1, 'fixed-window', 1, this.dryRun, this.timeZone)
       this.overrides.set(key, p)
     }
     return p

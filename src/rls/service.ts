@@ -88,6 +88,13 @@ export interface RlsServiceOptions {
   clock: Clock
   log: FastifyBaseLogger
   registry: Registry
+  /** RATE_LIMIT_DRY_RUN: every limit reports and never refuses (envoyproxy/ratelimit's SHADOW_MODE). */
+  dryRun: boolean
+  /**
+   * A descriptor over its limit (or banned; `dryRun`: a shadow one over it): the violation
+   * log and the top offenders, by the descriptor's subject.
+   */
+  refused: (subject: string, policy: string, dryRun: boolean) => void
 }
 
 export class RateLimitService {
@@ -99,7 +106,7 @@ export class RateLimitService {
 
   constructor (private readonly opts: RlsServiceOptions) {
     this.config = opts.config
-    this.policies = new RlsPolicies(opts.timeZone)
+    this.policies = new RlsPolicies(opts.timeZone, opts.dryRun)
     const registers = [opts.registry]
     this.descriptors = new Counter({ name: 'gateway_rls_descriptors_total', help: 'Rate limit service descriptors answered, by domain, configured descriptor (never a value) and outcome', labelNames: ['domain', 'descriptor', 'code'], registers })
     this.seconds = new Histogram({ name: 'gateway_rls_decision_seconds', help: 'Time to answer a rate limit service question', labelNames: ['code'], buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05], registers })
@@ -241,9 +248,11 @@ export class RateLimitService {
         // shadow_mode: counted and reported, never the reason for OVER_LIMIT.
         statuses[p.index] = { code: 'OK', current_limit: p.current, limit_remaining: 0, duration_until_reset: reset }
         this.count(domain, p.label, 'shadow_over_limit')
+        this.opts.refused(p.subject, p.policy.name, true)
       } else {
         statuses[p.index] = { code: 'OVER_LIMIT', current_limit: p.current, limit_remaining: 0, duration_until_reset: reset }
         this.count(domain, p.label, d.banned === true ? 'banned' : 'over_limit')
+        this.opts.refused(p.subject, d.policy.name, false)
         if (d.retryAfterMs > retryMs) retryMs = d.retryAfterMs
       }
       if (d.banned !== true && !shown.includes(d)) shown.push(d)

@@ -18,6 +18,8 @@ import type { Store } from '../../src/store/types.js'
 import { startGateway } from '../helpers/gateway.js'
 import { send } from '../helpers/http.js'
 import { ask, descriptor as d, rlsClient, rlsConfigDir } from '../helpers/rls.js'
+import { main as rlsAsk } from '../../src/rls/ask.js'
+import { captureLogs } from '../helpers/logs.js'
 
 const START = 1_699_920_000_000 + 3_600_000
 const EDGE = `
@@ -27,6 +29,8 @@ descriptors:
     rate_limit: {unit: hour, requests_per_unit: 5}
   - key: path
     rate_limit: {unit: hour, requests_per_unit: 5}
+  - key: door
+    rate_limit: {unlimited: true, name: open_door}
 `
 type Mode = 'sync' | 'async' | 'sync-unavailable' | 'async-unavailable' | 'sync-error' | 'async-error'
 
@@ -111,6 +115,7 @@ t.test('late, failing and refused answers', async t => {
   t.match({ status: none.status, body: JSON.parse(none.body) }, { status: 404, body: { detail: /rls:edge\|nothing: no limit to reset/ } })
   t.match(JSON.parse((await send(`${gw.adminUrl}/admin/rls/descriptor?domain=edge&entry=nothing`, { headers: A })).body), { subject: 'rls:edge|nothing', limit: null, limits: [] }, 'a descriptor meeting no limit')
   t.equal((await send(`${gw.adminUrl}/admin/rls/descriptor?domain=edge`, { headers: A })).status, 400, 'entry is required')
+  t.match(JSON.parse((await send(`${gw.adminUrl}/admin/rls/descriptor?domain=edge&entry=door%3Dx`, { headers: A })).body), { limit: { path: 'edge.door', name: 'open_door', unlimited: true, unit: null }, limits: [] }, 'an unlimited one: its limit, no counter')
 
   const metrics = (await send(`${gw.adminUrl}/metrics`, { headers: { authorization: 'Bearer rls-test-admin-token-0123456789' } })).body
   t.match(metrics, /gateway_rls_descriptors_total\{domain="edge",descriptor="path",code="ok"\} \d+/, 'descriptors by domain, configured descriptor and outcome')
@@ -152,4 +157,45 @@ t.test('listening: a port in use is named; IPv6 loopback', async t => {
   await v6.app.close()
   await v6.app.rls!.close(1000)
   t.pass('closing twice is one close')
+})
+
+t.test('npm run rls:ask: a question from the command line, its answer on one line', async t => {
+  const dir = rlsConfigDir(t, { 'edge.yaml': EDGE })
+  const gw = await startGateway(t, { MODE: 'decision', RLS_PORT: '0', RLS_CONFIG: dir })
+  const run = async (...args: string[]): Promise<[number, string[]]> => {
+    const lines: string[] = []
+    const code = await rlsAsk(args, line => { lines.push(line) })
+    return [code, lines]
+  }
+  t.same(await run(gw.rlsAddress, 'edge', 'remote_address=10.0.0.1', 'path=/a,extra', '--hits=2'), [0, ['OK: OK 3/5 per HOUR, OK (no limit)']], 'entries by `,`, a key without a value, --hits')
+  t.same(await run(gw.rlsAddress, 'edge', 'door=x'), [0, ['OK: OK (unlimited)']])
+  t.same(await run(gw.rlsAddress, 'edge', 'remote_address=10.0.0.1', '--hits=4'), [0, ['OVER_LIMIT: OVER_LIMIT 0/5 per HOUR']], 'OVER_LIMIT is an answer: exit 0, as curl with a 429')
+  const [code, lines] = await run(gw.rlsAddress, 'edge')
+  t.equal(code, 2)
+  t.match(lines, [/^rls:ask: usage: npm run rls:ask -- <host:port> <domain>/])
+  const refused = await run('127.0.0.1:1', 'edge', 'a=b')
+  t.match(refused, [2, [/^rls:ask: 14 UNAVAILABLE/]], 'nothing listening: exit 2')
+})
+
+t.test('RATE_LIMIT_DRY_RUN: every limit reports and none refuses; over-limit descriptors in the violation log and the top offenders', async t => {
+  const { logger, lines } = captureLogs()
+  const dir = rlsConfigDir(t, { 'edge.yaml': EDGE })
+  const dry = await startGateway(t, { MODE: 'decision', RLS_PORT: '0', RLS_CONFIG: dir, RATE_LIMIT_DRY_RUN: 'true' }, { logger })
+  const client = rlsClient(t, dry.rlsAddress)
+  let res
+  for (let i = 0; i < 6; i++) res = await ask(client, { domain: 'edge', descriptors: [d(['remote_address', '10.0.0.1'])] })
+  t.match(res, { overall_code: 'OK', statuses: [{ code: 'OK', limit_remaining: 0 }] }, 'the 6th of 5 an hour: OK')
+  res = await ask(client, { domain: 'edge', descriptors: [{ ...d(['remote_address', '10.0.0.1']), limit: { requests_per_unit: 0, unit: 'SECOND' } }] })
+  t.equal(res.overall_code, 'OK', 'an override too')
+
+  const token = 'rls-offenders-admin-token-0123456789'
+  const live = await startGateway(t, { MODE: 'decision', RLS_PORT: '0', RLS_CONFIG: dir, ADMIN_TOKEN: token }, { logger })
+  const liveClient = rlsClient(t, live.rlsAddress)
+  for (let i = 0; i < 7; i++) await ask(liveClient, { domain: 'edge', descriptors: [d(['remote_address', '10.0.0.66'])] })
+  const offenders = JSON.parse((await send(`${live.adminUrl}/admin/offenders`, { headers: { authorization: `Bearer ${token}` } })).body) as { offenders: Array<{ client: string, count: number }> }
+  t.match(offenders.offenders[0], { client: 'rls:edge|remote_address_10.0.0.66', count: 2 }, 'the top offenders name the descriptor')
+  await dry.app.close()
+  await live.app.close()
+  t.match(lines.find(l => l.msg === 'dry run: requests over their limit let through'), { client: 'rls:edge|remote_address_10.0.0.1', count: 2, policies: ['edge.remote_address', 'edge.override.0/second'] })
+  t.match(lines.find(l => l.msg === 'requests refused by rate limits'), { client: 'rls:edge|remote_address_10.0.0.66', count: 2, policies: ['edge.remote_address'] })
 })

@@ -60,7 +60,7 @@ function sessions (blocks: readonly Block[]): Block[][] {
 
 function workCopy (): string {
   const dir = mkdtempSync(join(tmpdir(), 'gw-readme-'))
-  for (const name of ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'README.md', '.env.example', 'src', 'test', 'bench', 'examples', 'scripts', 'deploy']) {
+  for (const name of ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'README.md', '.env.example', 'src', 'test', 'bench', 'examples', 'scripts', 'deploy', 'proto']) {
     cpSync(join(ROOT, name), join(dir, name), { recursive: true })
   }
   symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'))
