@@ -1,9 +1,10 @@
 /**
  * `npm run bench:rls`: the rate limit service (RLS_PORT) asked at a fixed rate, as Envoy
  * asks it, on the memory store and on Redis: latency percentiles of each answer (from the
- * question sent to the answer read, by a grpc-js client in this process, open loop: a
- * batch every 10 ms whatever came back) against Envoy's default 20 ms timeout, and the
- * gateway's CPU per question. Each question carries two descriptors (envoyproxy/ratelimit's
+ * question sent to the answer read, by a grpc-js client in this process, open loop: the
+ * questions due every millisecond, whatever came back) against Envoy's default 20 ms
+ * timeout, and the gateway's CPU per question, beside a floor: grpc-js answering OK
+ * without deciding (bench/rls-floor.ts). Each question carries two descriptors (envoyproxy/ratelimit's
  * messaging example) over 10,000 phone numbers, none of them over its limit, so every
  * answer took the store. Results go to bench/RESULTS-rls.md.
  */
@@ -19,7 +20,7 @@ import { CLK_TCK, HERE, ROOT, cpuTicks, freePort, has, median, waitFor } from '.
 const RATE = Number(process.env.BENCH_RLS_RATE ?? 2000)
 const SECONDS = Number(process.env.BENCH_RLS_S ?? 10)
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
-const TICK_MS = 10
+const TICK_MS = 1
 const NUMBERS = 10_000
 
 const CONFIG = `
@@ -36,6 +37,15 @@ descriptors:
 
 interface Client { ShouldRateLimit: (q: RlsRequest, cb: (err: ServiceError | null, res: RlsResponse) => void) => void, close: () => void }
 interface Run { p50: number, p99: number, p999: number, max: number, answered: number, errors: number, over20ms: number, usPerQuestion: number }
+
+/** The grpc-js floor (bench/rls-floor.ts). */
+async function floor (): Promise<{ address: string, pid: number, stop: () => void }> {
+  const port = await freePort()
+  const child = spawn(process.execPath, [join(HERE, 'rls-floor.js'), String(port)], { stdio: ['ignore', 'pipe', 'inherit'] })
+  process.on('exit', () => child.kill('SIGKILL'))
+  await new Promise(resolve => child.stdout.once('data', resolve))
+  return { address: `127.0.0.1:${port}`, pid: child.pid!, stop: () => child.kill('SIGTERM') }
+}
 
 async function gateway (env: Record<string, string>): Promise<{ address: string, pid: number, stop: () => void }> {
   const dir = mkdtempSync(join(tmpdir(), 'gw-bench-rls-'))
@@ -64,7 +74,6 @@ async function measure (address: string, pid: number, seconds: number): Promise<
   let errors = 0
   let sent = 0
   let i = Math.floor(Math.random() * NUMBERS)
-  const perTick = RATE * TICK_MS / 1000
   const ticks = seconds * 1000 / TICK_MS
   const cpuBefore = cpuTicks(pid)
   const started = performance.now()
@@ -74,7 +83,9 @@ async function measure (address: string, pid: number, seconds: number): Promise<
       // Catch up on ticks the timer was late for, so the rate holds.
       const due = Math.min(ticks, Math.floor((performance.now() - started) / TICK_MS) + 1)
       for (; tick < due; tick++) {
-        for (let k = 0; k < perTick; k++) {
+        // RATE/s over ticks of TICK_MS: the questions due by the end of this tick.
+        const upTo = Math.round((tick + 1) * RATE * TICK_MS / 1000)
+        for (let k = Math.round(tick * RATE * TICK_MS / 1000); k < upTo; k++) {
           const at = performance.now()
           sent++
           client.ShouldRateLimit(question(i++), err => {
@@ -99,7 +110,10 @@ async function measure (address: string, pid: number, seconds: number): Promise<
 }
 
 async function main (): Promise<void> {
-  const targets: Array<{ name: string, label: string, env: Record<string, string>, redis?: () => void }> = [{ name: 'memory', label: 'memory store', env: {} }]
+  const targets: Array<{ name: string, label: string, env?: Record<string, string>, redis?: () => void }> = [
+    { name: 'floor', label: 'floor: grpc-js answering OK, deciding nothing' },
+    { name: 'memory', label: 'memory store', env: {} }
+  ]
   if (has('redis-server')) {
     const port = await freePort()
     const redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
@@ -107,7 +121,7 @@ async function main (): Promise<void> {
     await new Promise(resolve => setTimeout(resolve, 300))
     targets.push({ name: 'redis', label: 'Redis (one server, on this machine)', env: { STORE: 'redis', REDIS_URL: `redis://127.0.0.1:${port}` }, redis: () => redis.kill('SIGTERM') })
   }
-  const running = await Promise.all(targets.map(async t => ({ ...t, gw: await gateway(t.env) })))
+  const running = await Promise.all(targets.map(async t => ({ ...t, gw: t.env === undefined ? await floor() : await gateway(t.env) })))
   for (const t of running) await measure(t.gw.address, t.gw.pid, 1)
   const runs = new Map<string, Run[]>(running.map(t => [t.name, []]))
   for (let round = 1; round <= ROUNDS; round++) {
@@ -123,14 +137,15 @@ async function main (): Promise<void> {
   const report = `# Benchmark results: the rate limit service (RLS_PORT)
 
 Latest \`npm run bench:rls\` (bench/rls.ts): ${new Date().toISOString().slice(0, 10)}, ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown CPU'}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}.
-Load: ${RATE} questions/s, open loop (a batch every ${TICK_MS} ms), ${SECONDS} s per run, ${ROUNDS} interleaved rounds, medians
+Load: ${RATE} questions/s, open loop (the questions due every ${TICK_MS} ms), ${SECONDS} s per run, ${ROUNDS} interleaved rounds, medians
 (max and counts over all rounds); each question two descriptors over ${NUMBERS.toLocaleString('en')} numbers
 (envoyproxy/ratelimit's messaging example), every one decided by the store. Latency: from the question sent to the
 answer read by a grpc-js client in the bench process (so it includes the client's own time); Envoy's default
-timeout for the service is 20 ms. CPU per question: the gateway process's user+system time over the answers.
+timeout for the service is 20 ms. CPU per question: the server process's user+system time over the answers.
+The floor is the same service definition in grpc-js answering OK without deciding: what any Node gRPC server pays.
 Nothing pinned: the gateway, the client and Redis share the machine's cores.
 
-| store | p50 ms | p99 ms | p99.9 ms | max ms | answers over 20 ms | errors | CPU µs / question |
+| target | p50 ms | p99 ms | p99.9 ms | max ms | answers over 20 ms | errors | CPU µs / question |
 |---|---:|---:|---:|---:|---:|---:|---:|
 ${rows.join('\n')}
 `
