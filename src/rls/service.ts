@@ -66,6 +66,14 @@ export class RlsInvalidError extends Error {}
 export type DescriptorOutcome = 'ok' | 'over_limit' | 'shadow_over_limit' | 'unlimited' | 'replaced' | 'no_limit' | 'banned' | 'store_error'
 
 const MAX_UINT32 = 4_294_967_295
+/**
+ * A question's bounds (INVALID_ARGUMENT past them): Envoy's rate_limits make a few
+ * descriptors of a few entries each; these keep one question from making a store call of
+ * thousands of keys, or keys of megabytes.
+ */
+const MAX_DESCRIPTORS = 64
+const MAX_ENTRIES = 32
+const MAX_TEXT = 1024
 const UNIT_OF_ENUM: Record<string, RlsUnit> = { SECOND: 'second', MINUTE: 'minute', HOUR: 'hour', DAY: 'day', MONTH: 'month' }
 
 /** One descriptor the store decides. */
@@ -129,6 +137,8 @@ export class RateLimitService {
     const descriptors = request.descriptors
     if (domain === '') throw new RlsInvalidError('rate limit domain must not be empty')
     if (descriptors.length === 0) throw new RlsInvalidError('rate limit descriptor list must not be empty')
+    if (descriptors.length > MAX_DESCRIPTORS) throw new RlsInvalidError(`at most ${MAX_DESCRIPTORS} descriptors in a question, got ${descriptors.length}`)
+    if (domain.length > MAX_TEXT) throw new RlsInvalidError(`a domain of at most ${MAX_TEXT} characters`)
     const root = this.config.domains.get(domain)
     const domainLabel = root === undefined ? 'unknown' : domain
     const statuses: RlsStatus[] = new Array(descriptors.length)
@@ -140,6 +150,7 @@ export class RateLimitService {
       const d = descriptors[i]!
       const entries = d.entries
       if (entries.length === 0 || entries.some(e => !e.key)) throw new RlsInvalidError(`descriptor ${i}: every descriptor needs entries, each with a key`)
+      if (entries.length > MAX_ENTRIES || entries.some(e => e.key!.length + e.value!.length > MAX_TEXT)) throw new RlsInvalidError(`descriptor ${i}: at most ${MAX_ENTRIES} entries, each key and value together at most ${MAX_TEXT} characters`)
       const subject = subjectOf(domain, entries)
       const cost = d.hits_addend?.value === undefined ? requestHits : Number(d.hits_addend.value)
       const overrideUnit = d.limit?.unit === undefined ? undefined : UNIT_OF_ENUM[d.limit.unit]

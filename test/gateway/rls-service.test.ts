@@ -91,6 +91,11 @@ t.test('late, failing and refused answers', async t => {
   mode = 'sync'
   await t.rejects(ask(client, { domain: 'edge', descriptors: [] }), { code: status.INVALID_ARGUMENT, details: 'rate limit descriptor list must not be empty' })
   await t.rejects(ask(client, { domain: 'edge', descriptors: [{ entries: [] }] }), { code: status.INVALID_ARGUMENT, details: /descriptor 0: every descriptor needs entries/ })
+  await t.rejects(ask(client, { domain: 'edge', descriptors: Array.from({ length: 65 }, () => d(['path', '/'])) }), { code: status.INVALID_ARGUMENT, details: 'at most 64 descriptors in a question, got 65' })
+  await t.rejects(ask(client, { domain: 'x'.repeat(1025), descriptors: [d(['path', '/'])] }), { code: status.INVALID_ARGUMENT, details: 'a domain of at most 1024 characters' })
+  await t.rejects(ask(client, { domain: 'edge', descriptors: [d(...Array.from({ length: 33 }, (_, i): [string, string] => [`k${i}`, 'v']))] }), { code: status.INVALID_ARGUMENT, details: /descriptor 0: at most 32 entries/ })
+  await t.rejects(ask(client, { domain: 'edge', descriptors: [d(['path', '/']), { entries: [{ key: 'path', value: 'v'.repeat(1021) }] }] }), { code: status.INVALID_ARGUMENT, details: /descriptor 1: at most 32 entries, each key and value together at most 1024 characters/ })
+  t.equal((await ask(client, { domain: 'edge', descriptors: [{ entries: [{ key: 'path', value: 'v'.repeat(1020) }] }] })).overall_code, 'OK', '1024 characters is within')
 
   // A ban names the question's first limited descriptor (the admin API's, or RATE_LIMIT_BAN_AFTER's).
   const A = { authorization: 'Bearer rls-test-admin-token-0123456789' }
