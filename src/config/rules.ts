@@ -191,7 +191,7 @@ export function checkWindowRate (algorithm: AlgorithmName, rate: RateSpec): void
     throw new Error(`"${rate.text}" counts calendar ${rate.calendar}s, which only the fixed-window algorithm does (a rule's "algorithm": "fixed-window", or a quota)`)
   }
   if (isWindow(algorithm) && !Number.isInteger(rate.count)) {
-    throw new Error(`${algorithm} counts whole requests per period; "${rate.text}" is not a whole number (write e.g. 1/2s as 30/m)`)
+    throw new Error(`${algorithm} counts whole requests per period; "${rate.text}" is not a whole number (write e.g. 0.5/s as 1/2s)`)
   }
 }
 

@@ -9,7 +9,7 @@ import type { AlgorithmName, Config, LimitsConfig, LimitSpec, Rule } from '../co
 import { rulesContext } from '../config/index.js'
 import { checkCost, parseRateFor, parseRules } from '../config/rules.js'
 import { parseQuota } from '../config/parse.js'
-import { UNIT_OF_PERIOD, type RateSpec } from '../core/rate.js'
+import { periodText, type RateSpec } from '../core/rate.js'
 import { isWindow } from '../core/policy.js'
 
 /** The JSON Schema of RuntimeSettings (the admin API validates bodies with it). */
@@ -59,7 +59,7 @@ function scaleDown (value: number, factor: number, floor: number): number {
 function scaleRate (rate: RateSpec, factor: number, floor: number, whole: boolean): RateSpec {
   // A window counts whole requests; a bucket's rate may be any positive number.
   const count = whole ? scaleDown(rate.count, factor, floor) : rate.count * factor
-  return { ...rate, count, text: `${+count.toFixed(6)}/${UNIT_OF_PERIOD[rate.periodMs]!}` }
+  return { ...rate, count, text: `${+count.toFixed(6)}/${periodText(rate.periodMs)}` }
 }
 
 /**

@@ -42,8 +42,10 @@ const PERIOD_MS: Record<string, number> = {
 const CALENDAR: Record<number, CalendarUnit> = { [DAY_MS]: 'day', [7 * DAY_MS]: 'week', [30 * DAY_MS]: 'month' }
 /** How a rate is written back, per period. */
 export const UNIT_OF_PERIOD: Record<number, string> = { 1000: 's', 60_000: 'm', 3_600_000: 'h', [DAY_MS]: 'd', [7 * DAY_MS]: 'w', [30 * DAY_MS]: 'mo' }
-const RATE_RE = /^\s*(\d+(?:\.\d+)?)\s*\/\s*([a-z]+)\s*$/i
-export const RATE_FORMAT = 'a positive number of requests per unit: N/s, N/m, N/h, N/d, N/w or N/mo (e.g. 10/s, 600/m, 10000/mo)'
+const RATE_RE = /^\s*(\d+(?:\.\d+)?)\s*\/\s*(\d+)?\s*([a-z]+)\s*$/i
+export const RATE_FORMAT = 'a positive number of requests per unit: N/s, N/m, N/h, N/d, N/w or N/mo, or per several units, N/5m (e.g. 10/s, 600/m, 100/5m, 10000/mo)'
+/** Most units in one window (N/5m: 5): a window of up to a thousand units. */
+const MAX_MULTIPLIER = 1000
 /**
  * Fastest rate a limit may have. Bucket times are epoch milliseconds, whose doubles
  * resolve ~0.0002 ms; at 100,000/s a token is 0.01 ms, still 40 steps of that.
@@ -52,16 +54,28 @@ export const MAX_RATE_PER_SECOND = 100_000
 
 export function parseRate (text: string): RateSpec {
   const m = RATE_RE.exec(text)
-  const unit = m?.[2]?.toLowerCase()
-  const periodMs = unit === undefined ? undefined : PERIOD_MS[unit]
+  const unit = m?.[3]?.toLowerCase()
+  const multiplier = m?.[2] === undefined ? 1 : Number(m[2])
+  const unitMs = unit === undefined ? undefined : PERIOD_MS[unit]
   const count = Number(m?.[1])
-  if (m === null || periodMs === undefined || !(count > 0) || !Number.isFinite(count)) {
+  if (m === null || unitMs === undefined || !(count > 0) || !Number.isFinite(count) || !(multiplier >= 1 && multiplier <= MAX_MULTIPLIER)) {
     throw new Error(`expected ${RATE_FORMAT}, got "${text}"`)
   }
+  const periodMs = unitMs * multiplier
   if (count * 1000 / periodMs > MAX_RATE_PER_SECOND) {
     throw new Error(`"${text}" is faster than the maximum of ${MAX_RATE_PER_SECOND}/s per limit`)
   }
-  const calendar = CALENDAR[periodMs]
-  const normal = `${count}/${UNIT_OF_PERIOD[periodMs]!}`
+  // N/d, N/w and N/mo are calendar periods; N/2d is a window of two days, like N/48h.
+  const calendar = multiplier === 1 ? CALENDAR[periodMs] : undefined
+  const normal = `${count}/${multiplier === 1 ? '' : multiplier}${UNIT_OF_PERIOD[unitMs]!}`
   return Object.freeze(calendar === undefined ? { count, periodMs, text: normal } : { count, periodMs, text: normal, calendar })
+}
+
+/** Units from the largest: a period is written in the first it is a whole number of. */
+const UNITS_MS = [30 * DAY_MS, 7 * DAY_MS, DAY_MS, 3_600_000, 60_000, 1000]
+
+/** A period as a rate writes it: `s`, `5m`, `mo` (the largest unit it is a whole number of; seconds at least). */
+export function periodText (periodMs: number): string {
+  const ms = UNITS_MS.find(ms => periodMs % ms === 0 || ms === 1000)!
+  return periodMs === ms ? UNIT_OF_PERIOD[ms]! : `${periodMs / ms}${UNIT_OF_PERIOD[ms]!}`
 }

@@ -258,6 +258,42 @@ export const CONTRACT: ContractCase[] = [
     ]
   },
   {
+    name: 'windows of several units (2/5m): a fixed window of five minutes, aligned to the epoch',
+    origin: ALIGNED,
+    policies: [policy('2/5m', 1, 'fw', 'fixed-window')],
+    steps: [
+      { at: 0, expect: [ok(1, { resetMs: 300_000 })] },
+      { at: 1000, expect: [ok(0, { resetMs: 299_000 })] },
+      { at: 240_000, expect: [no(60_000, { remaining: 0 })] },
+      { at: 299_999, expect: [no(1)] },
+      { at: 300_000, expect: [ok(1, { resetMs: 300_000 })] }
+    ]
+  },
+  {
+    name: 'windows of several units (2/5m): a sliding window of five minutes weighs the last one',
+    origin: ALIGNED,
+    policies: [policy('2/5m', 1, 'sw', 'sliding-window')],
+    steps: [
+      { at: 0, expect: [ok(1)] },
+      { at: 1000, expect: [ok(0)] },
+      // Not at the boundary: the last window's 2 weigh 2 there, and 1 only half into the next.
+      { at: 299_999, expect: [no(150_001)] },
+      // Half into the next window the last one's 2 weigh 1: one more fits, then none.
+      { at: 450_000, expect: [ok(0)] },
+      { at: 450_000, expect: [{ allowed: false }] }
+    ]
+  },
+  {
+    name: 'windows of several units (2/5m): a bucket earns one request back every 150 s',
+    policies: [policy('2/5m', 2, 'tb', 'token-bucket')],
+    steps: [
+      { at: 0, expect: [ok(1, { resetMs: 150_000 })] },
+      { at: 0, expect: [ok(0, { resetMs: 300_000 })] },
+      { at: 149_000, expect: [no(1000)] },
+      { at: 150_000, expect: [ok(0)] }
+    ]
+  },
+  {
     name: 'fixed window: a request costing several takes them all or none',
     origin: ALIGNED,
     policies: [policy('5/m', 1, 'fw', 'fixed-window')],

@@ -8,6 +8,8 @@ import { loadConfig } from '../../src/config/index.js'
 const BASE = { UPSTREAM_URL: 'http://127.0.0.1:8080' }
 const dir = mkdtempSync(join(tmpdir(), 'gw-config-'))
 const keysFile = join(dir, 'keys.txt')
+const RULES_5M = join(dir, 'rules-5m.json')
+writeFileSync(RULES_5M, JSON.stringify({ rules: [{ name: 'login', path: '/login', algorithm: 'fixed-window', rate: '3/5m' }] }))
 writeFileSync(keysFile, '# partner keys\nfile-key-1:pro\nfile-key-2\n')
 
 // [name, env, variable the error must name (or null: valid), pattern of what it accepts]
@@ -159,6 +161,9 @@ const GOOD: Array<[string, Record<string, string>, Record<string, unknown>]> = [
   ['per-hour rate with spaces', { RATE_LIMIT_RATE: ' 100 / h ' }, { limit: { rate: { count: 100, periodMs: 3_600_000, text: '100/h' } } }],
   ['per-day rate', { RATE_LIMIT_RATE: '5000/d' }, { limit: { rate: { periodMs: 86_400_000 } } }],
   ['fractional rate', { RATE_LIMIT_RATE: '0.5/s' }, { limit: { rate: { count: 0.5 } } }],
+  ['a window of several units', { RATE_LIMIT_RATE: '100/5m', RATE_LIMIT_ALGORITHM: 'sliding-window' }, { limit: { rate: { count: 100, periodMs: 300_000, text: '100/5m' } } }],
+  ['a tier and the global limit per several units', { RATE_LIMIT_TIERS: 'pro=1000/30s:1000', GLOBAL_RATE_LIMIT_RATE: '5000/12h' }, { tiers: new Map([['pro', { rate: { count: 1000, periodMs: 30_000 }, burst: 1000 }]]), globalLimit: { rate: { periodMs: 43_200_000 }, burst: 5000 } }],
+  ['a rule per several units', { RATE_LIMIT_RULES_FILE: RULES_5M }, { rules: [{ limits: [{ rate: { count: 3, periodMs: 300_000, text: '3/5m' } }] }] }],
   ['trailing slash dropped from upstream', { UPSTREAM_URL: 'https://web:8443/' }, { upstreamUrl: 'https://web:8443' }],
   ['upstream with a base path', { UPSTREAM_URL: 'http://web/api' }, { upstreamUrl: 'http://web/api' }],
   ['trust proxy list', { TRUST_PROXY: '10.0.0.0/8, 192.168.1.1,::1,loopback' }, { trustProxy: ['10.0.0.0/8', '192.168.1.1', '::1', 'loopback'] }],

@@ -1,6 +1,6 @@
 /** RateLimit-Policy states the real long-run rate: q/w, with w whole seconds. */
 import t from 'tap'
-import { parseRate } from '../../src/core/rate.js'
+import { parseRate, periodText } from '../../src/core/rate.js'
 import { makePolicy } from '../../src/core/policy.js'
 import type { AlgorithmName } from '../../src/core/policy.js'
 
@@ -16,8 +16,22 @@ const CASES: Array<[AlgorithmName, string, number, string]> = [
   ['token-bucket', '1/h', 5, '"p";q=5;w=18000'],
   ['token-bucket', '100000/s', 1, '"p";q=100000;w=1'],
   ['fixed-window', '100/d', 1, '"p";q=100;w=86400'],
-  ['sliding-window', '5/m', 1, '"p";q=5;w=60']
+  ['sliding-window', '5/m', 1, '"p";q=5;w=60'],
+  ['fixed-window', '100/5m', 1, '"p";q=100;w=300'],
+  ['sliding-window', '1000/30s', 1, '"p";q=1000;w=30'],
+  ['token-bucket', '5000/12h', 5000, '"p";q=5000;w=43200']
 ]
+
+t.test('rates per several units: N/5m, their text, and what they are not', async t => {
+  t.match(parseRate('100/5m'), { count: 100, periodMs: 300_000, text: '100/5m' })
+  t.match(parseRate(' 1 / 2 s '), { count: 1, periodMs: 2000, text: '1/2s' })
+  t.equal(parseRate('10/1d').calendar, 'day', 'N/1d is N/d: a calendar day')
+  t.equal(parseRate('10/2d').calendar, undefined, 'N/2d is a window of 48 hours, not calendar days')
+  t.equal(parseRate('10/1000d').periodMs, 1000 * 86_400_000)
+  for (const bad of ['10/0m', '10/1001s', '10/5', '10/m5']) t.throws(() => parseRate(bad), /or per several units, N\/5m/, bad)
+  t.throws(() => parseRate('1000000/5s'), /faster than the maximum of 100000\/s/)
+  t.same(['s', '5m', 'h', '2h', '12h', 'd', 'w', '2w', 'mo', '90s'].map(p => periodText(parseRate(`1/${p}`).periodMs)), ['s', '5m', 'h', '2h', '12h', 'd', 'w', '2w', 'mo', '90s'])
+})
 
 t.test('q/w is the configured rate, w whole seconds', async t => {
   for (const [algorithm, rate, burst, item] of CASES) {
