@@ -140,7 +140,7 @@ export const DASHBOARD_HTML = `<!doctype html>
     rows($('limits'), limits)
     $('rules-source').textContent = c.rulesSource
     rows($('rules'), c.rules.map(function (r) {
-      return [(r.methods ? r.methods.join(',') + ' ' : '') + r.path, r.skip ? 'skip' : r.limits.map(function (l) { return l.name + ' ' + l.rate }).join('; ') + (r.cost > 1 ? ' · cost ' + r.cost : '') + (r.concurrency ? ' · at most ' + r.concurrency + ' in flight' : '') + (r.count ? ' · counts ' + r.count.status.join(',') : '') + (r.refund ? ' · refunds ' + r.refund.status.join(',') : '') + (r.costHeader ? ' · cost from ' + r.costHeader : '') + (r.dryRun ? ' · dry run' : '')]
+      return [(r.methods ? r.methods.join(',') + ' ' : '') + (r.host ? r.host : '') + r.path, r.skip ? 'skip' : r.limits.map(function (l) { return l.name + ' ' + l.rate }).join('; ') + (r.cost > 1 ? ' · cost ' + r.cost : '') + (r.concurrency ? ' · at most ' + r.concurrency + ' in flight' : '') + (r.count ? ' · counts ' + r.count.status.join(',') : '') + (r.refund ? ' · refunds ' + r.refund.status.join(',') : '') + (r.costHeader ? ' · cost from ' + r.costHeader : '') + (r.dryRun ? ' · dry run' : '')]
     }))
     rows($('offenders'), s.offenders.length ? s.offenders.map(function (o) { return [o.client, o.count] }) : [['none', '']])
     $('updated').textContent = 'updated ' + new Date(now).toLocaleTimeString()

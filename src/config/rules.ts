@@ -35,6 +35,10 @@ export interface Rule {
   readonly methods: readonly string[] | undefined
   /** Path prefix, in the normalised form requests are matched in (see limiter/path.ts). */
   readonly path: string
+  /** The Host (lower case, no port): a name, or `*.example.com` for any name below it; undefined: any host. */
+  readonly host: string | undefined
+  /** Request headers (lower-case names) that must hold exactly these values; undefined: none. */
+  readonly headers: ReadonlyArray<readonly [name: string, value: string]> | undefined
   /** Whose the rule's own limits are; undefined: the client's (RATE_LIMIT_KEY_BY). */
   readonly keyBy: readonly KeySource[] | undefined
   /** What a matching request takes from every limit that applies to it. */
@@ -83,6 +87,8 @@ const INLINE_ONLY: ReadonlyArray<[keyof RawRule, string]> = [
 ]
 
 const NAME = { type: 'string', pattern: '^[A-Za-z0-9_.-]{1,64}$' } as const
+/** A host name (`api.example.com`), or `*.` and one (`*.example.com`: any name below it). */
+const HOST_PATTERN = '^(\\*\\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*$'
 /** `{"status": [401, "5xx"]}`: statuses, and classes of them. */
 const STATUSES = {
   type: 'object',
@@ -120,6 +126,14 @@ export const RULES_SCHEMA = {
           name: NAME,
           methods: { type: 'array', minItems: 1, uniqueItems: true, items: { type: 'string', pattern: '^[A-Za-z]{1,20}$' } },
           path: { type: 'string', pattern: '^/', maxLength: 1024 },
+          host: { type: 'string', pattern: HOST_PATTERN, maxLength: 253 },
+          headers: {
+            type: 'object',
+            minProperties: 1,
+            maxProperties: 8,
+            propertyNames: { pattern: '^[A-Za-z0-9!#$%&\'*+.^_`|~-]{1,64}$' },
+            additionalProperties: { type: 'string', maxLength: 1024 }
+          },
           keyBy: { type: 'string' },
           cost: { type: 'integer', minimum: 1, maximum: MAX_COST },
           exclusive: { type: 'boolean' },
@@ -282,6 +296,8 @@ function parseRule (raw: RawRule, ctx: RulesContext, names: Set<string>): Rule {
     name: raw.name,
     methods: raw.methods === undefined ? undefined : withHead(raw.methods.map(m => m.toUpperCase())),
     path: normalizePath(raw.path),
+    host: raw.host?.toLowerCase(),
+    headers: raw.headers === undefined ? undefined : Object.entries(raw.headers).map(([name, value]) => [name.toLowerCase(), value] as const),
     keyBy: raw.keyBy === undefined ? undefined : (() => {
       try {
         return parseKeyBy(raw.keyBy!)

@@ -70,6 +70,8 @@ export function describeSettings ({ config, manager, sync }: Pick<SettingsContro
       name: r.name,
       methods: r.methods ?? null,
       path: r.path,
+      host: r.host ?? null,
+      headers: r.headers === undefined ? null : Object.fromEntries(r.headers),
       cost: r.cost,
       exclusive: r.exclusive,
       skip: r.skip,

@@ -1,7 +1,7 @@
 /**
  * Which limits apply to a request: the global limit (if any), the client's own (its
  * tier's, else the default), and those of the first route rule matching the request's
- * method and path. Everything that can be is built once per rules load: a request that
+ * method, path, host and headers. Everything that can be is built once per rules load: a request that
  * matches no rule, or a rule keyed like the client, allocates nothing here.
  */
 import type { FastifyRequest } from 'fastify'
@@ -63,6 +63,10 @@ export interface SelectLimits {
 interface CompiledRule {
   readonly methods: ReadonlySet<string> | undefined
   readonly path: string
+  /** Host: the exact name, or `.example.com` (what a `*.example.com` name ends with); undefined: any. */
+  readonly host: string | undefined
+  readonly wildcardHost: boolean
+  readonly headers: ReadonlyArray<readonly [string, string]> | undefined
   readonly skip: boolean
   /** Selection by tier ('' for clients without one). */
   readonly byTier: ReadonlyMap<string, Selection>
@@ -73,6 +77,19 @@ interface CompiledRule {
   /** Whether the selection's last slot is the rule's own in-flight limit. */
   readonly ownSlot: boolean
   readonly slot: ConcurrencyLimit | undefined
+}
+
+/** A Host header's name: lower case, without its port (`[::1]:8000` → `[::1]`); '' when absent. */
+export function hostOf (header: string | undefined): string {
+  if (header === undefined) return ''
+  const name = header.startsWith('[') ? header.slice(0, header.indexOf(']') + 1) : header.split(':', 1)[0]!
+  return name.toLowerCase()
+}
+
+/** Every one of these headers holds exactly its value (a repeated header holds none). */
+function headersMatch (request: FastifyRequest, headers: ReadonlyArray<readonly [string, string]>): boolean {
+  for (let i = 0; i < headers.length; i++) if (request.headers[headers[i]![0]] !== headers[i]![1]) return false
+  return true
 }
 
 const NO_ALLOWLIST = Object.freeze({ networks: Object.freeze([]), keys: new Set<string>() })
@@ -179,6 +196,9 @@ export function createLimits (config: LimitsConfig, rules: readonly Rule[]): Sel
     return {
       methods: rule.methods && new Set(rule.methods),
       path: rule.path,
+      host: rule.host?.startsWith('*.') === true ? rule.host.slice(1) : rule.host,
+      wildcardHost: rule.host?.startsWith('*.') === true,
+      headers: rule.headers,
       skip: rule.skip,
       byTier,
       identify: foreign ? createIdentify({ ...config, keyBy: rule.keyBy!, allowlist: NO_ALLOWLIST }) : undefined,
@@ -228,10 +248,17 @@ export function createLimits (config: LimitsConfig, rules: readonly Rule[]): Sel
   return Object.assign(function select (request: FastifyRequest, identity: Identity): Selection {
     const path = normalizePath(request.url)
     const method = request.method
+    // The request's host, read once and only when a rule asks for one.
+    let host: string | undefined
     for (let i = 0; i < compiled.length; i++) {
       const rule = compiled[i]!
       if (rule.methods !== undefined && !rule.methods.has(method)) continue
       if (!path.startsWith(rule.path)) continue
+      if (rule.host !== undefined) {
+        host ??= hostOf(request.headers.host)
+        if (rule.wildcardHost ? !(host.endsWith(rule.host) && host.length > rule.host.length) : host !== rule.host) continue
+      }
+      if (rule.headers !== undefined && !headersMatch(request, rule.headers)) continue
       if (rule.skip) return SKIP
       const chosen = forClient(identity, rule.byTier)
       if (rule.identify === undefined) return chosen

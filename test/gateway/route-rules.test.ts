@@ -3,9 +3,9 @@ import { fileURLToPath } from 'node:url'
 import type { FastifyRequest } from 'fastify'
 import { loadConfig } from '../../src/config/index.js'
 import { createIdentify } from '../../src/identity/identify.js'
-import { createLimits, SKIP } from '../../src/limiter/limits.js'
+import { createLimits, hostOf, SKIP } from '../../src/limiter/limits.js'
 import { startUpstream } from '../helpers/upstream.js'
-import { startGateway } from '../helpers/gateway.js'
+import { rulesFile, startGateway } from '../helpers/gateway.js'
 import { send, statuses } from '../helpers/http.js'
 
 const EXAMPLE = fileURLToPath(new URL('../../../examples/rules.json', import.meta.url))
@@ -90,4 +90,41 @@ t.test('through the gateway: cost, skip, exclusive, per-rule identity and per-ru
   t.same(await passed('/api/v2/reports', 11, { from: '127.0.0.7' }), Array(11).fill('passed'), 'a dry-run rule refuses nothing (10/m, 11 sent)')
   const last = await send(`${url}/api/v2/reports`, { from: '127.0.0.7' })
   t.match(last.headers.ratelimit, /"reports-v2";r=0/, 'but its headers say it would have')
+})
+
+t.test('rules by host (exact, *.example.com) and by header value: per-virtual-host limits', async t => {
+  const upstream = await startUpstream(t)
+  const file = rulesFile(t, [
+    { name: 'api-host', host: 'API.example.com', path: '/', rate: '2/h', exclusive: true },
+    { name: 'tenants', host: '*.tenants.example.com', path: '/', rate: '3/h', exclusive: true },
+    { name: 'free-plan', path: '/', headers: { 'X-Plan': 'free', 'x-region': 'eu' }, rate: '1/h', exclusive: true }
+  ])
+  const gw = await startGateway(t, { UPSTREAM_URL: upstream.url, RATE_LIMIT_RULES_FILE: file, RATE_LIMIT_RATE: '100/h', RATE_LIMIT_BURST: '100' })
+  const as = (host: string, headers: Record<string, string> = {}) => ({ headers: { host, ...headers } })
+  // The test upstream answers 404 for these paths: what matters is that it answered.
+  const passed = async (path: string, n: number, opts: Parameters<typeof statuses>[2]) => (await statuses(`${gw.url}${path}`, n, opts)).map(s => (s === 429 ? 429 : 200))
+  t.same(await passed('/a', 3, as('api.example.com:8000')), [200, 200, 429], 'api.example.com (any case, any port): 2 an hour')
+  t.equal((await send(`${gw.url}/a`, as('api.example.com'))).headers['ratelimit-policy'], '"api-host";q=2;w=3600')
+  t.equal((await send(`${gw.url}/a`, as('www.example.com'))).headers['ratelimit-policy'], '"default";q=100;w=3600', 'another host: the default limit')
+  t.same(await passed('/a', 4, as('acme.tenants.example.com', { 'x-client': 'a' })), [200, 200, 200, 429], '*.tenants.example.com: 3 an hour')
+  t.equal((await send(`${gw.url}/a`, as('eu.acme.tenants.example.com'))).headers['ratelimit-policy'], '"tenants";q=3;w=3600', 'any depth below')
+  t.equal((await send(`${gw.url}/a`, as('tenants.example.com'))).headers['ratelimit-policy'], '"default";q=100;w=3600', 'not the name itself')
+  t.equal((await send(`${gw.url}/a`, as('[::1]:8000'))).headers['ratelimit-policy'], '"default";q=100;w=3600', 'an IPv6 host')
+  t.same(await passed('/b', 2, as('h', { 'x-plan': 'free', 'x-region': 'eu' })), [200, 429], 'x-plan: free and x-region: eu: 1 an hour')
+  t.equal((await send(`${gw.url}/b`, as('h', { 'x-plan': 'free' }))).headers['ratelimit-policy'], '"default";q=100;w=3600', 'every header must match')
+  t.equal((await send(`${gw.url}/b`, as('h', { 'x-plan': 'Free', 'x-region': 'eu' }))).headers['ratelimit-policy'], '"default";q=100;w=3600', 'values exactly')
+  t.equal(hostOf(undefined), '', 'no Host header: no host')
+})
+
+t.test('host and headers are validated like the rest of a rule', async t => {
+  for (const [rule, message] of [
+    [{ host: 'a..b' }, /host must match pattern/],
+    [{ host: 'exa mple.com' }, /host must match pattern/],
+    [{ host: '*.*.example.com' }, /host must match pattern/],
+    [{ headers: {} }, /headers must NOT have fewer than 1 properties/],
+    [{ headers: { 'bad header': 'x' } }, /property name must be valid|must match pattern/],
+    [{ headers: { a: 1 } }, /must be string/]
+  ] as const) {
+    t.throws(() => loadConfig({ UPSTREAM_URL: 'http://127.0.0.1:1', RATE_LIMIT_RULES_FILE: rulesFile(t, [{ name: 'r', path: '/', rate: '1/s', ...rule }]) }), message, JSON.stringify(rule))
+  }
 })
