@@ -75,8 +75,8 @@ t.test('beside the proxy: DECISION_PORT with MODE=proxy; in-flight limits and se
   t.same([skipped.status, skipped.headers['ratelimit'], skipped.headers['x-ratelimit-limit']], [200, undefined, undefined], 'a skip rule: allowed, with no limit headers')
 })
 
-t.test('MODE=decision needs DECISION_PORT; MODE=proxy needs UPSTREAM_URL', async t => {
-  t.throws(() => loadConfig({ MODE: 'decision' }), /DECISION_PORT is required with MODE=decision/)
+t.test('MODE=decision needs DECISION_PORT or RLS_PORT; MODE=proxy needs UPSTREAM_URL', async t => {
+  t.throws(() => loadConfig({ MODE: 'decision' }), /DECISION_PORT or RLS_PORT is required with MODE=decision/)
   t.throws(() => loadConfig({}), /UPSTREAM_URL is required/)
   t.throws(() => loadConfig({ MODE: 'decision', DECISION_PORT: '9100', RATE_LIMIT_ENABLED: 'false' }), /nothing to decide/)
   t.throws(() => loadConfig({ MODE: 'decision', DECISION_PORT: '9100', DECISION_DENY_STATUS: '500' }), /DECISION_DENY_STATUS/)
