@@ -25,7 +25,7 @@ import { startSync, type SettingsSync } from './control/sync.js'
 import type { ThreadShare } from './store/shared/tables.js'
 import { AdaptiveLimits } from './control/adaptive.js'
 import { Observability, type Alerts, type Metrics, type TopOffenders } from './observe/index.js'
-import { RlsListener } from './rls/index.js'
+import type { RlsListener } from './rls/index.js'
 
 export interface AppDeps {
   logger: FastifyBaseLogger
@@ -113,7 +113,8 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
   const decision = config.decision === undefined || limiter === undefined
     ? undefined
     : await buildDecisionListener({ config, log, isTrusted, limiter, denyStatus: config.decision.denyStatus, tracing: tracing?.plugin })
-  const rls = config.rls === undefined || store === undefined ? undefined : new RlsListener({
+  // The rate limit service's gRPC stack (~350 ms to load) only when RLS_PORT is set.
+  const rls = config.rls === undefined || store === undefined ? undefined : new (await import('./rls/index.js')).RlsListener({
       config,
       store,
       clock,
