@@ -95,7 +95,9 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
   const rules = new RulesFile({ config, manager, counted: result => metrics.rulesReloads[result].inc(), log: log.child({ component: 'rules' }) })
 
   // The limiter as the inline path and the decision listener both run it: one code path.
-  const limiter = store && limiterOptions(config, store, manager.holder, observe.limiter, clock)
+  // JWT_*: jose only when a key is set.
+  const tokens = config.jwt === undefined ? undefined : (await import('./identity/jwt.js')).createTokenVerifier(config.jwt, metrics.registry, clock)
+  const limiter = store && limiterOptions(config, store, manager.holder, observe.limiter, clock, tokens)
   if (config.mode === 'proxy') {
     // The request's span starts before anything else runs on it.
     if (tracing !== undefined) await gateway.register(tracing.plugin)

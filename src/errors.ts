@@ -50,6 +50,9 @@ export const AdminWriteFailedError = createError('GW_ADMIN_WRITE_FAILED', 'Redis
 /** Start-up could not reach the store (Redis) in time. */
 export const StoreConnectError = createError('GW_STORE_CONNECT_FAILED', 'Redis was not ready within %d ms: %s', 500)
 
+/** JWT_REQUIRED: a request without a token that verifies (missing, expired, forged, ...). */
+export const TokenInvalidError = createError('GW_TOKEN_INVALID', 'A valid bearer token is required', 401)
+
 /** An admin API request without the right bearer token. */
 export const UnauthorizedError = createError('GW_ADMIN_UNAUTHORIZED', 'A valid Authorization: Bearer token is required', 401)
 

@@ -11,6 +11,7 @@ import { parseRate, type RateSpec } from '../core/rate.js'
 import { checkWindowRate, loadRulesFile, type Rule, type RulesContext } from './rules.js'
 import { parseTracing, type TracingSettings } from './tracing.js'
 import { parseRlsSettings, type RlsSettings } from './rls.js'
+import { parseJwtSettings, type JwtSettings } from './jwt.js'
 import { describeSchemaErrors, ENV_SCHEMA, type AjvError, type RawEnv } from './schema.js'
 import {
   checkListenHost, isLoopback, parseAllowlist, parseApiKeys, parseDuration, parseHeaderName, parseQuota, parseTiers, parseWebhookUrl, parseHostPorts, parseKeyBy, parseRedisUrl, parseTrustProxy, parseUpstreamUrl,
@@ -122,6 +123,8 @@ export interface Config {
   readonly quotaPath: string | undefined
   /** Identity sources in order; the first present names the client (IP is the last resort). */
   readonly keyBy: readonly KeySource[]
+  /** Verified JWT identity (JWT_*); undefined: no key set, no source may ask for a token. */
+  readonly jwt: JwtSettings | undefined
   /** Lower-cased header carrying the API key. */
   readonly apiKeyHeader: string
   /** Known API keys → tier name (or undefined). */
@@ -196,17 +199,17 @@ function field<T> (name: string, parse: () => T, item?: string): T {
  * The part of the Config that says which limits apply: what the runtime settings and the
  * adaptive factor change (control/settings.ts) and what the limiter is built from.
  */
-export type LimitsConfig = Pick<Config, 'mode' | 'algorithm' | 'maxDelayMs' | 'dryRun' | 'limit' | 'timeZone' | 'keyQuotas' | 'usage' | 'globalLimit' | 'concurrency' | 'tiers' | 'keyBy' | 'apiKeyHeader' | 'apiKeys' | 'ipv6Subnet'>
+export type LimitsConfig = Pick<Config, 'mode' | 'algorithm' | 'maxDelayMs' | 'dryRun' | 'limit' | 'timeZone' | 'keyQuotas' | 'usage' | 'globalLimit' | 'concurrency' | 'tiers' | 'keyBy' | 'apiKeyHeader' | 'apiKeys' | 'ipv6Subnet' | 'jwt'>
 
-export function rulesContext (config: Pick<Config, 'algorithm' | 'maxDelayMs' | 'limit' | 'tiers' | 'globalLimit' | 'mode'>): RulesContext {
+export function rulesContext (config: Pick<Config, 'algorithm' | 'maxDelayMs' | 'limit' | 'tiers' | 'globalLimit' | 'mode' | 'jwt'>): RulesContext {
   const clientLimits = new Map<string, LimitSpec>([['default', config.limit]])
   for (const [name, tier] of config.tiers) clientLimits.set(name, tier)
-  return { algorithm: config.algorithm, maxDelayMs: config.maxDelayMs, clientLimits, globalLimit: config.globalLimit, decisionOnly: config.mode === 'decision' }
+  return { algorithm: config.algorithm, maxDelayMs: config.maxDelayMs, clientLimits, globalLimit: config.globalLimit, decisionOnly: config.mode === 'decision', jwt: config.jwt !== undefined }
 }
 
 function deepFreeze<T> (value: T): T {
   if (value instanceof Set) return readOnly(value) as T
-  if (value !== null && typeof value === 'object' && !Object.isFrozen(value) && !(value instanceof Map)) {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value) && !(value instanceof Map) && !ArrayBuffer.isView(value)) {
     for (const v of Object.values(value)) deepFreeze(v)
     Object.freeze(value)
   }
@@ -295,9 +298,11 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
   if (globalLimit !== undefined) field('GLOBAL_RATE_LIMIT_RATE', () => checkWindowRate(algorithm, globalLimit.rate))
   for (const [name, tier] of tiers) field('RATE_LIMIT_TIERS', () => checkWindowRate(algorithm, tier.rate), name)
 
+  const keyBy = field('RATE_LIMIT_KEY_BY', () => parseKeyBy(raw.RATE_LIMIT_KEY_BY))
+  const jwt = parseJwtSettings(raw, keyBy)
   const maxDelayMs = raw.RATE_LIMIT_MAX_DELAY_MS
   const rulesFile = raw.RATE_LIMIT_RULES_FILE === '' ? undefined : raw.RATE_LIMIT_RULES_FILE
-  const loaded = rulesFile === undefined ? { rules: [], text: '' } : field('RATE_LIMIT_RULES_FILE', () => loadRulesFile(rulesFile, rulesContext({ algorithm, maxDelayMs, limit, tiers, globalLimit, mode: raw.MODE })))
+  const loaded = rulesFile === undefined ? { rules: [], text: '' } : field('RATE_LIMIT_RULES_FILE', () => loadRulesFile(rulesFile, rulesContext({ algorithm, maxDelayMs, limit, tiers, globalLimit, mode: raw.MODE, jwt })))
 
   // Every variable is validated, in use or not: a typo waiting for the day a feature is
   // switched on would surface then, far from the change that made it.
@@ -357,7 +362,8 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
     keyQuotas: new Map(),
     usage: { forced: raw.USAGE_LEDGER, ips: raw.USAGE_LEDGER_IPS, retentionDays: raw.USAGE_RETENTION_DAYS },
     quotaPath: raw.QUOTA_PATH === '' || raw.QUOTA_PATH === '/' ? undefined : raw.QUOTA_PATH,
-    keyBy: field('RATE_LIMIT_KEY_BY', () => parseKeyBy(raw.RATE_LIMIT_KEY_BY)),
+    keyBy,
+    jwt,
     apiKeyHeader: field('API_KEY_HEADER', () => parseHeaderName(raw.API_KEY_HEADER)),
     apiKeys: readOnly(apiKeys),
     globalLimit,

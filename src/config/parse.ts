@@ -16,7 +16,11 @@ export type KeySource =
   | { readonly kind: 'ip' }
   | { readonly kind: 'api-key' }
   | { readonly kind: 'header', readonly name: string }
+  | { readonly kind: 'jwt', readonly claim: string }
   | { readonly kind: 'global' }
+
+/** A claim's name (`sub`, `org_id`, `https://example.com/tenant`). */
+export const CLAIM_RE = /^[A-Za-z0-9_.:/-]{1,128}$/
 
 const HEADER_NAME_RE = /^[!#$%&'*+.^_`|~0-9a-z-]+$/
 
@@ -26,7 +30,7 @@ export function parseHeaderName (text: string): string {
   if (!HEADER_NAME_RE.test(name)) throw new Error(`"${text}" is not a valid header name`)
   return name
 }
-export const KEY_BY_FORMAT = 'a comma-separated list of ip, api-key, header:<name>, global'
+export const KEY_BY_FORMAT = 'a comma-separated list of ip, api-key, header:<name>, jwt:<claim>, global'
 
 export function parseKeyBy (text: string): KeySource[] {
   const items = splitList(text)
@@ -41,6 +45,11 @@ export function parseKeyBy (text: string): KeySource[] {
     if (lower === 'global') return { kind: 'global' } as const
     if (lower.startsWith('header:')) {
       return { kind: 'header', name: parseHeaderName(item.slice('header:'.length)) } as const
+    }
+    if (lower.startsWith('jwt:')) {
+      const claim = item.slice('jwt:'.length).trim()
+      if (!CLAIM_RE.test(claim)) throw new Error(`"${item}": a claim name is letters, digits and _ . : / - (e.g. jwt:sub)`)
+      return { kind: 'jwt', claim } as const
     }
     throw new Error(`unknown identity source "${item}": expected ${KEY_BY_FORMAT}`)
   })

@@ -39,6 +39,8 @@ export interface Rule {
   readonly host: string | undefined
   /** Request headers (lower-case names) that must hold exactly these values; undefined: none. */
   readonly headers: ReadonlyArray<readonly [name: string, value: string]> | undefined
+  /** Claims of the request's verified token that must hold exactly these values (numbers as text); undefined: none. */
+  readonly claims: ReadonlyArray<readonly [name: string, value: string]> | undefined
   /** Whose the rule's own limits are; undefined: the client's (RATE_LIMIT_KEY_BY). */
   readonly keyBy: readonly KeySource[] | undefined
   /** What a matching request takes from every limit that applies to it. */
@@ -76,6 +78,8 @@ export interface RulesContext {
    * may not ask for what happens after it (in-flight limits, counting by the response).
    */
   readonly decisionOnly: boolean
+  /** Whether tokens are verified (JWT_*): a rule may key or match by a claim only then. */
+  readonly jwt: boolean
 }
 
 /** What a rule may ask only of the inline gateway, and what to write instead for a decision service. */
@@ -87,6 +91,10 @@ const INLINE_ONLY: ReadonlyArray<[keyof RawRule, string]> = [
 ]
 
 const NAME = { type: 'string', pattern: '^[A-Za-z0-9_.-]{1,64}$' } as const
+/** Up to 8 names (matching `names`) with the exact value each must hold: `{"x-plan": "free"}`. */
+function exactValues<P extends string> (names: P) {
+  return { type: 'object', minProperties: 1, maxProperties: 8, propertyNames: { pattern: names }, additionalProperties: { type: 'string', maxLength: 1024 } } as const
+}
 /** A host name (`api.example.com`), or `*.` and one (`*.example.com`: any name below it). */
 const HOST_PATTERN = '^(\\*\\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*$'
 /** `{"status": [401, "5xx"]}`: statuses, and classes of them. */
@@ -127,13 +135,8 @@ export const RULES_SCHEMA = {
           methods: { type: 'array', minItems: 1, uniqueItems: true, items: { type: 'string', pattern: '^[A-Za-z]{1,20}$' } },
           path: { type: 'string', pattern: '^/', maxLength: 1024 },
           host: { type: 'string', pattern: HOST_PATTERN, maxLength: 253 },
-          headers: {
-            type: 'object',
-            minProperties: 1,
-            maxProperties: 8,
-            propertyNames: { pattern: '^[A-Za-z0-9!#$%&\'*+.^_`|~-]{1,64}$' },
-            additionalProperties: { type: 'string', maxLength: 1024 }
-          },
+          headers: exactValues('^[A-Za-z0-9!#$%&\'*+.^_`|~-]{1,64}$'),
+          claims: exactValues('^[A-Za-z0-9_.:/-]{1,128}$'),
           keyBy: { type: 'string' },
           cost: { type: 'integer', minimum: 1, maximum: MAX_COST },
           exclusive: { type: 'boolean' },
@@ -270,6 +273,7 @@ function parseRule (raw: RawRule, ctx: RulesContext, names: Set<string>): Rule {
   if (!hasOwn && (raw.count !== undefined || raw.refund !== undefined)) throw new Error(`${raw.count !== undefined ? 'count' : 'refund'} applies to the rule's own limits: add rate or limits`)
   if (raw.costHeader !== undefined && NOT_A_COST_HEADER.has(raw.costHeader.toLowerCase())) throw new Error(`costHeader "${raw.costHeader}" is a header the gateway or HTTP itself sets; name a header of the upstream's own (e.g. x-request-cost)`)
   if (!hasOwn && raw.concurrency === undefined && raw.keyBy !== undefined) throw new Error('keyBy applies to the rule\'s own limits: add rate, limits or concurrency')
+  if (!ctx.jwt && (raw.claims !== undefined || /(^|,)\s*jwt:/i.test(raw.keyBy ?? ''))) throw new Error(`${raw.claims !== undefined ? 'claims' : 'keyBy jwt:'} needs verified tokens: set JWT_JWKS_URL, JWT_PUBLIC_KEY or JWT_SECRET`)
   const concurrencyName = `${raw.name}-concurrency`
   if (raw.concurrency !== undefined) {
     if (names.has(concurrencyName) || ctx.clientLimits.has(concurrencyName)) throw new Error(`limit name "${concurrencyName}" (the rule's in-flight limit) is taken`)
@@ -298,6 +302,7 @@ function parseRule (raw: RawRule, ctx: RulesContext, names: Set<string>): Rule {
     path: normalizePath(raw.path),
     host: raw.host?.toLowerCase(),
     headers: raw.headers === undefined ? undefined : Object.entries(raw.headers).map(([name, value]) => [name.toLowerCase(), value] as const),
+    claims: raw.claims === undefined ? undefined : Object.entries(raw.claims),
     keyBy: raw.keyBy === undefined ? undefined : (() => {
       try {
         return parseKeyBy(raw.keyBy!)

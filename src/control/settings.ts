@@ -150,6 +150,7 @@ export function resolve (base: Config, fileRules: readonly Rule[], settings: Run
     algorithm: base.algorithm,
     maxDelayMs: base.maxDelayMs,
     keyBy: base.keyBy,
+    jwt: base.jwt,
     apiKeyHeader: base.apiKeyHeader,
     apiKeys: base.apiKeys,
     ipv6Subnet: base.ipv6Subnet,

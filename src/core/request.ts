@@ -18,8 +18,20 @@ export interface ResponseSettlement {
   failed (status: number): void
 }
 
+/**
+ * A request's verified token (JWT_*), set as `gwToken` before the client is identified:
+ * its claims, and the identities made of them (by claim name, memoised with the token).
+ */
+export interface VerifiedToken {
+  readonly claims: Readonly<Record<string, unknown>>
+  /** Identity per `jwt:<claim>` source, made once per token; null: the claim names no one. */
+  readonly identities: Map<string, unknown>
+}
+
 declare module 'fastify' {
   interface FastifyRequest {
+    /** The request's verified token; null: none, or not a valid one (or tokens are off). */
+    gwToken: VerifiedToken | null
     /** The limiter's response headers for an admitted request, [name, value, ...]; or null. */
     gwHeaders: string[] | null
     /** How to settle this request's charge by its response; null: it stands. */

@@ -8,14 +8,15 @@ import type { FastifyRequest } from 'fastify'
 import proxyAddr from 'proxy-addr'
 import type { Config, KeySource } from '../config/index.js'
 import { ipKey } from './ip.js'
+import type { VerifiedToken } from '../core/request.js'
 
 /** Longest header value accepted as a user id; longer ones are ignored (IP is used). */
 export const MAX_HEADER_ID_LENGTH = 256
 
-export type IdentitySource = 'ip' | 'api-key' | 'header' | 'global' | 'allowlist'
+export type IdentitySource = 'ip' | 'api-key' | 'header' | 'jwt' | 'global' | 'allowlist'
 
 export interface Identity {
-  /** The store key of the client, e.g. `ip:203.0.113.7`, `key:<digest>`, `h:x-user-id:42`. */
+  /** The store key of the client, e.g. `ip:203.0.113.7`, `key:<digest>`, `h:x-user-id:42`, `jwt:sub:<digest>`. */
   readonly key: string
   readonly source: IdentitySource
   /** The API key's tier, when identified by a registered key that has one. */
@@ -45,12 +46,13 @@ export function ipIdentity (address: string, ipv6Subnet: number): Identity {
 
 /**
  * The source an identity key comes from, by its prefix (`ip:`, `key:`, `h:<header>:`,
- * `global`); undefined for a string that is no identity key.
+ * `jwt:<claim>:`, `global`); undefined for a string that is no identity key.
  */
 export function sourceOfKey (key: string): IdentitySource | undefined {
   if (key.startsWith('ip:')) return 'ip'
   if (key.startsWith('key:')) return 'api-key'
   if (key.startsWith('h:')) return 'header'
+  if (key.startsWith('jwt:')) return 'jwt'
   if (key === 'global') return 'global'
   return undefined
 }
@@ -67,7 +69,40 @@ function headerValue (request: FastifyRequest, name: string): string | undefined
  * behind a trusted proxy the X-Forwarded-For client). The address, an X-Forwarded-For
  * parse behind a trusted proxy, is computed at most once per request.
  */
-export function createIdentify (config: Pick<Config, 'keyBy' | 'apiKeyHeader' | 'apiKeys' | 'ipv6Subnet' | 'allowlist'>): Identify {
+/**
+ * The identity key of a token's claim value: a digest, like an API key's, so that no
+ * claim value (a user's id, an e-mail) appears in a store, a log or a metric.
+ */
+export function jwtIdentityKey (claim: string, value: string): string {
+  return `jwt:${claim}:` + createHash('sha256').update(value).digest('base64url').slice(0, 22)
+}
+
+/** What a claim that names no one is remembered as (a token's identities memo). */
+const NO_ONE = Object.freeze({})
+
+/**
+ * The identity a verified token's claim names (`jwt:<claim>:<digest of the value>`: a string of 1 to
+ * MAX_HEADER_ID_LENGTH characters, or a finite number), with the tier its JWT_TIER_CLAIM
+ * names if that tier exists; made once per token and claim. Undefined: the claim names no one.
+ */
+export function tokenIdentity (token: VerifiedToken, claim: string, tierClaim: string | undefined, tiers: ReadonlyMap<string, unknown>): Identity | undefined {
+  let id = token.identities.get(claim)
+  if (id === undefined) {
+    const value = token.claims[claim]
+    const text = typeof value === 'string' ? value : typeof value === 'number' && Number.isFinite(value) ? String(value) : ''
+    if (text.length === 0 || text.length > MAX_HEADER_ID_LENGTH) id = NO_ONE
+    else {
+      const tier = tierClaim === undefined ? undefined : token.claims[tierClaim]
+      id = Object.freeze({ key: jwtIdentityKey(claim, text), source: 'jwt', tier: typeof tier === 'string' && tiers.has(tier) ? tier : undefined })
+    }
+    token.identities.set(claim, id)
+  }
+  return id === NO_ONE ? undefined : id as Identity
+}
+
+export function createIdentify (config: Pick<Config, 'keyBy' | 'apiKeyHeader' | 'apiKeys' | 'ipv6Subnet' | 'allowlist' | 'jwt' | 'tiers'>): Identify {
+  const tierClaim = config.jwt?.tierClaim
+  const tiers = config.tiers
   const { apiKeyHeader, ipv6Subnet } = config
   // Identities of registered keys, built once: a keyed request allocates nothing.
   const keyed = new Map<string, Identity>()
@@ -102,6 +137,11 @@ export function createIdentify (config: Pick<Config, 'keyBy' | 'apiKeyHeader' | 
       } else if (source.kind === 'api-key') {
         const value = headerValue(request, apiKeyHeader)
         const identity = value === undefined ? undefined : keyed.get(value)
+        if (identity !== undefined) return identity
+      } else if (source.kind === 'jwt') {
+        // The token was verified before identify() (the limiter's hook): null, none valid.
+        const token = request.gwToken
+        const identity = token === null ? undefined : tokenIdentity(token, source.claim, tierClaim, tiers)
         if (identity !== undefined) return identity
       } else if (source.kind === 'header') {
         const value = headerValue(request, source.name)

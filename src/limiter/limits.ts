@@ -1,7 +1,7 @@
 /**
  * Which limits apply to a request: the global limit (if any), the client's own (its
  * tier's, else the default), and those of the first route rule matching the request's
- * method, path, host and headers. Everything that can be is built once per rules load: a request that
+ * method, path, host, headers and token claims. Everything that can be is built once per rules load: a request that
  * matches no rule, or a rule keyed like the client, allocates nothing here.
  */
 import type { FastifyRequest } from 'fastify'
@@ -67,6 +67,7 @@ interface CompiledRule {
   readonly host: string | undefined
   readonly wildcardHost: boolean
   readonly headers: ReadonlyArray<readonly [string, string]> | undefined
+  readonly claims: ReadonlyArray<readonly [string, string]> | undefined
   readonly skip: boolean
   /** Selection by tier ('' for clients without one). */
   readonly byTier: ReadonlyMap<string, Selection>
@@ -92,6 +93,17 @@ function headersMatch (request: FastifyRequest, headers: ReadonlyArray<readonly 
   return true
 }
 
+/** The request's verified token holds every one of these claims with exactly its value (a number as its text). */
+function claimsMatch (request: FastifyRequest, claims: ReadonlyArray<readonly [string, string]>): boolean {
+  const token = request.gwToken
+  if (token === null) return false
+  for (let i = 0; i < claims.length; i++) {
+    const value = token.claims[claims[i]![0]]
+    if ((typeof value === 'number' ? String(value) : value) !== claims[i]![1]) return false
+  }
+  return true
+}
+
 const NO_ALLOWLIST = Object.freeze({ networks: Object.freeze([]), keys: new Set<string>() })
 
 function sameSources (a: Config['keyBy'], b: Config['keyBy']): boolean {
@@ -107,7 +119,7 @@ export function mayKey (sources: Config['keyBy'], identity: Identity): boolean {
   for (const source of sources) {
     if (source.kind === 'global') return identity.source === 'global'
     if (source.kind === 'ip') break
-    if (source.kind === identity.source && (source.kind !== 'header' || identity.key.startsWith(`h:${source.name}:`))) return true
+    if (source.kind === identity.source && (source.kind === 'header' ? identity.key.startsWith(`h:${source.name}:`) : source.kind !== 'jwt' || identity.key.startsWith(`jwt:${source.claim}:`))) return true
   }
   return identity.source === 'ip'
 }
@@ -199,6 +211,7 @@ export function createLimits (config: LimitsConfig, rules: readonly Rule[]): Sel
       host: rule.host?.startsWith('*.') === true ? rule.host.slice(1) : rule.host,
       wildcardHost: rule.host?.startsWith('*.') === true,
       headers: rule.headers,
+      claims: rule.claims,
       skip: rule.skip,
       byTier,
       identify: foreign ? createIdentify({ ...config, keyBy: rule.keyBy!, allowlist: NO_ALLOWLIST }) : undefined,
@@ -259,6 +272,7 @@ export function createLimits (config: LimitsConfig, rules: readonly Rule[]): Sel
         if (rule.wildcardHost ? !(host.endsWith(rule.host) && host.length > rule.host.length) : host !== rule.host) continue
       }
       if (rule.headers !== undefined && !headersMatch(request, rule.headers)) continue
+      if (rule.claims !== undefined && !claimsMatch(request, rule.claims)) continue
       if (rule.skip) return SKIP
       const chosen = forClient(identity, rule.byTier)
       if (rule.identify === undefined) return chosen

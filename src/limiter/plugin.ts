@@ -15,7 +15,7 @@ import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fast
 import type { ConcurrencyLimit, SlotRequest } from '../core/policy.js'
 import fp from 'fastify-plugin'
 import type { HeadersMode } from '../config/index.js'
-import { BannedError, ConcurrencyLimitedError, PROBLEM_CONTENT_TYPE_UTF8, problem, RateLimitedError, renderProblem, sendProblem, StoreUnavailableError } from '../errors.js'
+import { BannedError, ConcurrencyLimitedError, PROBLEM_CONTENT_TYPE_UTF8, problem, RateLimitedError, renderProblem, sendProblem, StoreUnavailableError, TokenInvalidError } from '../errors.js'
 import { ALLOWLISTED, type Identify, type Identity } from '../identity/identify.js'
 import { isPromise, type DecidingStore } from '../store/types.js'
 import { mostRestrictive, type Decision } from '../core/decision.js'
@@ -29,6 +29,7 @@ import type { UsageMark } from '../store/usage.js'
 import type { QuotaEndpoint } from './quota-endpoint.js'
 import type { ResponseSettlement } from '../core/request.js'
 import { createThrottledLog } from '../log.js'
+import type { TokenVerifier } from '../identity/jwt.js'
 import type { CostIgnored, RequestOutcome, SettleKind } from '../observe/metrics.js'
 
 /** What the limiter reports, for metrics, logs, top offenders and alerts. */
@@ -159,6 +160,8 @@ export interface LimiterOptions {
    * are not taken and `count`/`refund`/`costHeader` charges stand.
    */
   afterResponse?: boolean
+  /** JWT_*: verifies the request's token before it is identified; undefined: tokens are off. */
+  tokens?: TokenVerifier
 }
 
 const RATE_LIMITED_CODE = new RateLimitedError().code
@@ -166,6 +169,8 @@ const CONCURRENCY_LIMITED_CODE = new ConcurrencyLimitedError().code
 const BANNED = new BannedError()
 const STORE_ERROR = new StoreUnavailableError()
 const STORE_ERROR_BODY = renderProblem(STORE_ERROR.statusCode!, STORE_ERROR.message, STORE_ERROR.code)
+const TOKEN_INVALID = new TokenInvalidError()
+const TOKEN_INVALID_BODY = renderProblem(401, TOKEN_INVALID.message, TOKEN_INVALID.code)
 /** `{"type":"about:blank","title":"Too Many Requests","status":429,"detail":"Rate limit "` and its 403 twin, rendered once. */
 const LIMITED_START = JSON.stringify(problem(429, 'Rate limit ')).slice(0, -2)
 const BANNED_START = JSON.stringify(problem(403, BANNED.message)).slice(0, -2)
@@ -239,6 +244,9 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
   const storeErrorLog = createThrottledLog(app.log, 'warn', 'rate-limit store failed; answering 503')
   app.decorateRequest('gwHeaders', null)
   app.decorateRequest('gwSettle', null)
+  app.decorateRequest('gwToken', null)
+  const tokens = opts.tokens
+  const tokensRequired = tokens?.required === true
 
   /**
    * Answers a refusal: 403 for a banned client, 429 over a limit (with the rate-limit
@@ -332,10 +340,29 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
       return
     }
     const started = performance.now()
+    // The token first (JWT_*): identify() reads its claims. At once when seen before.
+    if (tokens !== undefined) {
+      const verifying = tokens.verify(request)
+      if (verifying !== undefined) {
+        verifying.then(() => { limit(request, reply, done, started) }, /* c8 ignore next -- verify() never rejects */ () => {})
+        return
+      }
+    }
+    limit(request, reply, done, started)
+  })
+
+  function limit (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction, started: number): void {
     const identity = identify(request)
     if (identity === ALLOWLISTED) {
       observer.report(request, 'allowlisted', undefined, undefined, undefined)
       done()
+      return
+    }
+    // JWT_REQUIRED: a client the gateway does not allow in unlimited needs a valid token.
+    if (tokensRequired && request.gwToken === null) {
+      observer.report(request, 'token_invalid', undefined, undefined, undefined)
+      reply.header('www-authenticate', 'Bearer error="invalid_token"')
+      sendProblem(reply, 401, TOKEN_INVALID_BODY)
       return
     }
     const select = limits.current
@@ -367,5 +394,5 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
     } else {
       answer(reply, identity, result, started, done, slots, selection, now)
     }
-  })
+  }
 }, { name: 'gateway-limiter', fastify: '5.x' })

@@ -7,7 +7,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
 import type { StoreStatus } from '../store/types.js'
 
-export const OUTCOMES = ['allowed', 'delayed', 'limited', 'concurrency_limited', 'banned', 'allowlisted', 'skipped', 'dry_run_would_limit', 'store_error'] as const
+export const OUTCOMES = ['allowed', 'delayed', 'limited', 'concurrency_limited', 'banned', 'allowlisted', 'skipped', 'dry_run_would_limit', 'store_error', 'token_invalid'] as const
 export type RequestOutcome = typeof OUTCOMES[number]
 /** How a charge was settled by its response (gateway_charge_settlements_total's kind). */
 export type SettleKind = 'refund' | 'post_charge' | 'cost_refund'
