@@ -19,6 +19,7 @@ import { UpstreamProbe } from './proxy/probe.js'
 import { createStore } from './store/create.js'
 import type { Store } from './store/types.js'
 import { buildAdmin, type AdminState, type WorkersView } from './admin/index.js'
+import { loadKeysState } from './admin/keys.js'
 import { LimitsManager } from './control/manager.js'
 import { RulesFile, type ReloadResult } from './control/rules-file.js'
 import { startSync, type SettingsSync } from './control/sync.js'
@@ -78,6 +79,7 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
   const gateway = createGatewayListener(config, log, isTrusted)
 
   const manager = new LimitsManager(config)
+  if (config.apiKeysStateFile !== undefined) loadKeysState(config.apiKeysStateFile, manager)
   const stores = config.rateLimitEnabled
     ? (deps.store ? { store: deps.store, redis: undefined } : await createStore(config, clock, log, deps.redisClock, deps.threads?.tables))
     : undefined
@@ -97,7 +99,7 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
   // The limiter as the inline path and the decision listener both run it: one code path.
   // JWT_*: jose only when a key is set.
   const tokens = config.jwt === undefined ? undefined : (await import('./identity/jwt.js')).createTokenVerifier(config.jwt, metrics.registry, clock)
-  const limiter = store && limiterOptions(config, store, manager.holder, observe.limiter, clock, tokens)
+  const limiter = store && limiterOptions(config, store, manager.holder, observe.limiter, clock, tokens, manager.keys)
   if (config.mode === 'proxy') {
     // The request's span starts before anything else runs on it.
     if (tracing !== undefined) await gateway.register(tracing.plugin)

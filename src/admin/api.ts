@@ -19,6 +19,7 @@ import type { ClientAdmin } from '../store/types.js'
 import { requireToken } from './auth.js'
 import type { AdminOptions } from './options.js'
 import { rlsAdminRoutes } from './rls.js'
+import { keysRoutes } from './keys.js'
 
 /** Default ban of the admin API when the request names no duration. */
 export const DEFAULT_ADMIN_BAN_MS = 15 * 60_000
@@ -78,8 +79,10 @@ export function adminApi (opts: AdminOptions, log: FastifyBaseLogger, token: str
         return ipIdentity(query.ip, config.ipv6Subnet)
       }
       if (query.apiKey !== undefined) {
-        if (!config.apiKeys.has(query.apiKey)) throw new NotFoundError('apiKey: not a registered API key')
-        return { key: apiKeyId(query.apiKey), source: 'api-key', tier: config.apiKeys.get(query.apiKey) }
+        if (config.apiKeys.has(query.apiKey)) return { key: apiKeyId(query.apiKey), source: 'api-key', tier: config.apiKeys.get(query.apiKey) }
+        const managed = manager.keys.current.get(apiKeyId(query.apiKey))
+        if (managed === undefined) throw new NotFoundError('apiKey: not a registered API key')
+        return managed.identity
       }
       throw new InvalidChangeError('name the client: ?client=<identity key>, ?ip=<address> or ?apiKey=<key>')
     }
@@ -199,7 +202,9 @@ export function adminApi (opts: AdminOptions, log: FastifyBaseLogger, token: str
         return toCsv(['client', 'admitted', 'refused', 'cost'], top.map(r => [r.client, r.admitted, r.refused, r.cost]))
       }
       // A key's tier beside its digest, so a person can tell the keys apart (never the key).
-      return { timeZone: config.timeZone, retentionDays: config.usage.retentionDays, from: days[0], to: days.at(-1), clients: top.map(r => ({ ...r, tier: keyTiers.get(r.client) ?? null })) }
+      // A key made through the admin API: its name and tier from the settings.
+      const made = manager.runtimeSettings.apiKeys ?? {}
+      return { timeZone: config.timeZone, retentionDays: config.usage.retentionDays, from: days[0], to: days.at(-1), clients: top.map(r => ({ ...r, tier: keyTiers.get(r.client) ?? made[r.client]?.tier ?? null, name: made[r.client]?.name ?? null })) }
     })
 
     api.get<{ Querystring: ClientQuery }>('/admin/clients', { schema: { querystring: CLIENT_QUERY } }, async request => {
@@ -263,6 +268,7 @@ export function adminApi (opts: AdminOptions, log: FastifyBaseLogger, token: str
       }
     })
 
+    keysRoutes(api, { control, config, clock: opts.clock, actorOf, seen: manager.keys.seen })
     if (opts.rls !== undefined) rlsAdminRoutes(api, { service: opts.rls, withStore, actorOf, log, banMsOf })
   }
 }

@@ -74,7 +74,9 @@ export const DASHBOARD_HTML = `<!doctype html>
     <table><tbody id="rules"></tbody></table>
   </section>
   <section>
-    <h2>Usage by API key (<span id="usage-range">…</span>)</h2>
+    <h2>API keys made here (<span id="keys-count">0</span>)</h2>
+    <table><thead><tr><th>name</th><th>tier</th><th>key</th><th>last seen</th></tr></thead><tbody id="keys"></tbody></table>
+    <h2 style="margin-top: 10px">Usage by API key (<span id="usage-range">…</span>)</h2>
     <table><thead><tr><th>key</th><th>admitted</th><th>refused</th><th>cost</th></tr></thead><tbody id="usage-top"></tbody></table>
     <div class="muted" style="margin-top: 6px">admitted per day, <span id="usage-key">no key</span>: <span id="usage-days"></span></div>
     <svg id="usage-chart" viewBox="0 0 120 40" preserveAspectRatio="none"><polyline id="usage-line" fill="none" stroke="#1565c0" stroke-width="0.8" points=""/></svg>
@@ -154,7 +156,7 @@ export const DASHBOARD_HTML = `<!doctype html>
     })
   }
   // A key as a person tells it apart: its tier and the digest's start (the whole digest as the row's title).
-  function keyLabel (c) { return (c.tier ? c.tier + ' key ' : '') + (c.client.length > 14 ? c.client.slice(0, 12) + '\u2026' : c.client) }
+  function keyLabel (c) { return c.name ? c.name + ' (' + (c.tier || 'default') + ')' : (c.tier ? c.tier + ' key ' : '') + (c.client.length > 14 ? c.client.slice(0, 12) + '\u2026' : c.client) }
   function showKey (key, label) {
     usageKey = key
     $('usage-key').textContent = label
@@ -168,6 +170,11 @@ export const DASHBOARD_HTML = `<!doctype html>
     }, function () {})
   }
   function pollUsage () {
+    // The keys made through the admin API, by name and tier (never the key: its first characters).
+    get('/admin/keys').then(function (k) {
+      $('keys-count').textContent = k.keys.length
+      rows($('keys'), k.keys.length ? k.keys.map(function (x) { return [x.name, x.tier || 'default', x.prefix + '\u2026', x.lastSeenAt ? new Date(x.lastSeenAt).toLocaleString() : 'not yet'] }) : [['none', '', '', '']])
+    }, function () {})
     get('/admin/usage/top?limit=10').then(function (first) {
       var to = first.to, n = first.retentionDays
       var from = new Date(Date.parse(to + 'T00:00:00Z') - (n - 1) * 86400000).toISOString().slice(0, 10)

@@ -12,16 +12,19 @@ import { checkWindowRate, loadRulesFile, type Rule, type RulesContext } from './
 import { parseTracing, type TracingSettings } from './tracing.js'
 import { parseRlsSettings, type RlsSettings } from './rls.js'
 import { parseJwtSettings, type JwtSettings } from './jwt.js'
+import { parseRedisSettings, type RedisSettings } from './redis.js'
+import { field } from './field.js'
 import { describeSchemaErrors, ENV_SCHEMA, type AjvError, type RawEnv } from './schema.js'
 import {
-  checkListenHost, isLoopback, parseAllowlist, parseApiKeys, parseDuration, parseHeaderName, parseQuota, parseTiers, parseWebhookUrl, parseHostPorts, parseKeyBy, parseRedisUrl, parseTrustProxy, parseUpstreamUrl,
-  type Allowlist, type HostPort, type KeySource
+  checkListenHost, isLoopback, parseAllowlist, parseApiKeys, parseDuration, parseHeaderName, parseQuota, parseTiers, parseWebhookUrl, parseKeyBy, parseTrustProxy, parseUpstreamUrl,
+  type Allowlist, type KeySource
 } from './parse.js'
 
 export type { Allowlist, HostPort, KeySource } from './parse.js'
 export type { RateSpec } from '../core/rate.js'
 export type { Rule, RuleLimit, RulesContext } from './rules.js'
 export type { TracingSettings } from './tracing.js'
+export type { RedisSettings } from './redis.js'
 export type { AlgorithmName, BanSettings, LimitSpec } from '../core/policy.js'
 export * from './schema.js'
 
@@ -39,23 +42,6 @@ function isPublishedToken (token: string): boolean {
 export type HeadersMode = 'both' | 'draft' | 'legacy' | 'none'
 export type StoreKind = 'memory' | 'redis'
 export type StoreFailureMode = 'local' | 'open' | 'closed'
-
-/** How to reach Redis: one server, a Cluster, or a Sentinel-managed primary. */
-export interface RedisSettings {
-  readonly url: string
-  /** Cluster seed nodes (host:port); non-empty means Redis Cluster. */
-  readonly clusterNodes: readonly HostPort[]
-  /** Sentinels (host:port); non-empty means Sentinel, with `sentinelName`. */
-  readonly sentinels: readonly HostPort[]
-  readonly sentinelName: string
-  readonly keyPrefix: string
-  /** Per-command timeout: bounds the latency a dead or stalled Redis adds (measured worst: 2-3× this). */
-  readonly timeoutMs: number
-  /** How long start-up waits for Redis to be ready. */
-  readonly connectTimeoutMs: number
-  /** While Redis is down, how often it is probed for recovery. */
-  readonly probeIntervalMs: number
-}
 
 /** ALERT_*: a JSON POST when a client is limited more than `threshold` times in `windowMs`. */
 export interface AlertSettings {
@@ -123,6 +109,8 @@ export interface Config {
   readonly quotaPath: string | undefined
   /** Identity sources in order; the first present names the client (IP is the last resort). */
   readonly keyBy: readonly KeySource[]
+  /** API_KEYS_STATE_FILE: where the keys made through the admin API are kept (one instance); undefined: in memory. */
+  readonly apiKeysStateFile: string | undefined
   /** Verified JWT identity (JWT_*); undefined: no key set, no source may ask for a token. */
   readonly jwt: JwtSettings | undefined
   /** Lower-cased header carrying the API key. */
@@ -185,16 +173,6 @@ export interface Config {
   readonly tracing: TracingSettings | undefined
 }
 
-/** Runs one parser, turning its failure into a ConfigError naming the variable (and item). */
-function field<T> (name: string, parse: () => T, item?: string): T {
-  try {
-    return parse()
-  } catch (err) {
-    throw new ConfigError(`${name}: ${item === undefined ? '' : `"${item}": `}${(err as Error).message}`)
-  }
-}
-
-/** What a rules file is validated against: the limits the environment defines. */
 /**
  * The part of the Config that says which limits apply: what the runtime settings and the
  * adaptive factor change (control/settings.ts) and what the limiter is built from.
@@ -225,27 +203,6 @@ function readOnly<C extends Map<unknown, unknown> | Set<unknown>> (collection: C
   return Object.freeze(collection)
 }
 
-function parseRedisSettings (raw: RawEnv): RedisSettings {
-  const clusterNodes = field('REDIS_CLUSTER_NODES', () => parseHostPorts(raw.REDIS_CLUSTER_NODES))
-  const sentinels = field('REDIS_SENTINELS', () => parseHostPorts(raw.REDIS_SENTINELS))
-  if (clusterNodes.length > 0 && sentinels.length > 0) {
-    throw new ConfigError('REDIS_CLUSTER_NODES and REDIS_SENTINELS are both set: choose Redis Cluster or Sentinel')
-  }
-  if (sentinels.length > 0 && raw.REDIS_SENTINEL_NAME === '') {
-    throw new ConfigError('REDIS_SENTINEL_NAME is required with REDIS_SENTINELS (the name of the primary the sentinels monitor)')
-  }
-  return {
-    url: field('REDIS_URL', () => parseRedisUrl(raw.REDIS_URL)),
-    clusterNodes,
-    sentinels,
-    sentinelName: raw.REDIS_SENTINEL_NAME,
-    keyPrefix: raw.REDIS_KEY_PREFIX,
-    timeoutMs: raw.REDIS_TIMEOUT_MS,
-    connectTimeoutMs: raw.REDIS_CONNECT_TIMEOUT_MS,
-    probeIntervalMs: raw.REDIS_PROBE_INTERVAL_MS
-  }
-}
-
 /**
  * Validates an environment (a plain record, normally process.env) and returns the Config.
  * Throws a ConfigError (code GW_CONFIG_INVALID) naming every bad variable.
@@ -266,6 +223,7 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
   if (raw.UPSTREAM_URL === undefined && raw.MODE === 'proxy') throw new ConfigError('UPSTREAM_URL is required (an http:// or https:// URL; not with MODE=decision)')
   if (raw.MODE === 'decision' && raw.DECISION_PORT === undefined && raw.RLS_PORT === undefined) throw new ConfigError('DECISION_PORT or RLS_PORT is required with MODE=decision (the port other proxies ask on)')
   if (raw.MODE === 'decision' && !raw.RATE_LIMIT_ENABLED) throw new ConfigError('RATE_LIMIT_ENABLED=false leaves MODE=decision nothing to decide')
+  if (raw.API_KEYS_STATE_FILE !== '' && raw.STORE === 'redis') throw new ConfigError('API_KEYS_STATE_FILE: with STORE=redis the keys made through the admin API live in Redis, shared by the fleet; unset it')
   if (raw.RLS_PORT !== undefined && !raw.RATE_LIMIT_ENABLED) throw new ConfigError('RATE_LIMIT_ENABLED=false leaves RLS_PORT nothing to decide')
   if (raw.RLS_PORT !== undefined && raw.WORKERS !== '1') throw new ConfigError(`WORKERS=${raw.WORKERS}: the rate limit service (RLS_PORT) runs in one thread; set WORKERS=1 with RLS_PORT`)
   const apiKeys = field('API_KEYS', () => parseApiKeys(raw.API_KEYS))
@@ -364,6 +322,7 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
     quotaPath: raw.QUOTA_PATH === '' || raw.QUOTA_PATH === '/' ? undefined : raw.QUOTA_PATH,
     keyBy,
     jwt,
+    apiKeysStateFile: raw.API_KEYS_STATE_FILE === '' ? undefined : raw.API_KEYS_STATE_FILE,
     apiKeyHeader: field('API_KEY_HEADER', () => parseHeaderName(raw.API_KEY_HEADER)),
     apiKeys: readOnly(apiKeys),
     globalLimit,

@@ -8,6 +8,7 @@
 import { createPublicKey, type KeyObject } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { ConfigError } from '../errors.js'
+import { field } from './field.js'
 import { CLAIM_RE, parseHeaderName, type KeySource } from './parse.js'
 
 const HMAC = ['HS256', 'HS384', 'HS512']
@@ -70,13 +71,6 @@ export function parseJwtSettings (raw: JwtEnv, keyBy: readonly KeySource[]): Jwt
     return undefined
   }
   if (keys.length > 1) throw new ConfigError(`${keys.map(([n]) => n).join(' and ')} are both set: one key verifies tokens`)
-  const field = <T>(name: string, parse: () => T): T => {
-    try {
-      return parse()
-    } catch (err) {
-      throw new ConfigError(`${name}: ${(err as Error).message}`)
-    }
-  }
   const secret = raw.JWT_SECRET === '' ? undefined : new TextEncoder().encode(raw.JWT_SECRET)
   if (secret !== undefined && secret.length < MIN_SECRET_BYTES) throw new ConfigError(`JWT_SECRET: at least ${MIN_SECRET_BYTES} bytes (e.g. openssl rand -hex 32); a short secret can be guessed`)
   const allowed = secret === undefined ? ASYMMETRIC : HMAC

@@ -78,6 +78,7 @@ export const ENV_SCHEMA = {
     API_KEY_HEADER: { type: 'string', default: 'x-api-key', description: 'a header name' },
     API_KEYS: { type: 'string', default: '', description: 'key[:tier] items, comma-separated' },
     API_KEYS_FILE: { type: 'string', default: '', description: 'a readable file of key[:tier] lines' },
+    API_KEYS_STATE_FILE: { type: 'string', default: '', description: 'a writable file path (the keys made through the admin API, one instance)' },
     GLOBAL_RATE_LIMIT_RATE: { type: 'string', default: '', description: 'N/s, N/m, N/h or N/d, or empty for off' },
     GLOBAL_RATE_LIMIT_BURST: { type: 'integer', minimum: 1, maximum: 1_000_000_000, description: 'a whole number ≥ 1' },
     CONCURRENCY_LIMIT: { type: 'integer', minimum: 0, maximum: 1_000_000, default: 0, description: 'requests in progress per client, 0-1000000 (0: no limit)' },

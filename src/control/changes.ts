@@ -41,7 +41,7 @@ export async function changeSettings (control: SettingsControl, settings: Runtim
   }
   manager.apply(settings, version)
   control.counted()
-  log.info({ actor, version, settings }, 'runtime settings changed')
+  log.info({ actor, version, settings: shown(settings) }, 'runtime settings changed')
   return describeSettings(control)
 }
 
@@ -72,6 +72,7 @@ export function describeSettings ({ config, manager, sync }: Pick<SettingsContro
       path: r.path,
       host: r.host ?? null,
       headers: r.headers === undefined ? null : Object.fromEntries(r.headers),
+      claims: r.claims === undefined ? null : Object.fromEntries(r.claims),
       cost: r.cost,
       exclusive: r.exclusive,
       skip: r.skip,
@@ -82,6 +83,12 @@ export function describeSettings ({ config, manager, sync }: Pick<SettingsContro
       refund: r.refund === undefined ? null : { status: r.refund },
       costHeader: r.costHeader ?? null
     })),
-    settings
+    settings: shown(settings)
   }
+}
+
+/** The settings as logs and GET /admin/config show them: the managed API keys counted, not listed (GET /admin/keys lists them). */
+function shown (settings: RuntimeSettings): Omit<RuntimeSettings, 'apiKeys'> & { apiKeys?: number } {
+  const { apiKeys, ...rest } = settings
+  return apiKeys === undefined ? rest : { ...rest, apiKeys: Object.keys(apiKeys).length }
 }

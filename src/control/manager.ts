@@ -9,9 +9,12 @@ import { rulesContext } from '../config/index.js'
 import { createLimits } from '../limiter/limits.js'
 import type { LimitsHolder } from '../limiter/plugin.js'
 import { resolve, type Effective, type RuntimeSettings } from './settings.js'
+import type { ManagedKeys } from '../identity/identify.js'
 
 export class LimitsManager {
   readonly holder: LimitsHolder
+  /** The API keys made through the admin API, for identify(): swapped with the settings. */
+  readonly keys: ManagedKeys
   private settings: RuntimeSettings = {}
   private fileRules: readonly Rule[]
   private adaptiveFactor = 1
@@ -22,7 +25,8 @@ export class LimitsManager {
   constructor (private readonly base: Config) {
     this.fileRules = base.rules
     this.current = resolve(base, this.fileRules, this.settings, 1)
-    this.holder = { current: createLimits(this.current.limits, this.current.rules) }
+    this.keys = { current: this.current.keys, seen: new Map() }
+    this.holder = { current: createLimits(this.current.limits, this.current.rules, this.keys) }
   }
 
   /** Validates settings without applying them; throws an Error saying what is wrong. */
@@ -38,7 +42,8 @@ export class LimitsManager {
     this.current = resolve(this.base, this.fileRules, settings, this.adaptiveFactor)
     this.settings = settings
     this.version = version
-    this.holder.current = createLimits(this.current.limits, this.current.rules)
+    this.keys.current = this.current.keys
+    this.holder.current = createLimits(this.current.limits, this.current.rules, this.keys)
   }
 
   /** The rules file changed (validated against the limits in force). */
@@ -75,6 +80,6 @@ export class LimitsManager {
   /** Settings in force were valid against any rules file (they do not depend on it). */
   private rebuild (): void {
     this.current = resolve(this.base, this.fileRules, this.settings, this.adaptiveFactor)
-    this.holder.current = createLimits(this.current.limits, this.current.rules)
+    this.holder.current = createLimits(this.current.limits, this.current.rules, this.keys)
   }
 }

@@ -11,6 +11,7 @@ import { checkCost, parseRateFor, parseRules } from '../config/rules.js'
 import { parseQuota } from '../config/parse.js'
 import { periodText, type RateSpec } from '../core/rate.js'
 import { isWindow } from '../core/policy.js'
+import type { ManagedKey } from '../identity/identify.js'
 
 /** The JSON Schema of RuntimeSettings (the admin API validates bodies with it). */
 const LIMIT_SCHEMA = {
@@ -20,11 +21,33 @@ const LIMIT_SCHEMA = {
   properties: { rate: { type: 'string' }, burst: { type: 'integer', minimum: 1, maximum: 1_000_000_000 }, quota: { type: ['string', 'null'] } }
 } as const
 /**
+ * An API key made through the admin API, as the settings keep it (by its client key,
+ * `key:<digest>`): never the key itself. A rotated key keeps its id; the old digest stays
+ * until `retiresAt`. Times are ISO 8601.
+ */
+const KEY_RECORD_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['id', 'name', 'tier', 'prefix', 'createdAt', 'expiresAt', 'retiresAt'],
+  properties: {
+    id: { type: 'string', pattern: '^k_[A-Za-z0-9_-]{8,32}$' },
+    name: { type: 'string', minLength: 1, maxLength: 128 },
+    tier: { type: ['string', 'null'] },
+    prefix: { type: 'string', maxLength: 16 },
+    createdAt: { type: 'string' },
+    expiresAt: { type: ['string', 'null'] },
+    retiresAt: { type: ['string', 'null'] }
+  }
+} as const
+export type KeyRecord = FromSchema<typeof KEY_RECORD_SCHEMA>
+
+/**
  * The settings' fields: `limit` replaces RATE_LIMIT_RATE / RATE_LIMIT_BURST (and the quota:
  * null none, absent the environment's); `tiers` the limits of tiers RATE_LIMIT_TIERS
  * defines; `rules` a rules document replacing the file's; `dryRun` RATE_LIMIT_DRY_RUN;
  * `factor` the emergency scale of every limit, above 0 and at most 1; `keyQuotas` per API
- * key (its client key, `key:<digest>`) a quota replacing its tier's (PUT /admin/keys/quota).
+ * key (its client key, `key:<digest>`) a quota replacing its tier's (PUT /admin/keys/quota);
+ * `apiKeys` the keys made through the admin API (POST /admin/keys), by client key.
  */
 export const SETTINGS_SCHEMA = {
   limit: LIMIT_SCHEMA,
@@ -32,7 +55,8 @@ export const SETTINGS_SCHEMA = {
   rules: { type: 'object', required: ['rules'], properties: { rules: { type: 'array' } } },
   dryRun: { type: 'boolean' },
   factor: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
-  keyQuotas: { type: 'object', maxProperties: 100_000, additionalProperties: { type: 'string' } }
+  keyQuotas: { type: 'object', maxProperties: 100_000, additionalProperties: { type: 'string' } },
+  apiKeys: { type: 'object', maxProperties: 100_000, additionalProperties: KEY_RECORD_SCHEMA }
 } as const
 
 /** The runtime settings, as the schema above takes them: derived from it, so they cannot drift. */
@@ -48,6 +72,29 @@ export interface Effective {
   readonly rules: readonly Rule[]
   /** Emergency factor × adaptive factor. */
   readonly factor: number
+  /** The API keys made through the admin API, by client key. */
+  readonly keys: ReadonlyMap<string, ManagedKey>
+}
+
+/** An ISO 8601 time as epoch ms; null: never. Throws on anything else. */
+function timeOf (where: string, text: string | null): number {
+  if (text === null) return Infinity
+  const ms = Date.parse(text)
+  if (Number.isNaN(ms)) throw new Error(`${where}: "${text}" is not an ISO 8601 time`)
+  return ms
+}
+
+/** The managed keys of the settings, checked against the tiers the environment defines. */
+function managedKeys (records: Readonly<Record<string, KeyRecord>>, tiers: ReadonlyMap<string, unknown>): Map<string, ManagedKey> {
+  const keys = new Map<string, ManagedKey>()
+  for (const [client, r] of Object.entries(records)) {
+    if (!client.startsWith('key:')) throw new Error(`apiKeys: "${client}" is not an API key's client key (key:<digest>)`)
+    if (r.tier !== null && !tiers.has(r.tier)) throw new Error(`apiKeys.${client}: tier "${r.tier}" is not defined in RATE_LIMIT_TIERS`)
+    timeOf(`apiKeys.${client}.createdAt`, r.createdAt)
+    const validUntil = Math.min(timeOf(`apiKeys.${client}.expiresAt`, r.expiresAt), timeOf(`apiKeys.${client}.retiresAt`, r.retiresAt))
+    keys.set(client, Object.freeze({ identity: Object.freeze({ key: client, source: 'api-key' as const, tier: r.tier ?? undefined }), validUntil }))
+  }
+  return keys
 }
 
 
@@ -166,5 +213,5 @@ export function resolve (base: Config, fileRules: readonly Rule[], settings: Run
   const scaledRules = factor === 1
     ? rules
     : rules.map(r => ({ ...r, limits: r.limits.map(l => ({ ...l, ...scale(l, l.algorithm, factor, r.cost) })) }))
-  return { limits, rules: scaledRules, factor }
+  return { limits, rules: scaledRules, factor, keys: managedKeys(settings.apiKeys ?? {}, base.tiers) }
 }

@@ -25,6 +25,20 @@ export interface Identity {
 
 export type Identify = (request: FastifyRequest) => Identity
 
+/** An API key made through the admin API (POST /admin/keys): its identity, until when it buys anything. */
+export interface ManagedKey {
+  readonly identity: Identity
+  /** Epoch ms after which the key names no one (its expiry, or a rotated key's grace); Infinity: never. */
+  readonly validUntil: number
+}
+
+/** The managed keys in force by client key (`key:<digest>`), swapped whole when they change. */
+export interface ManagedKeys {
+  current: ReadonlyMap<string, ManagedKey>
+  /** When each key last named a client here (this instance's, by client key). */
+  readonly seen: Map<string, number>
+}
+
 /** The `global` source: every request the same client, so they share one limit. */
 export const GLOBAL_IDENTITY: Identity = Object.freeze({ key: 'global', source: 'global', tier: undefined })
 
@@ -77,6 +91,24 @@ export function jwtIdentityKey (claim: string, value: string): string {
   return `jwt:${claim}:` + createHash('sha256').update(value).digest('base64url').slice(0, 22)
 }
 
+/**
+ * A managed key's identity, while it is valid: looked up by the key's digest (a SHA-256,
+ * ~1 µs; only when managed keys exist and the key is not one of API_KEYS), and marked seen.
+ */
+function managedIdentity (managed: ManagedKeys, value: string, now: () => number): Identity | undefined {
+  if (managed.current.size === 0 || value.length > MAX_API_KEY_LENGTH) return undefined
+  const id = apiKeyId(value)
+  const key = managed.current.get(id)
+  if (key === undefined) return undefined
+  const at = now()
+  if (at >= key.validUntil) return undefined
+  managed.seen.set(id, at)
+  return key.identity
+}
+
+/** Longest API key looked up (API_KEYS' keys are at most 512 characters, managed ones 35). */
+const MAX_API_KEY_LENGTH = 512
+
 /** What a claim that names no one is remembered as (a token's identities memo). */
 const NO_ONE = Object.freeze({})
 
@@ -100,7 +132,10 @@ export function tokenIdentity (token: VerifiedToken, claim: string, tierClaim: s
   return id === NO_ONE ? undefined : id as Identity
 }
 
-export function createIdentify (config: Pick<Config, 'keyBy' | 'apiKeyHeader' | 'apiKeys' | 'ipv6Subnet' | 'allowlist' | 'jwt' | 'tiers'>): Identify {
+/** No managed keys (a test's, or before any setting): looked up in nothing. */
+export const NO_MANAGED_KEYS: ManagedKeys = Object.freeze({ current: new Map(), seen: new Map() })
+
+export function createIdentify (config: Pick<Config, 'keyBy' | 'apiKeyHeader' | 'apiKeys' | 'ipv6Subnet' | 'allowlist' | 'jwt' | 'tiers'>, managed: ManagedKeys = NO_MANAGED_KEYS, now: () => number = Date.now): Identify {
   const tierClaim = config.jwt?.tierClaim
   const tiers = config.tiers
   const { apiKeyHeader, ipv6Subnet } = config
@@ -136,7 +171,7 @@ export function createIdentify (config: Pick<Config, 'keyBy' | 'apiKeyHeader' | 
         return GLOBAL_IDENTITY
       } else if (source.kind === 'api-key') {
         const value = headerValue(request, apiKeyHeader)
-        const identity = value === undefined ? undefined : keyed.get(value)
+        const identity = value === undefined ? undefined : keyed.get(value) ?? managedIdentity(managed, value, now)
         if (identity !== undefined) return identity
       } else if (source.kind === 'jwt') {
         // The token was verified before identify() (the limiter's hook): null, none valid.

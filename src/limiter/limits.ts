@@ -6,7 +6,7 @@
  */
 import type { FastifyRequest } from 'fastify'
 import type { Config, LimitsConfig, LimitSpec, Rule } from '../config/index.js'
-import { createIdentify, type Identify, type Identity } from '../identity/identify.js'
+import { createIdentify, NO_MANAGED_KEYS, type Identify, type Identity, type ManagedKeys } from '../identity/identify.js'
 import { makeConcurrencyLimit, makePolicy, type ConcurrencyLimit, type Policy, type PolicySpec } from '../core/policy.js'
 import { normalizePath } from '../core/path.js'
 import type { CalendarUnit, RateSpec } from '../core/rate.js'
@@ -158,7 +158,7 @@ function overrideQuota (chosen: Selection, tier: string | undefined, quota: Rate
   return Object.freeze({ ...chosen, policies: Object.freeze(policies), ownFrom, settle: chosen.settle && Object.freeze({ ...chosen.settle, ownFrom }) })
 }
 
-export function createLimits (config: LimitsConfig, rules: readonly Rule[]): SelectLimits {
+export function createLimits (config: LimitsConfig, rules: readonly Rule[], keys: ManagedKeys = NO_MANAGED_KEYS): SelectLimits {
   // One calendar per unit: every limit counting months shares the current month.
   const calendars = new Map<CalendarUnit, Calendar>()
   const calendarOf = (rate: RateSpec): Calendar | undefined => {
@@ -214,7 +214,7 @@ export function createLimits (config: LimitsConfig, rules: readonly Rule[]): Sel
       claims: rule.claims,
       skip: rule.skip,
       byTier,
-      identify: foreign ? createIdentify({ ...config, keyBy: rule.keyBy!, allowlist: NO_ALLOWLIST }) : undefined,
+      identify: foreign ? createIdentify({ ...config, keyBy: rule.keyBy!, allowlist: NO_ALLOWLIST }, keys) : undefined,
       keyBy: foreign ? rule.keyBy : undefined,
       ownSlot: ownSlot !== undefined,
       slot: ownSlot

@@ -84,6 +84,17 @@ t.test('the dashboard, opened in headless Chromium, shows live numbers after tra
   await page.waitForFunction(() => (globalThis as any).document.getElementById('usage-line').getAttribute('points').split(' ').length === 90)
   t.match(await text('#usage-days'), /^90 days, [1-9]\d* admitted$/, 'its days over the 90 kept, as a line')
 
+  // A key made through the admin API: listed by name and tier, its usage by name.
+  const made = JSON.parse((await send(`${gw.adminUrl}/admin/keys`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: '{"name":"acme","tier":"pro"}' })).body) as { key: string, prefix: string }
+  for (let i = 0; i < 50; i++) await send(`${gw.url}/ping`, { headers: { 'x-api-key': made.key } })
+  await page.reload()
+  await page.waitForFunction(() => /acme/.test((globalThis as any).document.getElementById('keys')?.textContent ?? ''))
+  const keyCells = await page.$$eval('#keys tr:first-child td', tds => tds.map(td => td.textContent))
+  t.same(keyCells.slice(0, 3), ['acme', 'pro', `${made.prefix}…`], 'the made key by name, tier and its first characters')
+  t.notMatch(keyCells[3] ?? '', /not yet/, 'seen')
+  await page.waitForFunction(() => /acme \(pro\)/.test((globalThis as any).document.getElementById('usage-top')?.textContent ?? ''))
+  t.pass('its usage by name and tier')
+
   t.equal(await page.isVisible('#scope'), false, 'one gateway with the memory store: no fleet note')
   t.equal(await text('#status'), 'store memory · in flight 0')
 

@@ -188,6 +188,7 @@ t.test('a static public key (PEM), an HMAC secret and a token header of its own;
   t.not((await send(`${gw.url}/org/1`, as(await mint(k, { sub: 's3', org_id: 7 })))).status, 429, 'the upstream answered (its 404)')
   t.equal((await send(`${gw.url}/org/1`, as(await mint(k, { sub: 's4', org_id: 7 })))).status, 429, 'keyBy jwt:org_id: two users of org 7 share its bucket')
   t.equal((await send(`${gw.url}/seven/`, as(await mint(k, { sub: 's5', org_id: 7 })))).headers['ratelimit-policy'], '"org-seven";q=1;w=3600', 'a numeric claim matches its text')
+  t.match(JSON.parse((await send(`${gw.adminUrl}/admin/config`, { headers: { authorization: `Bearer ${TOKEN}` } })).body), { rules: [{ name: 'free-plan', claims: { plan: 'free' } }] }, 'GET /admin/config shows a rule\'s claims')
   const org = JSON.parse((await send(`${gw.adminUrl}/admin/clients?client=${encodeURIComponent(jwtIdentityKey('org_id', '7'))}`, { headers: { authorization: `Bearer ${TOKEN}` } })).body) as { limits: Array<{ policy: string, remaining: number }> }
   t.match(org.limits.find(l => l.policy === 'per-org'), { remaining: 0 }, 'the admin API inspects an organisation by its identity key (a digest)')
 

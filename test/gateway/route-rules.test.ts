@@ -99,7 +99,9 @@ t.test('rules by host (exact, *.example.com) and by header value: per-virtual-ho
     { name: 'tenants', host: '*.tenants.example.com', path: '/', rate: '3/h', exclusive: true },
     { name: 'free-plan', path: '/', headers: { 'X-Plan': 'free', 'x-region': 'eu' }, rate: '1/h', exclusive: true }
   ])
-  const gw = await startGateway(t, { UPSTREAM_URL: upstream.url, RATE_LIMIT_RULES_FILE: file, RATE_LIMIT_RATE: '100/h', RATE_LIMIT_BURST: '100' })
+  const gw = await startGateway(t, { UPSTREAM_URL: upstream.url, RATE_LIMIT_RULES_FILE: file, RATE_LIMIT_RATE: '100/h', RATE_LIMIT_BURST: '100', ADMIN_TOKEN: 'route-rules-admin-token-0123456789' })
+  const config = JSON.parse((await send(`${gw.adminUrl}/admin/config`, { headers: { authorization: 'Bearer route-rules-admin-token-0123456789' } })).body) as { rules: unknown[] }
+  t.match(config.rules, [{ name: 'api-host', host: 'api.example.com', headers: null, claims: null }, { host: '*.tenants.example.com' }, { host: null, headers: { 'x-plan': 'free', 'x-region': 'eu' } }], 'GET /admin/config shows them')
   const as = (host: string, headers: Record<string, string> = {}) => ({ headers: { host, ...headers } })
   // The test upstream answers 404 for these paths: what matters is that it answered.
   const passed = async (path: string, n: number, opts: Parameters<typeof statuses>[2]) => (await statuses(`${gw.url}${path}`, n, opts)).map(s => (s === 429 ? 429 : 200))

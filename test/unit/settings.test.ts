@@ -38,3 +38,14 @@ t.test('a factor below 1 never raises a limit, and every limit that can scale do
     t.ok(search.burst >= 5, `factor ${factor}: the default burst keeps room for a search (cost 5): ${search.burst}`)
   }
 })
+
+t.test('managed API keys in the settings: checked against the environment, valid until their expiry or grace', async t => {
+  const base = loadConfig({ UPSTREAM_URL: 'http://127.0.0.1:1', RATE_LIMIT_TIERS: 'pro=10/s:20' })
+  const record = { id: 'k_abcdefgh', name: 'n', tier: 'pro', prefix: 'gw_abcd', createdAt: '2027-01-01T00:00:00Z', expiresAt: null, retiresAt: null }
+  const keys = resolve(base, [], { apiKeys: { 'key:one': record, 'key:two': { ...record, tier: null, expiresAt: '2027-02-01T00:00:00Z', retiresAt: '2027-01-15T00:00:00Z' } } }, 1).keys
+  t.match(keys.get('key:one'), { identity: { key: 'key:one', source: 'api-key', tier: 'pro' }, validUntil: Infinity })
+  t.match(keys.get('key:two'), { identity: { tier: undefined }, validUntil: Date.parse('2027-01-15T00:00:00Z') }, 'the earlier of expiry and grace')
+  t.throws(() => resolve(base, [], { apiKeys: { 'key:one': { ...record, tier: 'gold' } } }, 1), /apiKeys\.key:one: tier "gold" is not defined in RATE_LIMIT_TIERS/)
+  t.throws(() => resolve(base, [], { apiKeys: { 'key:one': { ...record, createdAt: 'then' } } }, 1), /apiKeys\.key:one\.createdAt: "then" is not an ISO 8601 time/)
+  t.throws(() => resolve(base, [], { apiKeys: { 'key:one': { ...record, expiresAt: 'soon' } } }, 1), /apiKeys\.key:one\.expiresAt/)
+})
