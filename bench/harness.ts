@@ -200,12 +200,12 @@ export async function startRedis (): Promise<{ port: number, redis: Redis, pid: 
 }
 
 /** Starts the gateway (dist/src/server.js, or another build's `server`) on the target core with this environment. */
-export async function startGatewayProcess (upstream: string, env: Record<string, string>, nodeArgs: string[] = [], server = join(ROOT, 'dist', 'src', 'server.js')): Promise<{ url: string, pid: number, child: ChildProcess }> {
+export async function startGatewayProcess (upstream: string, env: Record<string, string>, nodeArgs: string[] = [], server = join(ROOT, 'dist', 'src', 'server.js')): Promise<{ url: string, pid: number, child: ChildProcess, adminUrl: string }> {
   const port = await freePort()
   const adminPort = await freePort()
   const gw = start('target', process.execPath, [...nodeArgs, server], { UPSTREAM_URL: upstream, HOST: '127.0.0.1', PORT: String(port), ADMIN_PORT: String(adminPort), LOG_LEVEL: 'warn', ...env })
   await waitFor(adminPort, '/healthz')
-  return { url: `http://127.0.0.1:${port}/ping`, pid: gw.pid!, child: gw }
+  return { url: `http://127.0.0.1:${port}/ping`, pid: gw.pid!, child: gw, adminUrl: `http://127.0.0.1:${adminPort}` }
 }
 
 /** Runs a benchmark's main(), then stops everything it started, also when it fails. */

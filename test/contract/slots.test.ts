@@ -60,7 +60,7 @@ t.test('memory store on shared zones (WORKERS): the in-flight counts in a Shared
 
 t.test('redis store (the Lua twin)', async t => {
   const redis = await startRedis(t)
-  const settings = loadConfig({ UPSTREAM_URL: 'http://127.0.0.1:1', STORE: 'redis', REDIS_URL: redis.url }).redis
+  const settings = loadConfig({ UPSTREAM_URL: 'http://127.0.0.1:1', STORE: 'redis', REDIS_URL: redis.url, REDIS_TIMEOUT_MS: '2000' }).redis
   const clock = new ManualClock(START)
   // Global limits share a slot key: every key in one hash slot, as createStore does.
   const store = new RedisStore({ settings, decisionClock: clock, clock, singleSlot: true })
