@@ -7,7 +7,7 @@
  * force), and SIGTERM.
  */
 import { execFile } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -79,7 +79,13 @@ t.test('a pure rate limit service, asked by Python\'s gRPC (C core) with protoc\
 
   // RLS_CONFIG changed while it runs: applied; then a bad file: the limits in force stay.
   const client = rlsClient(t, address)
-  writeFileSync(file, CONFIG.replace('requests_per_unit: 2', 'requests_per_unit: 50'))
+  // Files appear whole (written aside, then renamed), as a deploy or a ConfigMap swap makes
+  // them: the poll never reads one half written.
+  const put = (name: string, text: string): void => {
+    writeFileSync(join(dir, `${name}.tmp`), text)
+    renameSync(join(dir, `${name}.tmp`), join(dir, name))
+  }
+  put('edge.yaml', CONFIG.replace('requests_per_unit: 2', 'requests_per_unit: 50'))
   const deadline = Date.now() + 10_000
   let applied = false
   while (!applied && Date.now() < deadline) {
@@ -88,7 +94,7 @@ t.test('a pure rate limit service, asked by Python\'s gRPC (C core) with protoc\
     if (!applied) await new Promise(resolve => setTimeout(resolve, 50))
   }
   t.ok(applied, 'a changed RLS_CONFIG is in force within a poll')
-  writeFileSync(join(dir, 'broken.yaml'), 'domain: other\ndescriptors:\n  - key: a\n    rate_limit: {unit: fortnight, requests_per_unit: 1}\n')
+  put('broken.yaml', 'domain: other\ndescriptors:\n  - key: a\n    rate_limit: {unit: fortnight, requests_per_unit: 1}\n')
   const rejectedDeadline = Date.now() + 10_000
   while (!gw.logs.some(l => l.includes('RLS_CONFIG rejected')) && Date.now() < rejectedDeadline) await new Promise(resolve => setTimeout(resolve, 50))
   const rejected = gw.logs.map(l => JSON.parse(l) as Record<string, unknown>).find(l => l.msg === 'RLS_CONFIG rejected; the limits in force stay')
