@@ -3,8 +3,8 @@
  * change is stored with a version (INCR) and announced on a channel, in one script; each
  * instance listens (its own subscriber connection) and also checks the stored version
  * every few seconds, so a missed message (a reconnect) or a restarted instance still
- * catches up. Resets and unbans are announced too, so no instance keeps refusing a
- * client from its local deny cache.
+ * catches up. Resets and unbans are announced too, and counted where the check looks,
+ * so no instance keeps refusing a client from its local deny cache.
  */
 import type { FastifyBaseLogger } from 'fastify'
 import { RedisSettingsChannel, type SettingsChannel } from '../store/redis/settings-channel.js'
@@ -50,6 +50,8 @@ export class SettingsSync {
   /** A version that did not validate here: not logged again at every check. */
   private rejected = 0
   private fleet: FleetStatus = { storedVersion: undefined, inSync: true, checkedAt: null }
+  /** The fleet's count of resets and unbans at the last check (undefined: never read). */
+  private forgets: number | undefined
 
   get status (): FleetStatus {
     return this.fleet
@@ -87,7 +89,10 @@ export class SettingsSync {
   load (): Promise<void> {
     this.loading ??= (async () => {
       try {
-        const text = await this.opts.channel.read()
+        const { settings: text, forgets } = await this.opts.channel.read()
+        // A reset or unban made since the last check, whose announcement may not have come.
+        if (this.forgets !== undefined && forgets !== this.forgets) this.opts.channel.forgetLocally()
+        this.forgets = forgets
         const manager = this.opts.manager
         const stored = text === null ? undefined : JSON.parse(text) as StoredSettings
         this.fleet = { storedVersion: stored?.version ?? null, inSync: this.fleet.inSync, checkedAt: new Date().toISOString() }

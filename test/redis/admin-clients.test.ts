@@ -30,7 +30,7 @@ for (const store of ['memory', 'redis'] as const) {
 
     t.equal((await admin('/admin/clients/quota?ip=127.0.0.2', 'DELETE')).status, 204)
     t.match(JSON.parse((await admin('/admin/clients?ip=127.0.0.2')).body), { refusals: 0, limits: [{ remaining: 3 }] }, 'reset: a full quota')
-    t.equal((await send(`${b.url}/ping`, { from: '127.0.0.2' })).status, 200, 'B admits')
+    t.ok(await eventually(async () => (await send(`${b.url}/ping`, { from: '127.0.0.2' })).status === 200, 1000), 'B admits, within a second')
 
     t.equal((await admin('/admin/clients/ban?apiKey=secret-1', 'PUT', { duration: '10m' })).status, 204)
     const banned = await send(`${b.url}/ping`, { from: '127.0.0.3', headers: { 'x-api-key': 'secret-1' } })
@@ -72,4 +72,35 @@ t.test('with Redis down, client operations answer 503, like the requests; a writ
     t.equal(r.status, 503, `${method} ${path}`)
     t.match(JSON.parse(r.body), problem)
   }
+})
+
+t.test('an instance that cannot hear the fleet\'s channel still drops a reset client\'s denial at its next check, and subscribes once it may', async t => {
+  const redis = await startRedis(t)
+  const upstream = await startUpstream(t)
+  // B connects as a user that may not use any pub/sub channel (as an ACL change, or a first
+  // connection that failed, would leave it): it never hears an announcement.
+  await redis.admin.call('ACL', 'SETUSER', 'deaf', 'on', '>deaf-password', '~*', '+@all', 'resetchannels')
+  const env = { UPSTREAM_URL: upstream.url, ADMIN_TOKEN: TOKEN, STORE: 'redis', REDIS_TIMEOUT_MS: '1000', REDIS_CONNECT_TIMEOUT_MS: '500', RATE_LIMIT_RATE: '1/h', RATE_LIMIT_BURST: '2' }
+  const a = await startGateway(t, { ...env, REDIS_URL: redis.url })
+  const b = await startGateway(t, { ...env, REDIS_URL: `redis://deaf:deaf-password@127.0.0.1:${redis.port}` })
+  const listeners = async (): Promise<number> => ((await redis.admin.call('PUBSUB', 'NUMSUB', 'rl:control')) as [string, number])[1]
+  t.equal(await listeners(), 1, 'only A listens')
+  t.same(await statuses(`${b.url}/ping`, 3, { from: '127.0.0.2' }), [200, 200, 429], 'B refuses, and remembers the denial')
+
+  t.equal((await send(`${a.adminUrl}/admin/clients/quota?ip=127.0.0.2`, as('DELETE'))).status, 204)
+  t.equal((await send(`${b.url}/ping`, { from: '127.0.0.2' })).status, 429, 'B did not hear the reset: its remembered denial answers')
+  await b.app.sync!.load()
+  t.equal((await send(`${b.url}/ping`, { from: '127.0.0.2' })).status, 200, 'its settings check saw a reset was made, and it asked Redis again')
+
+  // Allowed again, and reconnected: it subscribes by itself.
+  await redis.admin.call('ACL', 'SETUSER', 'deaf', 'allchannels')
+  // Its subscriber's connection (the one whose last command, SUBSCRIBE, was refused).
+  const list = String(await redis.admin.call('CLIENT', 'LIST'))
+  const refused = [...list.matchAll(/^id=(\d+)(?=.* cmd=subscribe )(?=.* user=deaf )/gm)].map(m => m[1]!)
+  t.equal(refused.length, 1, 'B tried to subscribe')
+  await redis.admin.call('CLIENT', 'KILL', 'ID', refused[0]!)
+  t.ok(await eventually(async () => (await listeners()) === 2, 5000), 'B listens once reconnected')
+  t.same(await statuses(`${b.url}/ping`, 2, { from: '127.0.0.2' }), [200, 429], 'B refuses again')
+  t.equal((await send(`${a.adminUrl}/admin/clients/quota?ip=127.0.0.2`, as('DELETE'))).status, 204)
+  t.ok(await eventually(async () => (await send(`${b.url}/ping`, { from: '127.0.0.2' })).status === 200, 1000), 'and hears the next reset at once (well before its next check)')
 })

@@ -14,6 +14,15 @@ export function controlChannel (prefix: string): string {
   return `${prefix}control`
 }
 
+/**
+ * How many resets and unbans the fleet has made (INCR after each): the settings sync
+ * compares it every few seconds, so an instance that missed the announcement (its
+ * subscription not made yet, or lost) still drops its local denials.
+ */
+export function forgetsKey (prefix: string): string {
+  return `${prefix}{control}:forgets`
+}
+
 export function unescapeTag (subject: string): string {
   return subject.replace(/%7B/g, '{').replace(/%7D/g, '}')
 }
@@ -32,10 +41,12 @@ export class KeyLayout {
   /** The pattern every usage-ledger line matches (SCAN). */
   readonly usagePattern: string
   readonly controlChannel: string
+  readonly forgetsKey: string
 
   constructor (private readonly prefix: string, readonly singleSlot: boolean) {
     this.usagePattern = `${prefix}*:usage:*`
     this.controlChannel = controlChannel(prefix)
+    this.forgetsKey = forgetsKey(prefix)
   }
 
   /** One policy's key for a subject (tag-escaped), in the decision's slot. */

@@ -278,7 +278,7 @@ export class RedisStore implements SharedStore {
     // Everything but the ban itself: the limits' state and the refusal count.
     keys.splice(keys.length - 2, 1)
     await adminWrite(this.client, `the reset of ${client}`, FORGET_LUA, keys, [this.layout.controlChannel], this.timeoutMs)
-    this.forget()
+    await this.forgotten()
   }
 
   async ban (client: string, ms: number): Promise<void> {
@@ -287,7 +287,17 @@ export class RedisStore implements SharedStore {
 
   async unban (client: string): Promise<void> {
     await adminWrite(this.client, `the unban of ${client}`, FORGET_LUA, this.layout.banKeys(escapeTag(client)), [this.layout.controlChannel], this.timeoutMs)
+    await this.forgotten()
+  }
+
+  /**
+   * After a reset or unban (applied, and announced by its script): forgets here, and counts
+   * it where every instance's settings check looks (another slot on a Cluster, so a
+   * command of its own). Should that fail, the announcement alone tells the fleet.
+   */
+  private async forgotten (): Promise<void> {
     this.forget()
+    await this.client.incr(this.layout.forgetsKey).catch(ignoreReply)
   }
 
   /**

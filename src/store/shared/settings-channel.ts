@@ -5,7 +5,7 @@
  * on a BroadcastChannel every thread listens to; control/sync.ts does the rest, as for Redis.
  */
 import { BroadcastChannel } from 'node:worker_threads'
-import type { SettingsChannel } from '../redis/settings-channel.js'
+import type { SettingsChannel, StoredControl } from '../redis/settings-channel.js'
 
 /** Largest settings document (the admin API's bodies are at most 1 MiB). */
 export const SETTINGS_DOC_BYTES = 2 * 1024 * 1024
@@ -39,8 +39,9 @@ export class ThreadSettingsChannel implements SettingsChannel {
     this.channel.unref()
   }
 
-  async read (): Promise<string | null> {
-    return this.locked(() => this.header[LENGTH] === 0 ? null : Buffer.from(this.bytes.subarray(0, this.header[LENGTH])).toString('utf8'))
+  async read (): Promise<StoredControl> {
+    // Resets need no counting here: the memory zones are every thread's (forgetLocally).
+    return { settings: this.locked(() => this.header[LENGTH] === 0 ? null : Buffer.from(this.bytes.subarray(0, this.header[LENGTH])).toString('utf8')), forgets: 0 }
   }
 
   async publish (body: string, floor: number): Promise<number> {
