@@ -121,7 +121,6 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
   const rls = config.rls === undefined || store === undefined ? undefined : new (await import('./rls/index.js')).RlsListener({
       config,
       store,
-      clock,
       log: log.child({ listener: 'rls' }),
       registry: metrics.registry,
       // Over-limit descriptors in the violation log and the top offenders, as refused clients.

@@ -7,7 +7,7 @@
  * curl does with a 429), 2 when it could not ask.
  */
 import { pathToFileURL } from 'node:url'
-import { credentials, makeGenericClientConstructor, type ServiceError } from '@grpc/grpc-js'
+import { credentials, makeGenericClientConstructor, type CallOptions, type Client, type ServiceError } from '@grpc/grpc-js'
 import { rlsDefinition } from './index.js'
 import type { RlsDescriptor, RlsRequest, RlsResponse, RlsStatus } from './service.js'
 
@@ -37,16 +37,32 @@ export function answerLine (res: RlsResponse): string {
   return `${res.overall_code}: ${res.statuses.map(describe).join(', ')}`
 }
 
-export function ask (address: string, request: RlsRequest): Promise<RlsResponse> {
-  const Client = makeGenericClientConstructor(rlsDefinition(), 'RateLimitService')
-  const client = new Client(address, credentials.createInsecure()) as unknown as { ShouldRateLimit: (q: RlsRequest, o: { deadline: number }, cb: (err: ServiceError | null, res: RlsResponse) => void) => void, close: () => void }
+/** A grpc-js client of the RLS v3 service at `address` (host:port), plaintext. */
+export type RlsClient = Client & { ShouldRateLimit: (q: RlsRequest, o: CallOptions, cb: (err: ServiceError | null, res: RlsResponse) => void) => void }
+
+export function rlsClient (address: string): RlsClient {
+  const Ctor = makeGenericClientConstructor(rlsDefinition(), 'RateLimitService')
+  return new Ctor(address, credentials.createInsecure()) as unknown as RlsClient
+}
+
+/** One question on `client`, waiting at most `deadlineMs` (none: as long as it takes). */
+export function shouldRateLimit (client: RlsClient, request: RlsRequest, deadlineMs?: number): Promise<RlsResponse> {
   return new Promise((resolve, reject) => {
-    client.ShouldRateLimit(request, { deadline: Date.now() + 5000 }, (err, res) => {
-      client.close()
+    client.ShouldRateLimit(request, deadlineMs === undefined ? {} : { deadline: Date.now() + deadlineMs }, (err, res) => {
       if (err === null) resolve(res)
       else reject(err)
     })
   })
+}
+
+/** One question on a connection of its own, within 5 s. */
+export async function ask (address: string, request: RlsRequest): Promise<RlsResponse> {
+  const client = rlsClient(address)
+  try {
+    return await shouldRateLimit(client, request, 5000)
+  } finally {
+    client.close()
+  }
 }
 
 export async function main (args: readonly string[], out: (line: string) => void): Promise<number> {

@@ -12,7 +12,6 @@ import { HealthImplementation } from 'grpc-health-check'
 import { Counter, type Registry } from 'prom-client'
 import type { Config } from '../config/index.js'
 import { parseRlsDocuments, readRlsDocuments, rlsSignature } from '../config/rls.js'
-import type { Clock } from '../core/clock.js'
 import { createThrottledLog } from '../log.js'
 import { isPromise, type Store } from '../store/types.js'
 import { RateLimitService, RlsInvalidError, type RlsRequest, type RlsResponse } from './service.js'
@@ -33,7 +32,6 @@ export type RlsReload = 'applied' | 'unchanged' | 'rejected'
 export interface RlsDeps {
   config: Config
   store: Store
-  clock: Clock
   log: FastifyBaseLogger
   registry: Registry
   /** See RlsServiceOptions.refused. */
@@ -53,7 +51,7 @@ export class RlsListener {
   constructor (private readonly deps: RlsDeps) {
     const { config, log } = deps
     const settings = config.rls!
-    this.service = new RateLimitService({ store: deps.store, headers: config.headers, timeZone: config.timeZone, config: settings.config, clock: deps.clock, log, registry: deps.registry, dryRun: config.dryRun, refused: deps.refused })
+    this.service = new RateLimitService({ store: deps.store, headers: config.headers, timeZone: config.timeZone, config: settings.config, log, registry: deps.registry, dryRun: config.dryRun, refused: deps.refused })
     this.reloads = new Counter({ name: 'gateway_rls_config_reloads_total', help: 'RLS_CONFIG reloads by result', labelNames: ['result'], registers: [deps.registry] })
     const failureLog = createThrottledLog(log, 'error', 'rate limit service question failed')
     const service = this.service

@@ -16,7 +16,6 @@
  */
 import type { FastifyBaseLogger } from 'fastify'
 import { Counter, Histogram, type Registry } from 'prom-client'
-import type { Clock } from '../core/clock.js'
 import { mostRestrictive, type Decision } from '../core/decision.js'
 import type { Policy } from '../core/policy.js'
 import type { HeadersMode } from '../config/index.js'
@@ -93,7 +92,6 @@ export interface RlsServiceOptions {
   headers: HeadersMode
   timeZone: string
   config: RlsConfig
-  clock: Clock
   log: FastifyBaseLogger
   registry: Registry
   /** RATE_LIMIT_DRY_RUN: every limit reports and never refuses (envoyproxy/ratelimit's SHADOW_MODE). */

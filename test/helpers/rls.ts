@@ -6,24 +6,22 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { credentials, makeGenericClientConstructor, type Client, type ServiceError } from '@grpc/grpc-js'
-import { rlsDefinition } from '../../src/rls/index.js'
+import { rlsClient as newClient, shouldRateLimit, type RlsClient } from '../../src/rls/ask.js'
 import type { RlsRequest, RlsResponse } from '../../src/rls/service.js'
 import type { Teardown } from './tap.js'
 
-export type RlsClient = Client & { ShouldRateLimit: (req: RlsRequest, cb: (err: ServiceError | null, res: RlsResponse) => void) => void }
+export type { RlsClient } from '../../src/rls/ask.js'
 
+/** A client of the service at `address`, closed when the test ends. */
 export function rlsClient (t: Teardown, address: string): RlsClient {
-  const Ctor = makeGenericClientConstructor(rlsDefinition(), 'RateLimitService')
-  const client = new Ctor(address, credentials.createInsecure()) as unknown as RlsClient
+  const client = newClient(address)
   t.teardown(() => { client.close() })
   return client
 }
 
+/** One question, as long as it takes. */
 export function ask (client: RlsClient, req: RlsRequest): Promise<RlsResponse> {
-  return new Promise((resolve, reject) => {
-    client.ShouldRateLimit(req, (err, res) => { if (err === null) resolve(res); else reject(err) })
-  })
+  return shouldRateLimit(client, req)
 }
 
 /** One descriptor from `key: value` pairs, in order (a value '' leaves it out). */
