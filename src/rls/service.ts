@@ -103,6 +103,11 @@ export interface RlsServiceOptions {
   refused: (subject: string, policy: string, dryRun: boolean) => void
 }
 
+/** A ban answers for every descriptor of the question: its one decision, n times; else the decisions. */
+function banAll (ds: Decision[], n: number): Decision[] {
+  return ds[0]!.banned === true ? new Array<Decision>(n).fill(ds[0]!) : ds
+}
+
 export class RateLimitService {
   config: RlsConfig
   private readonly policies: RlsPolicies
@@ -184,8 +189,39 @@ export class RateLimitService {
     return this.decide(domainLabel, decided, statuses, started)
   }
 
-  /** The store's decisions for the planned descriptors, a call per distinct cost. */
+  /**
+   * The store's decisions for the planned descriptors: one call when they share one cost
+   * and no counter twice (what Envoy sends), else a call per distinct cost, each counter
+   * once, stopping at the first refused.
+   */
   private decide (domain: string, planned: Planned[], statuses: RlsStatus[], started: number): RlsResponse | Promise<RlsResponse> {
+    const n = planned.length
+    const cost = planned[0]!.cost
+    let once = true
+    for (let i = 1; i < n && once; i++) {
+      const p = planned[i]!
+      if (p.cost !== cost) once = false
+      for (let j = 0; j < i && once; j++) if (planned[j]!.subject === p.subject && planned[j]!.policy.name === p.policy.name) once = false
+    }
+    if (!once) return this.decideInGroups(domain, planned, statuses, started)
+    const policies: Policy[] = new Array(n)
+    const subjects: string[] = new Array(n)
+    for (let i = 0; i < n; i++) {
+      policies[i] = planned[i]!.policy
+      subjects[i] = planned[i]!.subject
+    }
+    let result: Decision[] | Promise<Decision[]>
+    try {
+      result = this.opts.store.consume(subjects[0]!, policies, cost, subjects)
+    } catch (err) {
+      return this.failed(domain, planned, statuses, started, err)
+    }
+    if (!isPromise(result)) return this.respond(domain, planned, banAll(result, n), statuses, started)
+    return result.then(ds => this.respond(domain, planned, banAll(ds, n), statuses, started), err => this.failed(domain, planned, statuses, started, err))
+  }
+
+  /** decide()'s general case: the same counter twice, or descriptors of different costs. */
+  private async decideInGroups (domain: string, planned: Planned[], statuses: RlsStatus[], started: number): Promise<RlsResponse> {
     // The same descriptor twice in one question is one counter, decided once.
     const unique = new Map<string, Planned>()
     for (const p of planned) if (!unique.has(p.policy.name + '\0' + p.subject)) unique.set(p.policy.name + '\0' + p.subject, p)
@@ -195,55 +231,40 @@ export class RateLimitService {
       if (group === undefined) byCost.set(p.cost, [p])
       else group.push(p)
     }
-    const client = planned[0]!.subject
-    const groups = [...byCost.values()]
     const decisions = new Map<Planned, Decision>()
-    const settle = (): RlsResponse => this.respond(domain, planned, unique, decisions, statuses, started)
-    const consume = (group: Planned[]): Decision[] | Promise<Decision[]> => this.opts.store.consume(client, group.map(p => p.policy), group[0]!.cost, group.map(p => p.subject))
-    const take = (group: Planned[], ds: Decision[]): boolean => {
-      if (ds[0]!.banned === true) {
-        for (const p of planned) decisions.set(p, ds[0]!)
-        return false
-      }
-      group.forEach((p, j) => decisions.set(p, ds[j]!))
-      return ds.every(d => d.allowed || d.policy.dryRun)
-    }
-    const failed = (err: unknown): RlsResponse => {
-      if (!(err instanceof StoreUnavailableError)) throw err
-      this.storeErrorLog(err)
-      for (const p of planned) {
-        statuses[p.index] = { code: 'OVER_LIMIT', current_limit: p.current, limit_remaining: 0 }
-        this.count(domain, p.label, 'store_error')
-      }
-      return this.finish(statuses, [], started)
-    }
     try {
-      const first = consume(groups[0]!)
-      if (!isPromise(first) && groups.length === 1) {
-        take(groups[0]!, first)
-        return settle()
+      for (const group of byCost.values()) {
+        const ds = await this.opts.store.consume(planned[0]!.subject, group.map(p => p.policy), group[0]!.cost, group.map(p => p.subject))
+        if (ds[0]!.banned === true) return this.respond(domain, planned, banAll(ds, planned.length), statuses, started)
+        group.forEach((p, j) => decisions.set(p, ds[j]!))
+        if (!ds.every(d => d.allowed || d.policy.dryRun)) break
       }
-      return (async () => {
-        try {
-          let admitted = take(groups[0]!, await first)
-          for (let g = 1; g < groups.length && admitted; g++) admitted = take(groups[g]!, await consume(groups[g]!))
-          return settle()
-        } catch (err) {
-          return failed(err)
-        }
-      })()
     } catch (err) {
-      return failed(err)
+      return this.failed(domain, planned, statuses, started, err)
     }
+    // Not asked (undefined): an earlier group was refused, so this one was never charged.
+    return this.respond(domain, planned, planned.map(p => decisions.get(unique.get(p.policy.name + '\0' + p.subject)!)), statuses, started)
   }
 
-  private respond (domain: string, planned: Planned[], unique: Map<string, Planned>, decisions: Map<Planned, Decision>, statuses: RlsStatus[], started: number): RlsResponse {
+  /** The store failed: every planned descriptor OVER_LIMIT (STORE_FAILURE_MODE=closed). */
+  private failed (domain: string, planned: Planned[], statuses: RlsStatus[], started: number, err: unknown): RlsResponse {
+    if (!(err instanceof StoreUnavailableError)) throw err
+    this.storeErrorLog(err)
+    for (const p of planned) {
+      statuses[p.index] = { code: 'OVER_LIMIT', current_limit: p.current, limit_remaining: 0 }
+      this.count(domain, p.label, 'store_error')
+    }
+    return this.finish(statuses, [], started)
+  }
+
+  /** The answer from each planned descriptor's decision (`decided[i]` is planned[i]'s). */
+  private respond (domain: string, planned: Planned[], decided: ReadonlyArray<Decision | undefined>, statuses: RlsStatus[], started: number): RlsResponse {
     const shown: Decision[] = []
     let retryMs = -1
-    for (const p of planned) {
-      const d = decisions.get(p) ?? decisions.get(unique.get(p.policy.name + '\0' + p.subject)!)
+    for (let i = 0; i < planned.length; i++) {
+      const p = planned[i]!
+      const d = decided[i]
       if (d === undefined) {
-        // Not asked: an earlier group was refused, so this one was never charged.
         statuses[p.index] = { code: 'OK', current_limit: p.current, limit_remaining: 0 }
         this.count(domain, p.label, 'ok')
         continue

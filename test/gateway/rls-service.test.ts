@@ -78,14 +78,21 @@ t.test('late, failing and refused answers', async t => {
   res = await ask(client, { domain: 'edge', descriptors: [{ ...d(['path', '/c']), limit: { requests_per_unit: 0, unit: 'SECOND' } }] })
   t.match(res, { overall_code: 'OVER_LIMIT', statuses: [{ code: 'OVER_LIMIT', current_limit: { requests_per_unit: 0, unit: 'SECOND' } }] }, 'an override of 0 (proto3 sends no field) blocks')
 
-  for (const m of ['sync-unavailable', 'async-unavailable'] as const) {
-    mode = m
-    res = await ask(client, two)
-    t.match(res, { overall_code: 'OVER_LIMIT', statuses: [{ code: 'OVER_LIMIT', limit_remaining: 0, current_limit: { requests_per_unit: 5 } }, { code: 'OVER_LIMIT' }], response_headers_to_add: [] }, `${m}: STORE_FAILURE_MODE=closed answers OVER_LIMIT`)
-  }
-  for (const m of ['sync-error', 'async-error'] as const) {
-    mode = m
-    await t.rejects(ask(client, two), { code: status.UNAVAILABLE, details: /^rate limit service failed: (late )?boom$/ }, `${m}: anything else is UNAVAILABLE (Envoy's failure_mode_deny decides)`)
+  res = await ask(client, { domain: 'edge', descriptors: [d(['path', '/b']), d(['remote_address', '10.0.0.19']), d(['path', '/b'])] })
+  t.match(res.statuses, [{ code: 'OK', limit_remaining: 3 }, { code: 'OK', limit_remaining: 4 }, { code: 'OK', limit_remaining: 3 }], 'a counter twice beside another: each charged once, in one call')
+
+  // One call (one cost, no counter twice) or a call per cost: the store's failure answers alike.
+  const one = { domain: 'edge', descriptors: [d(['remote_address', '10.0.0.2']), d(['path', '/d'])] }
+  for (const [name, question] of [['one call', one], ['a call per cost', two]] as const) {
+    for (const m of ['sync-unavailable', 'async-unavailable'] as const) {
+      mode = m
+      res = await ask(client, question)
+      t.match(res, { overall_code: 'OVER_LIMIT', statuses: [{ code: 'OVER_LIMIT', limit_remaining: 0, current_limit: { requests_per_unit: 5 } }, { code: 'OVER_LIMIT' }], response_headers_to_add: [] }, `${name}, ${m}: STORE_FAILURE_MODE=closed answers OVER_LIMIT`)
+    }
+    for (const m of ['sync-error', 'async-error'] as const) {
+      mode = m
+      await t.rejects(ask(client, question), { code: status.UNAVAILABLE, details: /^rate limit service failed: (late )?boom$/ }, `${name}, ${m}: anything else is UNAVAILABLE (Envoy's failure_mode_deny decides)`)
+    }
   }
 
   mode = 'sync'
@@ -104,6 +111,8 @@ t.test('late, failing and refused answers', async t => {
   t.equal(ban.status, 204, 'PUT /admin/rls/descriptor/ban')
   res = await ask(client, { domain: 'edge', descriptors: [d(['remote_address', '10.0.0.9']), d(['path', '/z'])] })
   t.match(res, { overall_code: 'OVER_LIMIT', statuses: [{ code: 'OVER_LIMIT', duration_until_reset: { seconds: 600 } }, { code: 'OVER_LIMIT' }], response_headers_to_add: [{ key: 'retry-after', value: '600' }] }, 'banned: every descriptor OVER_LIMIT, Retry-After the ban\'s')
+  res = await ask(client, { domain: 'edge', descriptors: [d(['remote_address', '10.0.0.9']), d(['remote_address', '10.0.0.9']), { ...d(['path', '/z']), hits_addend: { value: 2 } }] })
+  t.match(res, { overall_code: 'OVER_LIMIT', statuses: [{ code: 'OVER_LIMIT' }, { code: 'OVER_LIMIT' }, { code: 'OVER_LIMIT' }] }, 'banned, with a counter twice and another cost (a call per cost): every descriptor OVER_LIMIT')
   res = await ask(client, { domain: 'edge', descriptors: [d(['path', '/z']), d(['remote_address', '10.0.0.9'])] })
   t.equal(res.overall_code, 'OK', 'the ban is the first descriptor\'s, not any descriptor\'s')
   const seen = JSON.parse((await send(`${gw.adminUrl}/admin/rls/descriptor?${q('10.0.0.9')}`, { headers: A })).body) as Record<string, unknown>
@@ -124,8 +133,8 @@ t.test('late, failing and refused answers', async t => {
 
   const metrics = (await send(`${gw.adminUrl}/metrics`, { headers: { authorization: 'Bearer rls-test-admin-token-0123456789' } })).body
   t.match(metrics, /gateway_rls_descriptors_total\{domain="edge",descriptor="path",code="ok"\} \d+/, 'descriptors by domain, configured descriptor and outcome')
-  t.match(metrics, /gateway_rls_descriptors_total\{domain="edge",descriptor="remote_address",code="banned"\} 1/)
-  t.match(metrics, /gateway_rls_descriptors_total\{domain="edge",descriptor="remote_address",code="store_error"\} 2/)
+  t.match(metrics, /gateway_rls_descriptors_total\{domain="edge",descriptor="remote_address",code="banned"\} 3/)
+  t.match(metrics, /gateway_rls_descriptors_total\{domain="edge",descriptor="remote_address",code="store_error"\} 4/)
   t.notMatch(metrics, /10\.0\.0\.|\/a"/, 'never a descriptor value')
   t.match(metrics, /gateway_rls_decision_seconds_count\{code="OVER_LIMIT"\} \d+/)
 
