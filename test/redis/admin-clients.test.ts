@@ -5,6 +5,7 @@ import { send, statuses } from '../helpers/http.js'
 import { startRedis } from '../helpers/redis.js'
 import { apiKeyId } from '../../src/identity/identify.js'
 import { eventually } from '../helpers/load.js'
+import { captureLogs } from '../helpers/logs.js'
 
 const TOKEN = 'test-admin-token-0123456789'
 const as = (method: string, body?: unknown) => ({
@@ -80,9 +81,11 @@ t.test('an instance that cannot hear the fleet\'s channel still drops a reset cl
   // B connects as a user that may not use any pub/sub channel (as an ACL change, or a first
   // connection that failed, would leave it): it never hears an announcement.
   await redis.admin.call('ACL', 'SETUSER', 'deaf', 'on', '>deaf-password', '~*', '+@all', 'resetchannels')
-  const env = { UPSTREAM_URL: upstream.url, ADMIN_TOKEN: TOKEN, STORE: 'redis', REDIS_TIMEOUT_MS: '1000', REDIS_CONNECT_TIMEOUT_MS: '500', RATE_LIMIT_RATE: '1/h', RATE_LIMIT_BURST: '2' }
+  const env = { UPSTREAM_URL: upstream.url, ADMIN_TOKEN: TOKEN, STORE: 'redis', REDIS_TIMEOUT_MS: '1000', RATE_LIMIT_RATE: '1/h', RATE_LIMIT_BURST: '2' }
   const a = await startGateway(t, { ...env, REDIS_URL: redis.url })
-  const b = await startGateway(t, { ...env, REDIS_URL: `redis://deaf:deaf-password@127.0.0.1:${redis.port}` })
+  const { logger, lines } = captureLogs()
+  const b = await startGateway(t, { ...env, REDIS_URL: `redis://deaf:deaf-password@127.0.0.1:${redis.port}` }, { logger })
+  t.match(lines.find(l => l.msg === 'settings sync: could not subscribe yet; checking the stored version periodically'), { err: { message: /NOPERM/ } }, 'B says at start it could not subscribe, and why')
   const listeners = async (): Promise<number> => ((await redis.admin.call('PUBSUB', 'NUMSUB', 'rl:control')) as [string, number])[1]
   t.equal(await listeners(), 1, 'only A listens')
   t.same(await statuses(`${b.url}/ping`, 3, { from: '127.0.0.2' }), [200, 200, 429], 'B refuses, and remembers the denial')

@@ -84,9 +84,11 @@ export class RedisSettingsChannel implements SettingsChannel {
     // restarting) would leave this instance deaf to every announcement. Subscribing twice
     // to one channel changes nothing.
     let subscribed: (() => void) | undefined
-    const first = new Promise<void>(resolve => { subscribed = resolve })
+    let refused: ((err: Error) => void) | undefined
+    // The first subscription's outcome, either way (later ones settle nothing).
+    const first = new Promise<void>((resolve, reject) => { subscribed = resolve; refused = reject })
     this.subscriber.on('ready', () => {
-      this.subscriber.subscribe(this.channel).then(subscribed, ignoreReply)
+      this.subscriber.subscribe(this.channel).then(subscribed, refused)
       onReady()
     })
     // Built lazy and without an offline queue, like the store's; a failed first connection
