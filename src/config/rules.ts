@@ -12,7 +12,7 @@ import { normalizePath } from '../core/path.js'
 import { ALGORITHMS, isWindow, type AlgorithmName, type LimitSpec } from '../core/policy.js'
 import { parseRate, type RateSpec } from '../core/rate.js'
 import { RATE_LIMIT_HEADER_NAMES } from '../core/headers.js'
-import { parseKeyBy, quotaName, RESERVED_POLICY_NAMES, type KeySource } from './parse.js'
+import { CLAIM_RE, parseKeyBy, quotaName, RESERVED_POLICY_NAMES, type KeySource } from './parse.js'
 
 export const MAX_RULES = 1000
 export const MAX_LIMITS_PER_RULE = 8
@@ -136,7 +136,7 @@ export const RULES_SCHEMA = {
           path: { type: 'string', pattern: '^/', maxLength: 1024 },
           host: { type: 'string', pattern: HOST_PATTERN, maxLength: 253 },
           headers: exactValues('^[A-Za-z0-9!#$%&\'*+.^_`|~-]{1,64}$'),
-          claims: exactValues('^[A-Za-z0-9_.:/-]{1,128}$'),
+          claims: exactValues(CLAIM_RE.source),
           keyBy: { type: 'string' },
           cost: { type: 'integer', minimum: 1, maximum: MAX_COST },
           exclusive: { type: 'boolean' },

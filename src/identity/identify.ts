@@ -50,7 +50,12 @@ export const ALLOWLISTED: Identity = Object.freeze({ key: '', source: 'allowlist
  * store (Redis keys are visible to anyone who can SCAN) nor in logs.
  */
 export function apiKeyId (apiKey: string): string {
-  return 'key:' + createHash('sha256').update(apiKey).digest('base64url').slice(0, 22)
+  return 'key:' + digestOf(apiKey)
+}
+
+/** What an identity key holds of a secret or personal value: 22 characters of its SHA-256 (132 bits). */
+function digestOf (value: string): string {
+  return createHash('sha256').update(value).digest('base64url').slice(0, 22)
 }
 
 /** A client identified by its address (IPv6 by its RATE_LIMIT_IPV6_SUBNET prefix). */
@@ -78,17 +83,11 @@ function headerValue (request: FastifyRequest, name: string): string | undefined
 }
 
 /**
- * Builds identify(). ALLOWLIST clients come first: an allowlisted key by exact match, or an
- * address in an allowlisted network (the same client address the limiter would use, so
- * behind a trusted proxy the X-Forwarded-For client). The address, an X-Forwarded-For
- * parse behind a trusted proxy, is computed at most once per request.
- */
-/**
  * The identity key of a token's claim value: a digest, like an API key's, so that no
  * claim value (a user's id, an e-mail) appears in a store, a log or a metric.
  */
 export function jwtIdentityKey (claim: string, value: string): string {
-  return `jwt:${claim}:` + createHash('sha256').update(value).digest('base64url').slice(0, 22)
+  return `jwt:${claim}:` + digestOf(value)
 }
 
 /**
@@ -135,6 +134,12 @@ export function tokenIdentity (token: VerifiedToken, claim: string, tierClaim: s
 /** No managed keys (a test's, or before any setting): looked up in nothing. */
 export const NO_MANAGED_KEYS: ManagedKeys = Object.freeze({ current: new Map(), seen: new Map() })
 
+/**
+ * Builds identify(). ALLOWLIST clients come first: an allowlisted key by exact match, or an
+ * address in an allowlisted network (the same client address the limiter would use, so
+ * behind a trusted proxy the X-Forwarded-For client). The address, an X-Forwarded-For
+ * parse behind a trusted proxy, is computed at most once per request.
+ */
 export function createIdentify (config: Pick<Config, 'keyBy' | 'apiKeyHeader' | 'apiKeys' | 'ipv6Subnet' | 'allowlist' | 'jwt' | 'tiers'>, managed: ManagedKeys = NO_MANAGED_KEYS, now: () => number = Date.now): Identify {
   const tierClaim = config.jwt?.tierClaim
   const tiers = config.tiers

@@ -119,9 +119,17 @@ export function mayKey (sources: Config['keyBy'], identity: Identity): boolean {
   for (const source of sources) {
     if (source.kind === 'global') return identity.source === 'global'
     if (source.kind === 'ip') break
-    if (source.kind === identity.source && (source.kind === 'header' ? identity.key.startsWith(`h:${source.name}:`) : source.kind !== 'jwt' || identity.key.startsWith(`jwt:${source.claim}:`))) return true
+    if (names(source, identity)) return true
   }
   return identity.source === 'ip'
+}
+
+/** Whether identities like this one come from `source`: its kind, and for a header or a claim, the same one. */
+function names (source: Config['keyBy'][number], identity: Identity): boolean {
+  if (source.kind !== identity.source) return false
+  if (source.kind === 'header') return identity.key.startsWith(`h:${source.name}:`)
+  if (source.kind === 'jwt') return identity.key.startsWith(`jwt:${source.claim}:`)
+  return true
 }
 
 /** What a rule settles by the response, if anything. */
