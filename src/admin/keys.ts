@@ -94,9 +94,9 @@ export function keysRoutes (api: FastifyInstance, deps: KeysDeps): void {
     if (config.apiKeysStateFile !== undefined) writeKeysState(config.apiKeysStateFile, keys)
   }
   /** A new key: shown once; its digest names it from now on. */
-  function mint (): { key: string, client: string } {
+  function mint (): { key: string, client: string, prefix: string } {
     const key = KEY_PREFIX + randomBytes(24).toString('base64url')
-    return { key, client: apiKeyId(key) }
+    return { key, client: apiKeyId(key), prefix: key.slice(0, SHOWN) }
   }
   /** The client keys of one id (the current key, and a rotated one in its grace). */
   function ofId (id: string): Array<[string, KeyRecord]> {
@@ -114,8 +114,8 @@ export function keysRoutes (api: FastifyInstance, deps: KeysDeps): void {
     const { name, tier = null, expiresAt = null } = request.body
     checkTier(tier)
     checkTime('expiresAt', expiresAt)
-    const { key, client } = mint()
-    const record: KeyRecord = { id: 'k_' + randomBytes(9).toString('base64url'), name, tier, prefix: key.slice(0, SHOWN), createdAt: iso(clock.now()), expiresAt, retiresAt: null }
+    const { key, client, prefix } = mint()
+    const record: KeyRecord = { id: 'k_' + randomBytes(9).toString('base64url'), name, tier, prefix, createdAt: iso(clock.now()), expiresAt, retiresAt: null }
     await put({ ...records(), [client]: record }, request)
     log.info({ actor: actorOf(request), id: record.id, name, tier }, 'API key made')
     reply.code(201)
@@ -165,11 +165,11 @@ export function keysRoutes (api: FastifyInstance, deps: KeysDeps): void {
       const ends = r.retiresAt === null ? now + graceMs : Math.min(Date.parse(r.retiresAt), now + graceMs)
       keys[client] = { ...r, retiresAt: iso(ends) }
     }
-    const { key, client } = mint()
-    keys[client] = { ...current, prefix: key.slice(0, SHOWN), createdAt: iso(now), retiresAt: null }
+    const { key, client, prefix } = mint()
+    keys[client] = { ...current, prefix, createdAt: iso(now), retiresAt: null }
     await put(keys, request)
     log.info({ actor: actorOf(request), id: current.id, graceSeconds: graceMs / 1000 }, 'API key rotated')
     reply.code(201)
-    return { id: current.id, key, name: current.name, tier: current.tier, prefix: key.slice(0, SHOWN), client, createdAt: iso(now), expiresAt: current.expiresAt, previousKeyValidUntil: iso(now + graceMs) }
+    return { id: current.id, key, name: current.name, tier: current.tier, prefix, client, createdAt: iso(now), expiresAt: current.expiresAt, previousKeyValidUntil: iso(now + graceMs) }
   })
 }
