@@ -90,8 +90,9 @@ export async function freePort (): Promise<number> {
   return port
 }
 
-export function start (core: 'target' | 'helper', command: string, argv: string[], env: Record<string, string> = {}): ChildProcess {
-  const [cmd, args] = core === 'target' ? onTargetCore(command, argv) : onHelperCore(command, argv)
+/** Starts a process the bench ends at shutdown: on the target's core, the helpers', or any (`free`). */
+export function start (core: 'target' | 'helper' | 'free', command: string, argv: string[], env: Record<string, string> = {}): ChildProcess {
+  const [cmd, args] = core === 'target' ? onTargetCore(command, argv) : core === 'helper' ? onHelperCore(command, argv) : [command, argv]
   const child = spawn(cmd, args, { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'ignore', 'inherit'] })
   children.push(child)
   return child

@@ -16,10 +16,10 @@
 import { writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
 import { join } from 'node:path'
-import { execFileSync, spawn } from 'node:child_process'
+import { execFileSync } from 'node:child_process'
 import {
   DURATION_S, HERE, ROOT, ROUNDS, TOOL, TOOL_LABEL, CLK_TCK,
-  cpuTicks, freePort, load, median, runBench, startUpstream, waitFor
+  cpuTicks, freePort, load, median, runBench, start, startUpstream, waitFor
 } from './harness.js'
 import { reusePortAvailable } from '../src/workers/runtime.js'
 import { SharedZone } from '../src/store/shared/zone.js'
@@ -30,11 +30,9 @@ const SPREAD_SCRIPT = join(HERE, '..', '..', 'bench', 'spread-clients.lua')
 interface Target { name: string, label: string, url: string, pid: number, script?: string, adminUrl?: string }
 interface Run { rps: number, usPerRequest: number, requests: number, non2xx: number, served?: number[] }
 
-/** A process on no particular core (two workers need both). */
+/** A process on no particular core (two workers need both), ended at shutdown. */
 function startFree (args: string[], env: Record<string, string> = {}): number {
-  const child = spawn(process.execPath, args, { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'ignore', 'inherit'] })
-  process.on('exit', () => child.kill('SIGKILL'))
-  return child.pid!
+  return start('free', process.execPath, args, env).pid!
 }
 
 async function gateway (upstream: string, env: Record<string, string>): Promise<{ url: string, pid: number, adminUrl: string }> {

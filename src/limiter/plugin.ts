@@ -4,9 +4,7 @@
  * reaches the upstream. It must reach the proxy's routes, so it is registered with
  * fastify-plugin (no encapsulation).
  *
- * Refusals (429, 403) are written straight to the client's response from parts rendered
- * once (content type, the problem body's fixed pieces), not through fastify's reply: on
- * a flood they are most of the traffic. An admitted request's rate-limit headers go to the
+ * Refusals (429, 403) are written straight to the client's response (refusals.ts). An admitted request's rate-limit headers go to the
  * proxy as a flat array (request.gwHeaders), which it appends to the upstream's.
  */
 import { randomBytes } from 'node:crypto'
@@ -15,11 +13,12 @@ import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fast
 import type { ConcurrencyLimit, SlotRequest } from '../core/policy.js'
 import fp from 'fastify-plugin'
 import type { HeadersMode } from '../config/index.js'
-import { BannedError, ConcurrencyLimitedError, PROBLEM_CONTENT_TYPE_UTF8, problem, RateLimitedError, renderProblem, sendProblem, StoreUnavailableError, TokenInvalidError } from '../errors.js'
+import { renderProblem, sendProblem, StoreUnavailableError, TokenInvalidError } from '../errors.js'
 import { ALLOWLISTED, type Identify, type Identity } from '../identity/identify.js'
 import { isPromise, type DecidingStore } from '../store/types.js'
 import { mostRestrictive, type Decision } from '../core/decision.js'
-import { rateLimitHeaders, retryAfterSeconds } from './headers.js'
+import { rateLimitHeaders } from './headers.js'
+import { Refusals } from './refusals.js'
 import { refusedAsMalformed } from '../proxy/hygiene.js'
 import { SKIP, type Selection, type SelectLimits, type SettlePlan } from './limits.js'
 import { MAX_COST } from '../config/rules.js'
@@ -164,25 +163,10 @@ export interface LimiterOptions {
   tokens?: TokenVerifier
 }
 
-const RATE_LIMITED_CODE = new RateLimitedError().code
-const CONCURRENCY_LIMITED_CODE = new ConcurrencyLimitedError().code
-const BANNED = new BannedError()
 const STORE_ERROR = new StoreUnavailableError()
 const STORE_ERROR_BODY = renderProblem(STORE_ERROR.statusCode!, STORE_ERROR.message, STORE_ERROR.code)
 const TOKEN_INVALID = new TokenInvalidError()
 const TOKEN_INVALID_BODY = renderProblem(401, TOKEN_INVALID.message, TOKEN_INVALID.code)
-/** `{"type":"about:blank","title":"Too Many Requests","status":429,"detail":"Rate limit "` and its 403 twin, rendered once. */
-const LIMITED_START = JSON.stringify(problem(429, 'Rate limit ')).slice(0, -2)
-const BANNED_START = JSON.stringify(problem(403, BANNED.message)).slice(0, -2)
-const CONCURRENCY_START = JSON.stringify(problem(429, 'In-flight limit ')).slice(0, -2)
-
-/** Writes a refusal straight to the client's response: its headers, then the body's type and length. */
-function writeRefusal (reply: FastifyReply, status: number, headers: string[], body: string): void {
-  headers.push('content-type', PROBLEM_CONTENT_TYPE_UTF8, 'content-length', String(Buffer.byteLength(body)))
-  reply.hijack()
-  reply.raw.writeHead(status, headers)
-  reply.raw.end(body)
-}
 
 /** The request holding in-flight slots, on its response: given back when it closes. */
 const kSlots = Symbol('gateway.slots')
@@ -207,7 +191,7 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
   // Lease ids name a request's slots in a store shared by instances: unique per instance.
   const instance = randomBytes(6).toString('base64url')
   let leases = 0
-  const draftHeaders = headers === 'both' || headers === 'draft'
+  const refusals = new Refusals(headers, denyStatus)
 
   /**
    * How long requests hold each in-flight limit's slots, on average (ms; an EWMA over this
@@ -237,9 +221,7 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
   function refuseConcurrency (reply: FastifyReply, identity: Identity, limit: ConcurrencyLimit): void {
     observer.report(reply.request, 'concurrency_limited', identity.key, limit.name, 0)
     const hold = holds.get(limit.name)
-    const retryAfter = hold === undefined ? 1 : Math.min(MAX_CONCURRENCY_RETRY_S, Math.max(1, Math.ceil(hold / limit.max / 1000)))
-    const body = `${CONCURRENCY_START}${JSON.stringify(`"${limit.name}" reached: at most ${limit.max} requests in progress; retry in ${retryAfter} s.`).slice(1)},"code":"${CONCURRENCY_LIMITED_CODE}","policy":${JSON.stringify(limit.name)},"retryAfter":${retryAfter}}`
-    writeRefusal(reply, denyStatus, draftHeaders ? ['ratelimit-policy', limit.policyItem, 'retry-after', String(retryAfter)] : ['retry-after', String(retryAfter)], body)
+    refusals.concurrency(reply, limit, hold === undefined ? 1 : Math.min(MAX_CONCURRENCY_RETRY_S, Math.max(1, Math.ceil(hold / limit.max / 1000))))
   }
   const storeErrorLog = createThrottledLog(app.log, 'warn', 'rate-limit store failed; answering 503')
   app.decorateRequest('gwHeaders', null)
@@ -248,20 +230,12 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
   const tokens = opts.tokens
   const tokensRequired = tokens?.required === true
 
-  /**
-   * Answers a refusal: 403 for a banned client, 429 over a limit (with the rate-limit
-   * headers); never goes upstream. The body is problem(status, detail, code) with the
-   * refusal's own fields after it (policy, retryAfter), rendered from fixed parts.
-   */
-  function refuse (reply: FastifyReply, identity: Identity, outcome: 'banned' | 'limited', d: Decision, limitHeaders: string[] | undefined): void {
+  /** Answers a refusal (refusals.ts) and reports it; never goes upstream. */
+  function refuse (reply: FastifyReply, identity: Identity, outcome: 'banned' | 'limited', d: Decision, decisions: Decision[], tightest: Decision): void {
     observer.report(reply.request, outcome, identity.key, d.policy.name, d.remaining)
-    const retryAfter = retryAfterSeconds(d.retryAfterMs)
-    const body = outcome === 'banned'
-      ? `${BANNED_START}; retry in ${retryAfter} s.","code":"${BANNED.code}","retryAfter":${retryAfter}}`
-      : `${LIMITED_START}${JSON.stringify(`"${d.policy.name}" exceeded; retry in ${retryAfter} s.`).slice(1)},"code":"${RATE_LIMITED_CODE}","policy":${JSON.stringify(d.policy.name)},"retryAfter":${retryAfter}}`
-    const headers = limitHeaders ?? []
-    headers.push('retry-after', String(retryAfter))
-    writeRefusal(reply, outcome === 'banned' ? 403 : denyStatus, headers, body)
+    if (outcome === 'banned') refusals.banned(reply, d)
+    else if (decisions.length === 1) refusals.limitedOne(reply, decisions)
+    else refusals.limited(reply, d, rateLimitHeaders(headers, decisions, tightest))
   }
 
   /** Acts on the store's decisions: refuses (429/403), holds (leaky bucket) or lets through. */
@@ -269,7 +243,7 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
     observer.decided((performance.now() - started) / 1000)
     const first = decisions[0]!
     if (first.banned === true) {
-      refuse(reply, identity, 'banned', first, undefined)
+      refuse(reply, identity, 'banned', first, decisions, first)
       return
     }
     if (first.concurrency !== undefined) {
@@ -277,7 +251,6 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
       return
     }
     const tightest = mostRestrictive(decisions)
-    const limitHeaders = rateLimitHeaders(headers, decisions, tightest)
     // Refused by the enforced limit that waits longest; a dry-run limit only reports.
     let refusal: Decision | undefined
     let wouldRefuse: Decision | undefined
@@ -293,9 +266,10 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
       }
     }
     if (refusal !== undefined) {
-      refuse(reply, identity, 'limited', refusal, limitHeaders)
+      refuse(reply, identity, 'limited', refusal, decisions, tightest)
       return
     }
+    const limitHeaders = rateLimitHeaders(headers, decisions, tightest)
     if (limitHeaders !== undefined) reply.request.gwHeaders = limitHeaders
     // Charged up front; the response settles it (count, refund, costHeader).
     if (afterResponse && selection.settle !== undefined) reply.request.gwSettle = new Settlement(settler, selection.settle, identity.key, selection, decisions, chargedAt)

@@ -53,15 +53,51 @@ const MODES: Array<[string, string[], string[]]> = [
   ['none', [], ['x-ratelimit-limit', 'x-ratelimit-remaining', 'x-ratelimit-reset', 'ratelimit-policy', 'ratelimit']]
 ]
 
-t.test('RATE_LIMIT_HEADERS picks the header families; Retry-After is always on a 429', async t => {
+t.test('RATE_LIMIT_HEADERS picks the header families, for one limit or several; Retry-After is always on a 429', async t => {
   const upstream = await startUpstream(t)
-  for (const [mode, present, absent] of MODES) {
-    const gw = await startGateway(t, { UPSTREAM_URL: upstream.url, RATE_LIMIT_RATE: '1/m', RATE_LIMIT_BURST: '1', RATE_LIMIT_HEADERS: mode })
-    const ok = await send(`${gw.url}/ping`)
-    const limited = await send(`${gw.url}/ping`)
-    t.equal(limited.status, 429)
-    t.equal(limited.headers['retry-after'], '60', `${mode}: Retry-After`)
-    for (const h of present) t.ok(ok.headers[h] !== undefined && limited.headers[h] !== undefined, `${mode}: ${h} present`)
-    for (const h of absent) t.ok(ok.headers[h] === undefined && limited.headers[h] === undefined, `${mode}: ${h} absent`)
+  const GLOBAL = { GLOBAL_RATE_LIMIT_RATE: '1000/s', GLOBAL_RATE_LIMIT_BURST: '1000' }
+  for (const [limits, extra] of [['one limit', {}], ['with a global limit', GLOBAL]] as const) {
+    for (const [mode, present, absent] of MODES) {
+      const gw = await startGateway(t, { UPSTREAM_URL: upstream.url, RATE_LIMIT_RATE: '1/m', RATE_LIMIT_BURST: '1', RATE_LIMIT_HEADERS: mode, ...extra })
+      const ok = await send(`${gw.url}/ping`)
+      const limited = await send(`${gw.url}/ping`)
+      t.equal(limited.status, 429)
+      t.equal(limited.headers['retry-after'], '60', `${mode}, ${limits}: Retry-After`)
+      t.equal(limited.headers['content-length'], String(Buffer.byteLength(limited.body)))
+      for (const h of present) t.ok(ok.headers[h] !== undefined && limited.headers[h] !== undefined, `${mode}, ${limits}: ${h} present`)
+      for (const h of absent) t.ok(ok.headers[h] === undefined && limited.headers[h] === undefined, `${mode}, ${limits}: ${h} absent`)
+    }
   }
+})
+
+t.test('a flood of 429s: each reads as its own client, limit and moment, however often the one before was the same', async t => {
+  const upstream = await startUpstream(t)
+  const clock = new ManualClock()
+  const gw = await startGateway(t, {
+    UPSTREAM_URL: upstream.url, RATE_LIMIT_RATE: '1/m', RATE_LIMIT_BURST: '1', RATE_LIMIT_KEY_BY: 'api-key,ip', RATE_LIMIT_TIERS: 'pro=1/m:1', API_KEYS: 'k-pro:pro'
+  }, { clock })
+  const pro = { headers: { 'x-api-key': 'k-pro' } }
+  t.equal((await send(`${gw.url}/ping`)).status, 200)
+  t.equal((await send(`${gw.url}/ping`, pro)).status, 200)
+  const refusal = async (options = {}): Promise<[string | undefined, string | undefined, unknown]> => {
+    const r = await send(`${gw.url}/ping`, options)
+    t.equal(r.status, 429)
+    const body = JSON.parse(r.body) as { policy: string, retryAfter: number }
+    t.equal(r.headers['content-length'], String(Buffer.byteLength(r.body)))
+    return [r.headers['retry-after'] as string | undefined, r.headers.ratelimit as string | undefined, [body.policy, body.retryAfter]]
+  }
+  const ip = ['60', '"default";r=0;t=60', ['default', 60]]
+  // The same numbers under another name: only the limit tells the answers apart.
+  const keyed = ['60', '"pro";r=0;t=60', ['pro', 60]]
+  t.same(await refusal(), ip)
+  t.same(await refusal(), ip, 'the same answer again')
+  t.same(await refusal(pro), keyed, 'another limit: its own answer')
+  t.same(await refusal(), ip, 'and back')
+  clock.advance(30_000)
+  t.same(await refusal(), ['30', '"default";r=0;t=30', ['default', 30]], 'half a minute on: what is left of it')
+  t.same(await refusal(pro), ['30', '"pro";r=0;t=30', ['pro', 30]])
+  clock.advance(400)
+  t.same(await refusal(), ['30', '"default";r=0;t=30', ['default', 30]], 'within the same second: the same')
+  clock.advance(600)
+  t.same(await refusal(), ['29', '"default";r=0;t=29', ['default', 29]], 'the next second')
 })
