@@ -128,7 +128,8 @@ ${rows.join('\n')}
 |---|---:|---:|
 | WORKERS=2 / WORKERS=1, limit never reached | ${ratio('w2-spread', 'w1-spread')} | ≤ 1.10× |
 | WORKERS=2 / WORKERS=1, every request on one key | ${ratio('w2-one', 'w1-one')} | ≤ 1.25× |
-| WORKERS=1, limit never reached / the Fastify floor | ${ratio('w1-spread', 'floor')} | ≤ 1.10× |
+| WORKERS=1, limit never reached, one client (the issue's own figure) / the Fastify floor | ${ratio('w1-one', 'floor')} | ≤ 1.10× |
+| WORKERS=1, limit never reached, 100,000 clients / the Fastify floor | ${ratio('w1-spread', 'floor')} | (reported) |
 | WORKERS=1, refused / the Fastify refusal floor | ${ratio('w1-refused', 'floor-429')} | ≤ 1.15× |
 | req/s, WORKERS=2 / WORKERS=1, limit never reached | ${(rps('w2-spread') / rps('w1-spread')).toFixed(2)}× | (reported) |
 
