@@ -4,7 +4,8 @@
  * clients, the limit factors and rule reloads. No label ever names a client: label values
  * come from small fixed sets, so cardinality stays bounded whatever the traffic.
  */
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client'
+import { Histogram } from './histogram.js'
 import type { StoreStatus } from '../store/types.js'
 
 export const OUTCOMES = ['allowed', 'delayed', 'limited', 'concurrency_limited', 'banned', 'allowlisted', 'skipped', 'dry_run_would_limit', 'store_error', 'token_invalid'] as const

@@ -8,8 +8,8 @@
  * - Headers travel as flat arrays, never as objects: the client's raw headers minus the
  *   hop-by-hop ones (and those `Connection` names), plus X-Forwarded-*; the upstream's raw
  *   headers likewise on the way back. undici sets Host from the upstream's origin.
- * - UPSTREAM_TIMEOUT_MS to the millisecond, on one ordinary timer per request, re-armed by
- *   every byte either way: from dispatch, by each request-body chunk sent (an upload is
+ * - UPSTREAM_TIMEOUT_MS to the millisecond (deadlines.ts: one timer for every request),
+ *   re-armed by every byte either way: from dispatch, by each request-body chunk sent (an upload is
  *   never cut while it flows), from the body's end to the response headers, then by every
  *   response-body chunk. (undici's own headersTimeout/bodyTimeout run on coarse 500 ms
  *   "fast timers": off.)
@@ -22,7 +22,7 @@
  * - A client that goes away aborts its upstream request; an upstream that fails before
  *   its headers is a 502/504 problem answer, after them the client connection is cut.
  *
- * Per request: one handler object, one timer, two header arrays. No closure: the handler's
+ * Per request: one handler object, two header arrays. No closure: the handler's
  * methods and two module-level listeners do the work.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
@@ -31,6 +31,7 @@ import { errors, Pool, type Dispatcher } from 'undici'
 import { InvalidUpstreamStatusError, PROBLEM_CONTENT_TYPE_UTF8, renderProblem, UpstreamTimeoutError, UpstreamUnavailableError } from '../errors.js'
 import { createThrottledLog } from '../log.js'
 import { RATE_LIMIT_HEADER_NAMES } from '../core/headers.js'
+import { Deadlines, type Waiting } from './deadlines.js'
 
 export interface ForwardOptions {
   upstreamUrl: string
@@ -83,6 +84,13 @@ const UNAVAILABLE_CLOSE_HEADERS = [...UNAVAILABLE_HEADERS, 'connection', 'close'
 const REQUEST_DROPPED = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'expect'])
 /** Response headers of the upstream hop, not for the client (Node frames the body itself). */
 const RESPONSE_DROPPED = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'trailer', 'transfer-encoding', 'upgrade'])
+/**
+ * The lengths of the response header names the gateway may drop (RESPONSE_DROPPED and its
+ * own rate-limit headers): a name of another length is passed on without being lowercased
+ * and looked up. Most upstream headers (Date, Content-Type, ETag, Cache-Control...) are.
+ */
+const MAY_DROP = new Uint8Array(64)
+for (const name of [...RESPONSE_DROPPED, ...RATE_LIMIT_HEADER_NAMES]) MAY_DROP[name.length] = 1
 
 /** The names a Connection header lists (beyond keep-alive/close), lowercased; usually none. */
 function connectionNames (value: string): string[] | undefined {
@@ -118,34 +126,34 @@ function onClientClose (this: Tracked): void {
   this[kHandler]?.clientClosed()
 }
 
-function expire (handler: ForwardHandler): void {
-  handler.expired()
-}
-
 /** One forwarded request (undici's callback interface, which hands over raw headers). */
-class ForwardHandler {
-  private timer: NodeJS.Timeout | undefined
+class ForwardHandler implements Waiting {
+  /** UPSTREAM_TIMEOUT_MS (deadlines.ts): when this request expires, -1 once it cannot. */
+  deadline = -1
+  prevWaiting: Waiting | undefined = undefined
+  nextWaiting: Waiting | undefined = undefined
   private abort: ((err?: Error) => void) | undefined = undefined
   private resume: (() => void) | undefined = undefined
   private expiredError: Error | undefined = undefined
   private inBody = false
   private done = false
+  /** Whether the client's 'drain' is listened to: from the first write it could not take at once. */
+  private drainHeard = false
   private readonly started = performance.now()
 
   constructor (
     private readonly forwarder: Forwarder,
     private readonly request: FastifyRequest,
     private readonly res: Tracked,
-    timeoutMs: number,
+    private readonly deadlines: Deadlines,
     private readonly span: UpstreamSpan | undefined
   ) {
-    this.timer = setTimeout(expire, timeoutMs, this)
+    deadlines.add(this, this.started)
     res[kHandler] = this
     res.on('close', onClientClose)
   }
 
   expired (): void {
-    this.timer = undefined
     const err = this.inBody ? new errors.BodyTimeoutError() : new errors.HeadersTimeoutError()
     // Still waiting for a connection: fail when it comes rather than send the request late.
     if (this.abort === undefined) this.expiredError = err
@@ -163,12 +171,12 @@ class ForwardHandler {
 
   /** A request-body chunk went upstream: the upload flows, the upstream is not idle. */
   onBodySent (): void {
-    this.timer?.refresh()
+    this.deadlines.refresh(this, performance.now())
   }
 
   /** The request is sent whole: the wait for the response headers starts now. */
   onRequestSent (): void {
-    this.timer?.refresh()
+    this.deadlines.refresh(this, performance.now())
   }
 
   onConnect (abort: (err?: Error) => void): void {
@@ -186,7 +194,7 @@ class ForwardHandler {
     }
     this.inBody = true
     this.resume = resume
-    this.timer?.refresh()
+    this.deadlines.refresh(this, performance.now())
     const res = this.res
     const headers: string[] = []
     let dropped: string[] | undefined
@@ -200,16 +208,22 @@ class ForwardHandler {
     const settlement = this.request.gwSettle
     const costHeader = settlement === null ? undefined : settlement.costHeader
     let reported: string | undefined
+    // Every name is looked at when a Connection header names some, or the response has no content.
+    const all = dropped !== undefined || noContent
+    const costLength = costHeader === undefined ? -1 : costHeader.length
     for (let i = 0; i < raw.length; i += 2) {
       const name = raw[i]!.toString('latin1')
-      const lower = name.toLowerCase()
-      if (RESPONSE_DROPPED.has(lower) || (dropped !== undefined && dropped.includes(lower))) continue
-      if (noContent && (lower === 'content-type' || lower === 'content-length')) continue
-      if (own !== null && RATE_LIMIT_HEADER_NAMES.has(lower)) continue
-      if (lower === costHeader) {
-        // The upstream's word to the gateway, never the client's: the first one counts.
-        reported ??= raw[i + 1]!.toString('latin1')
-        continue
+      const n = name.length
+      if (all || n === costLength || (n < MAY_DROP.length && MAY_DROP[n] === 1)) {
+        const lower = name.toLowerCase()
+        if (RESPONSE_DROPPED.has(lower) || (dropped !== undefined && dropped.includes(lower))) continue
+        if (noContent && (lower === 'content-type' || lower === 'content-length')) continue
+        if (own !== null && RATE_LIMIT_HEADER_NAMES.has(lower)) continue
+        if (lower === costHeader) {
+          // The upstream's word to the gateway, never the client's: the first one counts.
+          reported ??= raw[i + 1]!.toString('latin1')
+          continue
+        }
       }
       headers.push(name, raw[i + 1]!.toString('latin1'))
     }
@@ -219,13 +233,20 @@ class ForwardHandler {
     // Node would throw on a header value it refuses to send, but undici's parser refuses the
     // same characters first (checked: DEL in a value is a parse error, never a header here).
     res.writeHead(status, statusText === '' ? undefined : statusText, headers)
-    res.on('drain', onClientDrain)
     return true
   }
 
   onData (chunk: Buffer): boolean {
-    this.timer?.refresh()
-    return this.res.write(chunk)
+    this.deadlines.refresh(this, performance.now())
+    const res = this.res
+    if (res.write(chunk)) return true
+    // The client is behind: the upstream parser pauses until it has drained ('drain'
+    // always comes after write() has returned).
+    if (!this.drainHeard) {
+      this.drainHeard = true
+      res.on('drain', onClientDrain)
+    }
+    return false
   }
 
   onComplete (): void {
@@ -269,16 +290,14 @@ class ForwardHandler {
 
   private finish (): void {
     this.done = true
-    if (this.timer !== undefined) {
-      clearTimeout(this.timer)
-      this.timer = undefined
-    }
+    this.deadlines.remove(this)
     this.res[kHandler] = undefined
   }
 }
 
 export class Forwarder {
   readonly pool: Pool
+  private readonly deadlines: Deadlines
   private readonly origin: string
   /** UPSTREAM_URL's path, without a trailing slash: prefixed to every request path. */
   private readonly basePath: string
@@ -296,6 +315,7 @@ export class Forwarder {
       bodyTimeout: 0
     })
     this.failureLog = createThrottledLog(opts.log, 'warn', 'upstream request failed')
+    this.deadlines = new Deadlines(opts.timeoutMs)
   }
 
   /** Forwards the request; the reply is the forwarder's from here on (hijacked). */
@@ -309,7 +329,7 @@ export class Forwarder {
     const headers = this.requestHeaders(request, req)
     const tracer = this.opts.tracer
     const span = tracer === undefined ? undefined : tracer.upstream(request, headers, req.method!, path)
-    const handler = new ForwardHandler(this, request, reply.raw, this.opts.timeoutMs, span)
+    const handler = new ForwardHandler(this, request, reply.raw, this.deadlines, span)
     const options: Dispatcher.DispatchOptions = {
       origin: this.origin,
       path,
@@ -356,6 +376,7 @@ export class Forwarder {
 
   /** After the server has closed: what is still in flight upstream is abandoned. */
   async close (): Promise<void> {
+    this.deadlines.close()
     await this.pool.destroy()
   }
 }
