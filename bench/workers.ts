@@ -2,8 +2,12 @@
  * `npm run bench:workers` (Node >= 22.12): the gateway with WORKERS=2 against WORKERS=1,
  * and both against the Fastify floors, interleaved, CPU µs per request (the gateway
  * process's user+system time, every thread, over the requests it answered) beside req/s.
- * Nothing is pinned: two workers need both cores, so every target shares the machine with
- * wrk and the upstream alike. Targets:
+ * Two workers need both cores, so the WORKERS=2 runs and the WORKERS=1 runs they are compared
+ * with are not pinned: they share the machine with wrk and the upstream alike. The
+ * comparisons with the Fastify floors are per core, as bench/run.ts measures: the floors and
+ * a WORKERS=1 gateway of each kind alone on core 0 (taskset), wrk and the upstream on
+ * core 1. Every ratio is the median of the rounds' own ratios (paired), which the
+ * machine's drift from round to round does not move. Targets:
  *   - the Fastify floors (bench/fastify-floor.ts): an onRequest hook and undici dispatch;
  *     a hook answering a fixed 429;
  *   - the limit never reached, 100,000 clients in turn (keyed by a header wrk varies), so
@@ -30,15 +34,15 @@ const SPREAD_SCRIPT = join(HERE, '..', '..', 'bench', 'spread-clients.lua')
 interface Target { name: string, label: string, url: string, pid: number, script?: string, adminUrl?: string }
 interface Run { rps: number, usPerRequest: number, requests: number, non2xx: number, served?: number[] }
 
-/** A process on no particular core (two workers need both), ended at shutdown. */
-function startFree (args: string[], env: Record<string, string> = {}): number {
-  return start('free', process.execPath, args, env).pid!
+/** A process ended at shutdown: on core 0 (`target`), or on no particular core (`free`: two workers need both). */
+function startOn (core: 'target' | 'free', args: string[], env: Record<string, string> = {}): number {
+  return start(core, process.execPath, args, env).pid!
 }
 
-async function gateway (upstream: string, env: Record<string, string>): Promise<{ url: string, pid: number, adminUrl: string }> {
+async function gateway (upstream: string, env: Record<string, string>, core: 'target' | 'free' = 'free'): Promise<{ url: string, pid: number, adminUrl: string }> {
   const port = await freePort()
   const adminPort = await freePort()
-  const pid = startFree([join(ROOT, 'dist', 'src', 'server.js')], { UPSTREAM_URL: upstream, HOST: '127.0.0.1', PORT: String(port), ADMIN_PORT: String(adminPort), ADMIN_TOKEN: TOKEN, LOG_LEVEL: 'warn', ...env })
+  const pid = startOn(core, [join(ROOT, 'dist', 'src', 'server.js')], { UPSTREAM_URL: upstream, HOST: '127.0.0.1', PORT: String(port), ADMIN_PORT: String(adminPort), ADMIN_TOKEN: TOKEN, LOG_LEVEL: 'warn', ...env })
   await waitFor(adminPort, '/healthz')
   return { url: `http://127.0.0.1:${port}/ping`, pid, adminUrl: `http://127.0.0.1:${adminPort}` }
 }
@@ -48,7 +52,22 @@ async function workerRequests (adminUrl: string): Promise<number[]> {
   return (stats.instance.workers ?? []).map(w => w.requests)
 }
 
+/**
+ * One run of `t`, the only target running: every other is stopped (SIGSTOP), since even
+ * idle gateways wake up (timers, the event loop monitor) and were measured to slow the one
+ * under test by up to a fifth. It resumes with a second of load not counted.
+ */
 async function measure (t: Target): Promise<Run> {
+  process.kill(t.pid, 'SIGCONT')
+  load(t.url, 1, t.script)
+  try {
+    return await measureRunning(t)
+  } finally {
+    process.kill(t.pid, 'SIGSTOP')
+  }
+}
+
+async function measureRunning (t: Target): Promise<Run> {
   const before = t.adminUrl === undefined ? [] : await workerRequests(t.adminUrl)
   const ticks = cpuTicks(t.pid)
   const r = load(t.url, DURATION_S, t.script)
@@ -65,11 +84,20 @@ async function main (): Promise<void> {
   const targets: Target[] = []
   for (const [name, label, refuse] of [['floor', 'Fastify floor: onRequest hook + undici dispatch', false], ['floor-429', 'Fastify refusal floor: a hook writing a fixed 429', true]] as const) {
     const port = await freePort()
-    const pid = startFree([join(HERE, 'fastify-floor.js'), String(port), upstream.url, ...(refuse ? ['refuse'] : [])])
+    const pid = startOn('target', [join(HERE, 'fastify-floor.js'), String(port), upstream.url, ...(refuse ? ['refuse'] : [])])
     await waitFor(port, '/ping')
-    targets.push({ name, label, url: `http://127.0.0.1:${port}/ping`, pid })
+    targets.push({ name, label: `${label} (core 0)`, url: `http://127.0.0.1:${port}/ping`, pid })
   }
   const roomy = { RATE_LIMIT_RATE: '100000/s', RATE_LIMIT_BURST: '1000000000' }
+  // Per core: WORKERS=1 alone on core 0, as the floors.
+  for (const [name, label, env, script] of [
+    ['c1-one', 'one client', roomy, undefined],
+    ['c1-spread', '100,000 clients', { RATE_LIMIT_KEY_BY: 'header:x-client', ...roomy }, SPREAD_SCRIPT],
+    ['c1-refused', 'every request refused', { RATE_LIMIT_RATE: '1/h', RATE_LIMIT_BURST: '1' }, undefined]
+  ] as const) {
+    const g = await gateway(upstream.url, { WORKERS: '1', ...env }, 'target')
+    targets.push({ name, label: `WORKERS=1 (core 0), ${label}${name === 'c1-refused' ? '' : ', limit never reached'}`, url: g.url, pid: g.pid, ...(script === undefined ? {} : { script }) })
+  }
   for (const workers of ['1', '2']) {
     const spread = await gateway(upstream.url, { WORKERS: workers, RATE_LIMIT_KEY_BY: 'header:x-client', ...roomy })
     targets.push({ name: `w${workers}-spread`, label: `WORKERS=${workers}, limit never reached, 100,000 clients`, url: spread.url, pid: spread.pid, script: SPREAD_SCRIPT, adminUrl: spread.adminUrl })
@@ -78,7 +106,10 @@ async function main (): Promise<void> {
     const refused = await gateway(upstream.url, { WORKERS: workers, RATE_LIMIT_RATE: '1/h', RATE_LIMIT_BURST: '1' })
     targets.push({ name: `w${workers}-refused`, label: `WORKERS=${workers}, every request refused`, url: refused.url, pid: refused.pid, adminUrl: refused.adminUrl })
   }
-  for (const t of targets) load(t.url, 1, t.script)
+  for (const t of targets) {
+    load(t.url, 1, t.script)
+    process.kill(t.pid, 'SIGSTOP')
+  }
   const runs = new Map<string, Run[]>(targets.map(t => [t.name, []]))
   for (let round = 1; round <= ROUNDS; round++) {
     for (const t of targets) {
@@ -87,6 +118,7 @@ async function main (): Promise<void> {
       process.stdout.write(`round ${round} ${t.name.padEnd(12)} ${r.rps.toFixed(0).padStart(7)} req/s ${r.usPerRequest.toFixed(1).padStart(6)} µs/request${r.served ? `  served ${r.served.join('/')}` : ''}\n`)
     }
   }
+  for (const t of targets) process.kill(t.pid, 'SIGCONT')
   const us = (name: string): number => median(runs.get(name)!.map(r => r.usPerRequest))
   const rps = (name: string): number => median(runs.get(name)!.map(r => r.rps))
   // Each worker's share of every request it answered over all rounds.
@@ -98,7 +130,8 @@ async function main (): Promise<void> {
     return per.map(n => `${(n / Math.max(1, total) * 100).toFixed(0)}%`).join(' / ')
   }
   const rows = targets.map(t => `| ${t.label} | ${us(t.name).toFixed(1)} | ${rps(t.name).toFixed(0)} | ${shares(t.name)} |`)
-  const ratio = (a: string, b: string): string => `${(us(a) / us(b)).toFixed(2)}×`
+  // The median of the rounds' own ratios (a and b measured one after the other in each).
+  const paired = (a: string, b: string): string => `${median(runs.get(a)!.map((r, i) => r.usPerRequest / runs.get(b)![i]!.usPerRequest)).toFixed(2)}×`
   // The zone's cost per decision, one thread (bench/decide.ts): a bound on how long a
   // decision holds its bucket's lock.
   const decide = execFileSync(process.execPath, [join(HERE, 'decide.js'), '1000000'], { encoding: 'utf8' }).trim().split('\n').map(l => JSON.parse(l) as { algorithm: string, zoneOneClientNs: number })
@@ -117,7 +150,10 @@ async function main (): Promise<void> {
   const report = `# Benchmark results: every core (WORKERS)
 
 Latest \`npm run bench:workers\` (bench/workers.ts): ${new Date().toISOString().slice(0, 10)}, ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown CPU'}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}.
-Load: \`${TOOL_LABEL}\`, ${DURATION_S} s per run, ${ROUNDS} interleaved rounds, medians; nothing pinned: the gateway, wrk and the upstream share the machine's cores (two workers need both).
+Load: \`${TOOL_LABEL}\` and the upstream on core 1, ${DURATION_S} s per run, ${ROUNDS} interleaved rounds, medians. The WORKERS=2 runs and
+the WORKERS=1 runs beside them are not pinned (two workers need both cores); the floors and the per-core WORKERS=1
+runs are alone on core 0. Only the target measured runs (the others are stopped), after a second of load not counted.
+Every ratio is the median of the rounds' own ratios.
 CPU per request: the target process's user+system time (every thread) over the run / the requests answered.
 
 | target | CPU µs / request | req/s | each worker's share |
@@ -126,11 +162,11 @@ ${rows.join('\n')}
 
 | ratio | measured | target (issue 26) |
 |---|---:|---:|
-| WORKERS=2 / WORKERS=1, limit never reached | ${ratio('w2-spread', 'w1-spread')} | ≤ 1.10× |
-| WORKERS=2 / WORKERS=1, every request on one key | ${ratio('w2-one', 'w1-one')} | ≤ 1.25× |
-| WORKERS=1, limit never reached, one client (the issue's own figure) / the Fastify floor | ${ratio('w1-one', 'floor')} | ≤ 1.10× |
-| WORKERS=1, limit never reached, 100,000 clients / the Fastify floor | ${ratio('w1-spread', 'floor')} | (reported) |
-| WORKERS=1, refused / the Fastify refusal floor | ${ratio('w1-refused', 'floor-429')} | ≤ 1.15× |
+| WORKERS=2 / WORKERS=1, limit never reached | ${paired('w2-spread', 'w1-spread')} | ≤ 1.10× |
+| WORKERS=2 / WORKERS=1, every request on one key | ${paired('w2-one', 'w1-one')} | ≤ 1.25× |
+| per core: WORKERS=1, one client, limit never reached / the Fastify floor | ${paired('c1-one', 'floor')} | ≤ 1.10× |
+| per core: WORKERS=1, refused / the Fastify refusal floor | ${paired('c1-refused', 'floor-429')} | ≤ 1.15× |
+| per core: WORKERS=1, 100,000 clients, limit never reached / the Fastify floor | ${paired('c1-spread', 'floor')} | (reported) |
 | req/s, WORKERS=2 / WORKERS=1, limit never reached | ${(rps('w2-spread') / rps('w1-spread')).toFixed(2)}× | (reported) |
 
 Memory: the shared store for \`MEMORY_STORE_MAX_KEYS=1000000\` is ${(zone.buffer.byteLength / 2 ** 20).toFixed(1)} MiB; after a
