@@ -48,13 +48,6 @@ export class Slab implements StateTable {
   private free = NONE
   /** Slots handed out so far (the free chain holds the released ones below it). */
   private used = 0
-  /**
-   * The key get() last looked up and its slot (NONE: absent), for the set() that follows
-   * it in a decision: one Map lookup per decision instead of two. Forgotten by every
-   * other change of the index.
-   */
-  private lastKey: string | undefined
-  private lastSlot = NONE
 
   constructor (max: number) {
     this.max = max
@@ -71,8 +64,6 @@ export class Slab implements StateTable {
   /** The state stored under `key`, marking it most recently used; undefined when absent. */
   get (key: string): State | undefined {
     const slot = this.index.get(key)
-    this.lastKey = key
-    this.lastSlot = slot ?? NONE
     if (slot === undefined) return undefined
     if (slot !== this.head) {
       this.unlink(slot)
@@ -89,9 +80,8 @@ export class Slab implements StateTable {
 
   /** Stores `state` under `key` until `expiresAt`, evicting the least recently used when full. */
   set (key: string, state: State, expiresAt: number): void {
-    let slot = key === this.lastKey ? this.lastSlot : this.index.get(key) ?? NONE
-    this.lastKey = undefined
-    if (slot === NONE) {
+    let slot = this.index.get(key)
+    if (slot === undefined) {
       slot = this.allocate()
       // A key built by concatenation is a rope of string pieces (~110 bytes for
       // `default|ip:10.1.2.3`); the Map keeps what it is given, so it gets a flat copy
@@ -125,7 +115,6 @@ export class Slab implements StateTable {
   }
 
   clear (): void {
-    this.lastKey = undefined
     this.index.clear()
     this.keys = []
     this.head = this.tail = this.free = NONE
@@ -173,7 +162,6 @@ export class Slab implements StateTable {
   }
 
   private release (slot: number): void {
-    this.lastKey = undefined
     this.index.delete(this.keys[slot]!)
     this.keys[slot] = ''
     this.unlink(slot)

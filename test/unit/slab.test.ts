@@ -105,7 +105,7 @@ t.test('clear empties it', async t => {
   t.equal(s.get('b'), 2)
 })
 
-t.test("a set after a get reuses the get's lookup, never once the entry has gone meanwhile", async t => {
+t.test('a set after a get stores under the key as it is then, whatever happened to it between', async t => {
   const s = new Slab(3)
   s.set('a', 1, 100)
   s.set('b', 2, 100)
