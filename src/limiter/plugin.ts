@@ -4,8 +4,9 @@
  * reaches the upstream. It must reach the proxy's routes, so it is registered with
  * fastify-plugin (no encapsulation).
  *
- * Refusals (429, 403) are written straight to the client's response (refusals.ts). An admitted request's rate-limit headers go to the
- * proxy as a flat array (request.gwHeaders), which it appends to the upstream's.
+ * Refusals (429, 403) are written straight to the client's response (refusals.ts). An
+ * admitted request's rate-limit headers go to the proxy as a flat array
+ * (request.gwHeaders), which it appends to the upstream's.
  */
 import { randomBytes } from 'node:crypto'
 import type { ServerResponse } from 'node:http'
@@ -234,8 +235,7 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
   function refuse (reply: FastifyReply, identity: Identity, outcome: 'banned' | 'limited', d: Decision, decisions: Decision[], tightest: Decision): void {
     observer.report(reply.request, outcome, identity.key, d.policy.name, d.remaining)
     if (outcome === 'banned') refusals.banned(reply, d)
-    else if (decisions.length === 1) refusals.limitedOne(reply, decisions)
-    else refusals.limited(reply, d, rateLimitHeaders(headers, decisions, tightest))
+    else refusals.limited(reply, d, decisions, tightest)
   }
 
   /** Acts on the store's decisions: refuses (429/403), holds (leaky bucket) or lets through. */

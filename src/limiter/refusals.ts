@@ -54,16 +54,29 @@ export class Refusals {
    */
   private last: Rendered | undefined
 
+  /** Whether a 429 of an in-flight limit carries RateLimit-Policy (RATE_LIMIT_HEADERS draft or both). */
+  private readonly draft: boolean
+
   /**
    * @param mode RATE_LIMIT_HEADERS
    * @param status a 429's status (the decision listener's DECISION_DENY_STATUS)
    */
-  constructor (private readonly mode: HeadersMode, private readonly status: number) {}
+  constructor (private readonly mode: HeadersMode, private readonly status: number) {
+    this.draft = mode === 'both' || mode === 'draft'
+  }
 
-  /** Over the one limit that decided (`decisions` holds only it). */
-  limitedOne (reply: FastifyReply, decisions: readonly Decision[]): void {
-    const d = decisions[0]!
+  /**
+   * Over `d`, the enforced limit of `decisions` that waits longest; the rate-limit headers
+   * speak for all of them, their legacy trio for `tightest`. A single limit's 429 is the
+   * last one when it reads the same.
+   */
+  limited (reply: FastifyReply, d: Decision, decisions: readonly Decision[], tightest: Decision): void {
     const retryAfter = retryAfterSeconds(d.retryAfterMs)
+    if (decisions.length > 1) {
+      const body = limitedBody(d.policy.name, retryAfter)
+      write(reply, this.status, complete(rateLimitHeaders(this.mode, decisions, tightest) ?? [], retryAfter, body), body)
+      return
+    }
     const resetS = ceilSeconds(d.resetMs)
     let last = this.last
     if (last === undefined || last.policy !== d.policy || last.retryAfter !== retryAfter || last.resetS !== resetS || last.remaining !== d.remaining) {
@@ -72,13 +85,6 @@ export class Refusals {
       last = this.last = { policy: d.policy, remaining: d.remaining, resetS, retryAfter, headers, body }
     }
     write(reply, this.status, last.headers, last.body)
-  }
-
-  /** Over `d`, one of several limits; `limitHeaders`: all of theirs (RATE_LIMIT_HEADERS=none: undefined). */
-  limited (reply: FastifyReply, d: Decision, limitHeaders: string[] | undefined): void {
-    const retryAfter = retryAfterSeconds(d.retryAfterMs)
-    const body = limitedBody(d.policy.name, retryAfter)
-    write(reply, this.status, complete(limitHeaders ?? [], retryAfter, body), body)
   }
 
   /** A 403 for a banned client, until the ban ends. */
@@ -91,7 +97,6 @@ export class Refusals {
   /** An in-flight limit full: the draft's RateLimit-Policy with `qu="concurrent-requests"`; nothing was charged. */
   concurrency (reply: FastifyReply, limit: ConcurrencyLimit, retryAfter: number): void {
     const body = `${CONCURRENCY_START}${JSON.stringify(`"${limit.name}" reached: at most ${limit.max} requests in progress; retry in ${retryAfter} s.`).slice(1)},"code":"${CONCURRENCY_LIMITED_CODE}","policy":${JSON.stringify(limit.name)},"retryAfter":${retryAfter}}`
-    const draft = this.mode === 'both' || this.mode === 'draft'
-    write(reply, this.status, complete(draft ? ['ratelimit-policy', limit.policyItem] : [], retryAfter, body), body)
+    write(reply, this.status, complete(this.draft ? ['ratelimit-policy', limit.policyItem] : [], retryAfter, body), body)
   }
 }

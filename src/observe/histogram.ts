@@ -26,7 +26,7 @@ export class Histogram {
   readonly aggregator = 'sum'
   private readonly bounds: readonly number[]
   /** Observations per bucket, not cumulative; the last is above every bound. */
-  private counts: Float64Array
+  private readonly counts: Float64Array
   private sum = 0
   private count = 0
 
@@ -65,7 +65,7 @@ export class Histogram {
   }
 
   reset (): void {
-    this.counts = new Float64Array(this.bounds.length + 1)
+    this.counts.fill(0)
     this.sum = 0
     this.count = 0
   }

@@ -9,9 +9,9 @@
  *   hop-by-hop ones (and those `Connection` names), plus X-Forwarded-*; the upstream's raw
  *   headers likewise on the way back. undici sets Host from the upstream's origin.
  * - UPSTREAM_TIMEOUT_MS to the millisecond (deadlines.ts: one timer for every request),
- *   re-armed by every byte either way: from dispatch, by each request-body chunk sent (an upload is
- *   never cut while it flows), from the body's end to the response headers, then by every
- *   response-body chunk. (undici's own headersTimeout/bodyTimeout run on coarse 500 ms
+ *   re-armed by every byte either way: from dispatch, by each request-body chunk sent (an
+ *   upload is never cut while it flows), from the body's end to the response headers, then
+ *   by every response-body chunk. (undici's own headersTimeout/bodyTimeout run on coarse 500 ms
  *   "fast timers": off.)
  * - A 502/504 answered before the request body was read whole closes the connection after
  *   the answer: the unread rest would otherwise hold it, and a drain at SIGTERM, until the
@@ -87,7 +87,9 @@ const RESPONSE_DROPPED = new Set(['connection', 'keep-alive', 'proxy-connection'
 /**
  * The lengths of the response header names the gateway may drop (RESPONSE_DROPPED and its
  * own rate-limit headers): a name of another length is passed on without being lowercased
- * and looked up. Most upstream headers (Date, Content-Type, ETag, Cache-Control...) are.
+ * and looked up. Most upstream headers (Date, Content-Type, ETag, Cache-Control...) are:
+ * 570–580 ns against 770–800 for a 9-header response's names (decoded, sorted out; a loop,
+ * this VM, Node 24, 2026-12-06).
  */
 const MAY_DROP = new Uint8Array(64)
 for (const name of [...RESPONSE_DROPPED, ...RATE_LIMIT_HEADER_NAMES]) MAY_DROP[name.length] = 1
@@ -145,10 +147,9 @@ class ForwardHandler implements Waiting {
     private readonly forwarder: Forwarder,
     private readonly request: FastifyRequest,
     private readonly res: Tracked,
-    private readonly deadlines: Deadlines,
     private readonly span: UpstreamSpan | undefined
   ) {
-    deadlines.add(this, this.started)
+    forwarder.deadlines.add(this, this.started)
     res[kHandler] = this
     res.on('close', onClientClose)
   }
@@ -171,12 +172,12 @@ class ForwardHandler implements Waiting {
 
   /** A request-body chunk went upstream: the upload flows, the upstream is not idle. */
   onBodySent (): void {
-    this.deadlines.refresh(this, performance.now())
+    this.forwarder.deadlines.refresh(this, performance.now())
   }
 
   /** The request is sent whole: the wait for the response headers starts now. */
   onRequestSent (): void {
-    this.deadlines.refresh(this, performance.now())
+    this.forwarder.deadlines.refresh(this, performance.now())
   }
 
   onConnect (abort: (err?: Error) => void): void {
@@ -194,7 +195,7 @@ class ForwardHandler implements Waiting {
     }
     this.inBody = true
     this.resume = resume
-    this.deadlines.refresh(this, performance.now())
+    this.forwarder.deadlines.refresh(this, performance.now())
     const res = this.res
     const headers: string[] = []
     let dropped: string[] | undefined
@@ -237,7 +238,7 @@ class ForwardHandler implements Waiting {
   }
 
   onData (chunk: Buffer): boolean {
-    this.deadlines.refresh(this, performance.now())
+    this.forwarder.deadlines.refresh(this, performance.now())
     const res = this.res
     if (res.write(chunk)) return true
     // The client is behind: the upstream parser pauses until it has drained ('drain'
@@ -290,14 +291,15 @@ class ForwardHandler implements Waiting {
 
   private finish (): void {
     this.done = true
-    this.deadlines.remove(this)
+    this.forwarder.deadlines.remove(this)
     this.res[kHandler] = undefined
   }
 }
 
 export class Forwarder {
   readonly pool: Pool
-  private readonly deadlines: Deadlines
+  /** UPSTREAM_TIMEOUT_MS of every request in flight. */
+  readonly deadlines: Deadlines
   private readonly origin: string
   /** UPSTREAM_URL's path, without a trailing slash: prefixed to every request path. */
   private readonly basePath: string
@@ -329,7 +331,7 @@ export class Forwarder {
     const headers = this.requestHeaders(request, req)
     const tracer = this.opts.tracer
     const span = tracer === undefined ? undefined : tracer.upstream(request, headers, req.method!, path)
-    const handler = new ForwardHandler(this, request, reply.raw, this.deadlines, span)
+    const handler = new ForwardHandler(this, request, reply.raw, span)
     const options: Dispatcher.DispatchOptions = {
       origin: this.origin,
       path,

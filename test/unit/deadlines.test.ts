@@ -1,6 +1,7 @@
 import t from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Deadlines, type Waiting } from '../../src/proxy/deadlines.js'
+import { eventually } from '../helpers/load.js'
 
 /** A waiting entry that notes when it expired, and its deadline then. */
 function waiting (name: string, log: Array<{ name: string, at: number, deadline: number }>): Waiting & { due: number } {
@@ -13,14 +14,6 @@ function waiting (name: string, log: Array<{ name: string, at: number, deadline:
     expired () { log.push({ name, at: performance.now(), deadline: w.due }) }
   }
   return w
-}
-
-async function until (cond: () => boolean, ms = 5000): Promise<void> {
-  const end = performance.now() + ms
-  while (!cond()) {
-    if (performance.now() > end) throw new Error('condition not met in time')
-    await sleep(5)
-  }
 }
 
 t.test('each expires once, never before its deadline, in the order of its last activity', async t => {
@@ -36,7 +29,7 @@ t.test('each expires once, never before its deadline, in the order of its last a
   d.refresh(a, performance.now()) // a's deadline moves past b's and c's
   // Each one's deadline as the list holds it, to check against when it expired.
   for (const w of [a, b, c]) w.due = w.deadline
-  await until(() => log.length === 3)
+  t.ok(await eventually(() => log.length === 3, 5000))
   t.same(log.map(e => e.name), ['b', 'c', 'a'])
   for (const e of log) t.ok(e.at >= e.deadline, `${e.name} not early (${(e.at - e.deadline).toFixed(2)} ms after its deadline)`)
   d.refresh(b, performance.now())
@@ -58,7 +51,7 @@ t.test('many, refreshed at random: every one expires, none early, none twice', a
   for (const w of all) w.due = w.deadline
   const removed = all.filter((_, i) => i % 10 === 0)
   for (const w of removed) d.remove(w)
-  await until(() => log.length === all.length - removed.length)
+  t.ok(await eventually(() => log.length === all.length - removed.length, 5000))
   t.equal(new Set(log.map(e => e.name)).size, log.length, 'once each')
   t.ok(log.every(e => e.at >= e.deadline), 'none early')
   t.notOk(log.some(e => removed.some(w => (w as unknown as { name: string }).name === e.name)), 'none removed expired')
@@ -75,7 +68,7 @@ t.test('an entry that removes another as it expires (an abort ending a neighbour
   d.add(a, performance.now())
   d.add(b, performance.now())
   d.add(c, performance.now())
-  await until(() => log.length === 2)
+  t.ok(await eventually(() => log.length === 2, 5000))
   await sleep(50)
   t.same(log.map(e => e.name), ['a', 'c'])
   d.close()
