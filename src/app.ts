@@ -103,7 +103,7 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<App> {
   if (config.mode === 'proxy') {
     // The request's span starts before anything else runs on it.
     if (tracing !== undefined) await gateway.register(tracing.plugin)
-    if (limiter !== undefined) await gateway.register(limiterPlugin, inlineOptions(config, limiter, store!))
+    if (limiter !== undefined) await gateway.register(limiterPlugin, inlineOptions(config, limiter, store!, gateway.log))
     else addHygieneHook(gateway)
     await registerProxy(gateway, {
       upstreamUrl: config.upstreamUrl!,

@@ -1,4 +1,5 @@
 /** The limiter's options as a Config says them, for the inline path and the decision listener alike. */
+import type { FastifyBaseLogger } from 'fastify'
 import type { Config } from '../config/index.js'
 import type { Clock } from '../core/clock.js'
 import { createIdentify, type ManagedKeys } from '../identity/identify.js'
@@ -16,8 +17,8 @@ export function limiterOptions (config: Config, store: Store, limits: LimitsHold
 }
 
 /** The inline path's options: the base, with QUOTA_PATH's endpoint when it is set. */
-export function inlineOptions (config: Config, base: LimiterBase, store: Store): LimiterOptions {
+export function inlineOptions (config: Config, base: LimiterBase, store: Store, log: FastifyBaseLogger): LimiterOptions {
   if (config.quotaPath === undefined) return base
-  const quota = createQuotaEndpoint({ path: config.quotaPath, store, limits: base.limits, apiKeyHeader: config.apiKeyHeader, apiKeys: config.apiKeys, timeZone: config.timeZone, retentionDays: config.usage.retentionDays, clock: base.clock })
+  const quota = createQuotaEndpoint({ path: config.quotaPath, store, limits: base.limits, apiKeyHeader: config.apiKeyHeader, apiKeys: config.apiKeys, timeZone: config.timeZone, retentionDays: config.usage.retentionDays, clock: base.clock, log })
   return { ...base, quota }
 }

@@ -5,7 +5,7 @@
  * limited by a small limit of its own per address, kept in this process, so that it cannot
  * be used to flood the shared store.
  */
-import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
 import { LRUCache } from 'lru-cache'
 import { tokenBucket } from '../algorithms/token-bucket.js'
 import { daysBetween, dayOf } from '../algorithms/calendar.js'
@@ -15,6 +15,7 @@ import { parseRate } from '../core/rate.js'
 import { QuotaEndpointLimitedError, QuotaKeyRequiredError, renderProblem, sendProblem, StoreUnavailableError } from '../errors.js'
 import { apiKeyId, type Identity } from '../identity/identify.js'
 import type { ClientAdmin } from '../store/types.js'
+import { createThrottledLog } from '../log.js'
 import { retryAfterSeconds } from './headers.js'
 import type { SelectLimits } from './limits.js'
 
@@ -39,6 +40,8 @@ export interface QuotaEndpointOptions {
   timeZone: string
   retentionDays: number
   clock: Clock
+  /** Where a store failure is said (a line at most every few seconds). */
+  log: FastifyBaseLogger
 }
 
 export interface QuotaEndpoint {
@@ -50,6 +53,7 @@ export interface QuotaEndpoint {
 export function createQuotaEndpoint (opts: QuotaEndpointOptions): QuotaEndpoint {
   const { path, store, clock } = opts
   const asked = new LRUCache<string, number>({ max: TRACKED })
+  const storeErrorLog = createThrottledLog(opts.log, 'warn', 'quota endpoint: the store failed')
 
   async function describe (identity: Identity): Promise<unknown> {
     const select = opts.limits.current
@@ -100,7 +104,7 @@ export function createQuotaEndpoint (opts: QuotaEndpointOptions): QuotaEndpoint 
       describe(identity).then(body => {
         reply.header('cache-control', 'no-store').send(body)
       }, (err: unknown) => {
-        reply.log.warn({ err }, 'quota endpoint: the store failed')
+        storeErrorLog(err)
         sendProblem(reply, 503, UNAVAILABLE_BODY)
       })
     }

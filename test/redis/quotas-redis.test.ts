@@ -10,6 +10,7 @@ import { eventually } from '../helpers/load.js'
 import { startRedis } from '../helpers/redis.js'
 import { startUpstream } from '../helpers/upstream.js'
 import { ManualClock } from '../../src/core/clock.js'
+import { captureLogs } from '../helpers/logs.js'
 
 const TOKEN = 'test-admin-token-0123456789'
 const usageOf = async (gw: TestGateway, key: string) => JSON.parse((await send(`${gw.adminUrl}/admin/usage?apiKey=${key}`, { headers: { authorization: `Bearer ${TOKEN}` } })).body).total as { admitted: number, refused: number, cost: number }
@@ -77,11 +78,17 @@ t.test('Redis away: the quota endpoint answers 503; a store closing sends the re
   const line = (await redis.admin.keys('rl:*usage*'))[0]!
   t.same(await redis.admin.hgetall(line), { admitted: '1', refused: '3', cost: '1' }, 'the held refusals written on close')
 
-  const again = await startGateway(t, env)
+  const { logger, lines } = captureLogs('warn')
+  const again = await startGateway(t, env, { logger })
   await redis.kill()
-  const answer = await send(`${again.url}/_quota`, { headers: { 'x-api-key': 'k1' } })
-  t.equal(answer.status, 503)
-  t.match(JSON.parse(answer.body), { code: 'GW_STORE_UNAVAILABLE' })
+  for (let i = 0; i < 2; i++) {
+    const answer = await send(`${again.url}/_quota`, { headers: { 'x-api-key': 'k1' } })
+    t.equal(answer.status, 503)
+    t.match(JSON.parse(answer.body), { code: 'GW_STORE_UNAVAILABLE' })
+  }
+  const said = lines.filter(l => l.msg === 'quota endpoint: the store failed')
+  t.equal(said.length, 1, 'the failure is said once, not per request')
+  t.match(said[0], { level: 40, listener: 'gateway', err: { message: String } })
 })
 
 t.test('the ledger with every key in one slot (a global limit): lines found by day; a line of refusals only; keys not the ledger\'s ignored', async t => {
