@@ -69,9 +69,12 @@ export class Metrics {
   readonly upstreamFailures: Record<'unavailable' | 'timeout', { inc: () => void }>
   readonly rulesReloads: Record<'applied' | 'rejected', { inc: () => void }>
   readonly settingsChanges: Counter
-  /** Refusals (not dry run) per policy: a counter child per policy name, made once. */
+  /**
+   * Refusals (not dry run) per policy, counted as plain numbers and added to the counter when
+   * it is read, as deferredCounter does (the policy names are not known up front).
+   */
   private readonly refusals: Counter
-  private readonly refusalsByPolicy = new Map<string, Counter.Internal>()
+  private readonly refusalsPending = new Map<string, { n: number }>()
   /** Charges settled by the response, per rule and kind (count/refund, costHeader). */
   readonly settlements: Counter
   /** Cost headers the upstream left out or sent unusable, per rule and reason. */
@@ -109,11 +112,18 @@ export class Metrics {
     const reloads = new Counter({ name: 'gateway_rules_reloads_total', help: 'Rules file reloads by result', labelNames: ['result'], registers, aggregator: 'max' })
     this.rulesReloads = { applied: zero(reloads.labels('applied')), rejected: zero(reloads.labels('rejected')) }
     this.settingsChanges = new Counter({ name: 'gateway_settings_changes_total', help: 'Runtime settings applied (from this instance or the fleet)', registers, aggregator: 'max' })
+    const refusalsPending = this.refusalsPending
     this.refusals = new Counter({
       name: 'gateway_refusals_total',
       help: 'Requests refused (429 or the deny status), per policy that refused them: a rate limit, a quota, a concurrency limit, a ban (not dry run)',
       labelNames: ['policy'],
-      registers
+      registers,
+      collect () {
+        for (const [policy, pending] of refusalsPending) {
+          if (pending.n > 0) this.labels(policy).inc(pending.n)
+          pending.n = 0
+        }
+      }
     })
     this.settlements = new Counter({
       name: 'gateway_charge_settlements_total',
@@ -176,12 +186,9 @@ export class Metrics {
 
   /** A refusal by `policy` (bounded: policy names come from the configuration). */
   refused (policy: string): void {
-    let child = this.refusalsByPolicy.get(policy)
-    if (child === undefined) {
-      child = this.refusals.labels(policy)
-      this.refusalsByPolicy.set(policy, child)
-    }
-    child.inc()
+    const pending = this.refusalsPending.get(policy)
+    if (pending !== undefined) pending.n++
+    else this.refusalsPending.set(policy, { n: 1 })
   }
 
   /** A response from the upstream, by status class (fastify only sends 100-599). */
