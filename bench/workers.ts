@@ -7,7 +7,8 @@
  * comparisons with the Fastify floors are per core, as bench/run.ts measures: the floors and
  * a WORKERS=1 gateway of each kind alone on core 0 (taskset), wrk and the upstream on
  * core 1. Every ratio is the median of the rounds' own ratios (paired), which the
- * machine's drift from round to round does not move. Targets:
+ * machine's drift from round to round does not move; in each round the two sides of a
+ * ratio run one right after the other, in turn first and second. Targets:
  *   - the Fastify floors (bench/fastify-floor.ts): an onRequest hook and undici dispatch;
  *     a hook answering a fixed 429;
  *   - the limit never reached, 100,000 clients in turn (keyed by a header wrk varies), so
@@ -33,6 +34,8 @@ const SPREAD_SCRIPT = join(HERE, '..', '..', 'bench', 'spread-clients.lua')
 
 interface Target { name: string, label: string, url: string, pid: number, script?: string, adminUrl?: string }
 interface Run { rps: number, usPerRequest: number, requests: number, non2xx: number, served?: number[] }
+/** The measuring order in a round: the pairs whose ratio is reported, side by side. */
+const GROUPS = [['floor', 'c1-one', 'c1-spread'], ['floor-429', 'c1-refused'], ['w1-spread', 'w2-spread'], ['w1-one', 'w2-one'], ['w1-refused', 'w2-refused']] as const
 
 /** A process ended at shutdown: on core 0 (`target`), or on no particular core (`free`: two workers need both). */
 function startOn (core: 'target' | 'free', args: string[], env: Record<string, string> = {}): number {
@@ -111,11 +114,18 @@ async function main (): Promise<void> {
     process.kill(t.pid, 'SIGSTOP')
   }
   const runs = new Map<string, Run[]>(targets.map(t => [t.name, []]))
+  const byName = new Map(targets.map(t => [t.name, t]))
   for (let round = 1; round <= ROUNDS; round++) {
-    for (const t of targets) {
-      const r = await measure(t)
-      runs.get(t.name)!.push(r)
-      process.stdout.write(`round ${round} ${t.name.padEnd(12)} ${r.rps.toFixed(0).padStart(7)} req/s ${r.usPerRequest.toFixed(1).padStart(6)} µs/request${r.served ? `  served ${r.served.join('/')}` : ''}\n`)
+    // Each compared pair measured one right after the other, first one then the other first
+    // in turn: drift within a round (the machine's neighbours) falls on both alike.
+    for (const group of GROUPS) {
+      const inOrder = round % 2 === 1 ? group : [...group].reverse()
+      for (const name of inOrder) {
+        const t = byName.get(name)!
+        const r = await measure(t)
+        runs.get(t.name)!.push(r)
+        process.stdout.write(`round ${round} ${t.name.padEnd(12)} ${r.rps.toFixed(0).padStart(7)} req/s ${r.usPerRequest.toFixed(1).padStart(6)} µs/request${r.served ? `  served ${r.served.join('/')}` : ''}\n`)
+      }
     }
   }
   for (const t of targets) process.kill(t.pid, 'SIGCONT')
@@ -130,8 +140,13 @@ async function main (): Promise<void> {
     return per.map(n => `${(n / Math.max(1, total) * 100).toFixed(0)}%`).join(' / ')
   }
   const rows = targets.map(t => `| ${t.label} | ${us(t.name).toFixed(1)} | ${rps(t.name).toFixed(0)} | ${shares(t.name)} |`)
-  // The median of the rounds' own ratios (a and b measured one after the other in each).
-  const paired = (a: string, b: string): string => `${median(runs.get(a)!.map((r, i) => r.usPerRequest / runs.get(b)![i]!.usPerRequest)).toFixed(2)}×`
+  // The median of the rounds' own ratios (a and b measured one right after the other in each).
+  // Beside it, the middle half of the rounds' ratios: how far the machine's noise spreads them.
+  const paired = (a: string, b: string): string => {
+    const ratios = runs.get(a)!.map((r, i) => r.usPerRequest / runs.get(b)![i]!.usPerRequest).sort((x, y) => x - y)
+    const q = (f: number): string => ratios[Math.round(f * (ratios.length - 1))]!.toFixed(2)
+    return `${median(ratios).toFixed(2)}× | ${q(0.25)}–${q(0.75)}`
+  }
   // The zone's cost per decision, one thread (bench/decide.ts): a bound on how long a
   // decision holds its bucket's lock.
   const decide = execFileSync(process.execPath, [join(HERE, 'decide.js'), '1000000'], { encoding: 'utf8' }).trim().split('\n').map(l => JSON.parse(l) as { algorithm: string, zoneOneClientNs: number })
@@ -153,21 +168,21 @@ Latest \`npm run bench:workers\` (bench/workers.ts): ${new Date().toISOString().
 Load: \`${TOOL_LABEL}\` and the upstream on core 1, ${DURATION_S} s per run, ${ROUNDS} interleaved rounds, medians. The WORKERS=2 runs and
 the WORKERS=1 runs beside them are not pinned (two workers need both cores); the floors and the per-core WORKERS=1
 runs are alone on core 0. Only the target measured runs (the others are stopped), after a second of load not counted.
-Every ratio is the median of the rounds' own ratios.
+Every ratio is the median of the rounds' own ratios; in each round its two sides ran one right after the other, in turn first.
 CPU per request: the target process's user+system time (every thread) over the run / the requests answered.
 
 | target | CPU µs / request | req/s | each worker's share |
 |---|---:|---:|---|
 ${rows.join('\n')}
 
-| ratio | measured | target (issue 26) |
-|---|---:|---:|
+| ratio | measured | middle half of the rounds | target (issue 26) |
+|---|---:|---:|---:|
 | WORKERS=2 / WORKERS=1, limit never reached | ${paired('w2-spread', 'w1-spread')} | ≤ 1.10× |
 | WORKERS=2 / WORKERS=1, every request on one key | ${paired('w2-one', 'w1-one')} | ≤ 1.25× |
 | per core: WORKERS=1, one client, limit never reached / the Fastify floor | ${paired('c1-one', 'floor')} | ≤ 1.10× |
 | per core: WORKERS=1, refused / the Fastify refusal floor | ${paired('c1-refused', 'floor-429')} | ≤ 1.15× |
 | per core: WORKERS=1, 100,000 clients, limit never reached / the Fastify floor | ${paired('c1-spread', 'floor')} | (reported) |
-| req/s, WORKERS=2 / WORKERS=1, limit never reached | ${(rps('w2-spread') / rps('w1-spread')).toFixed(2)}× | (reported) |
+| req/s, WORKERS=2 / WORKERS=1, limit never reached | ${(rps('w2-spread') / rps('w1-spread')).toFixed(2)}× | — | (reported) |
 
 Memory: the shared store for \`MEMORY_STORE_MAX_KEYS=1000000\` is ${(zone.buffer.byteLength / 2 ** 20).toFixed(1)} MiB; after a
 million distinct clients it holds ${zone.size} of them (${(zone.size / 1e4).toFixed(1)}%; a full bucket of 16 gives up its least
