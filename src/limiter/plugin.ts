@@ -231,19 +231,14 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
   const tokens = opts.tokens
   const tokensRequired = tokens?.required === true
 
-  /** Answers a refusal (refusals.ts) and reports it; never goes upstream. */
-  function refuse (reply: FastifyReply, identity: Identity, outcome: 'banned' | 'limited', d: Decision, decisions: Decision[], tightest: Decision): void {
-    observer.report(reply.request, outcome, identity.key, d.policy.name, d.remaining)
-    if (outcome === 'banned') refusals.banned(reply, d)
-    else refusals.limited(reply, d, decisions, tightest)
-  }
 
   /** Acts on the store's decisions: refuses (429/403), holds (leaky bucket) or lets through. */
   function answer (reply: FastifyReply, identity: Identity, decisions: Decision[], started: number, done: HookHandlerDoneFunction, slots: SlotRequest | undefined, selection: Selection, chargedAt: number): void {
     observer.decided((performance.now() - started) / 1000)
     const first = decisions[0]!
     if (first.banned === true) {
-      refuse(reply, identity, 'banned', first, decisions, first)
+      observer.report(reply.request, 'banned', identity.key, first.policy.name, first.remaining)
+      refusals.banned(reply, first)
       return
     }
     if (first.concurrency !== undefined) {
@@ -266,7 +261,8 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
       }
     }
     if (refusal !== undefined) {
-      refuse(reply, identity, 'limited', refusal, decisions, tightest)
+      observer.report(reply.request, 'limited', identity.key, refusal.policy.name, refusal.remaining)
+      refusals.limited(reply, refusal, decisions, tightest)
       return
     }
     const limitHeaders = rateLimitHeaders(headers, decisions, tightest)

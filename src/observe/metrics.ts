@@ -17,29 +17,44 @@ export type CostIgnored = 'absent' | 'invalid' | 'too_large'
 export const STORE_MODES = ['memory', 'redis', 'local-fallback', 'fail-open', 'fail-closed'] as const
 const CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const
 
+/** One label value's increments not yet added to its counter. */
+class Pending {
+  n = 0
+  inc (): void { this.n++ }
+}
+
 /**
  * A counter with one label whose hot-path increments are plain numbers, added to the
  * prom-client counter when it is read (a scrape, the admin stats): prom-client hashes the
  * labels on every inc(), even a bound child's, which cost ~0.3 µs a request (profiled).
- * Every series exists from the start (at 0), so a rate() over it works from the first scrape.
+ * The `values` known up front have their series from the start (at 0), so a rate() over
+ * them works from the first scrape; `of()` adds a value met later (a policy's name).
  */
-function deferredCounter<L extends string> (opts: { name: string, help: string, label: string, values: readonly L[], registers: Registry[] }): { counter: Counter, byValue: Record<L, { inc: () => void }> } {
-  const pending = new Float64Array(opts.values.length)
+function deferredCounter<L extends string> (opts: { name: string, help: string, label: string, values: readonly L[], registers: Registry[] }): { counter: Counter, byValue: Record<L, Pending>, of: (value: string) => Pending } {
+  const pending = new Map<string, Pending>()
   const counter = new Counter({
     name: opts.name,
     help: opts.help,
     labelNames: [opts.label],
     registers: opts.registers,
     collect () {
-      for (let i = 0; i < pending.length; i++) {
-        this.labels(opts.values[i]!).inc(pending[i]!)
-        pending[i] = 0
+      for (const [value, p] of pending) {
+        this.labels(value).inc(p.n)
+        p.n = 0
       }
     }
   })
-  const byValue = {} as Record<L, { inc: () => void }>
-  opts.values.forEach((v, i) => { byValue[v] = { inc: () => { pending[i]!++ } } })
-  return { counter, byValue }
+  const of = (value: string): Pending => {
+    let p = pending.get(value)
+    if (p === undefined) {
+      p = new Pending()
+      pending.set(value, p)
+    }
+    return p
+  }
+  const byValue = {} as Record<L, Pending>
+  for (const v of opts.values) byValue[v] = of(v)
+  return { counter, byValue, of }
 }
 
 export interface MetricsSources {
@@ -69,12 +84,8 @@ export class Metrics {
   readonly upstreamFailures: Record<'unavailable' | 'timeout', { inc: () => void }>
   readonly rulesReloads: Record<'applied' | 'rejected', { inc: () => void }>
   readonly settingsChanges: Counter
-  /**
-   * Refusals (not dry run) per policy, counted as plain numbers and added to the counter when
-   * it is read, as deferredCounter does (the policy names are not known up front).
-   */
-  private readonly refusals: Counter
-  private readonly refusalsPending = new Map<string, { n: number }>()
+  /** Refusals (not dry run) per policy (a deferredCounter: policy names are met as they refuse). */
+  private readonly refusalsOf: (policy: string) => Pending
   /** Charges settled by the response, per rule and kind (count/refund, costHeader). */
   readonly settlements: Counter
   /** Cost headers the upstream left out or sent unusable, per rule and reason. */
@@ -112,19 +123,13 @@ export class Metrics {
     const reloads = new Counter({ name: 'gateway_rules_reloads_total', help: 'Rules file reloads by result', labelNames: ['result'], registers, aggregator: 'max' })
     this.rulesReloads = { applied: zero(reloads.labels('applied')), rejected: zero(reloads.labels('rejected')) }
     this.settingsChanges = new Counter({ name: 'gateway_settings_changes_total', help: 'Runtime settings applied (from this instance or the fleet)', registers, aggregator: 'max' })
-    const refusalsPending = this.refusalsPending
-    this.refusals = new Counter({
+    this.refusalsOf = deferredCounter({
       name: 'gateway_refusals_total',
       help: 'Requests refused (429 or the deny status), per policy that refused them: a rate limit, a quota, a concurrency limit, a ban (not dry run)',
-      labelNames: ['policy'],
-      registers,
-      collect () {
-        for (const [policy, pending] of refusalsPending) {
-          if (pending.n > 0) this.labels(policy).inc(pending.n)
-          pending.n = 0
-        }
-      }
-    })
+      label: 'policy',
+      values: [],
+      registers
+    }).of
     this.settlements = new Counter({
       name: 'gateway_charge_settlements_total',
       help: 'Charges settled by the response under a route rule: refund (count/refund by status), post_charge and cost_refund (costHeader above or below the up-front cost)',
@@ -186,9 +191,7 @@ export class Metrics {
 
   /** A refusal by `policy` (bounded: policy names come from the configuration). */
   refused (policy: string): void {
-    const pending = this.refusalsPending.get(policy)
-    if (pending !== undefined) pending.n++
-    else this.refusalsPending.set(policy, { n: 1 })
+    this.refusalsOf(policy).inc()
   }
 
   /** A response from the upstream, by status class (fastify only sends 100-599). */

@@ -172,12 +172,12 @@ class ForwardHandler implements Waiting {
 
   /** A request-body chunk went upstream: the upload flows, the upstream is not idle. */
   onBodySent (): void {
-    this.forwarder.deadlines.refresh(this, performance.now())
+    this.active()
   }
 
   /** The request is sent whole: the wait for the response headers starts now. */
   onRequestSent (): void {
-    this.forwarder.deadlines.refresh(this, performance.now())
+    this.active()
   }
 
   onConnect (abort: (err?: Error) => void): void {
@@ -195,7 +195,7 @@ class ForwardHandler implements Waiting {
     }
     this.inBody = true
     this.resume = resume
-    this.forwarder.deadlines.refresh(this, performance.now())
+    this.active()
     const res = this.res
     const headers: string[] = []
     let dropped: string[] | undefined
@@ -238,7 +238,7 @@ class ForwardHandler implements Waiting {
   }
 
   onData (chunk: Buffer): boolean {
-    this.forwarder.deadlines.refresh(this, performance.now())
+    this.active()
     const res = this.res
     if (res.write(chunk)) return true
     // The client is behind: the upstream parser pauses until it has drained ('drain'
@@ -287,6 +287,11 @@ class ForwardHandler implements Waiting {
       res.writeHead(timeout ? 504 : 502, timeout ? TIMEOUT_CLOSE_HEADERS : UNAVAILABLE_CLOSE_HEADERS)
     }
     res.end(timeout ? TIMEOUT_BODY : UNAVAILABLE_BODY)
+  }
+
+  /** Bytes moved either way: UPSTREAM_TIMEOUT_MS starts again from now. */
+  private active (): void {
+    this.forwarder.deadlines.refresh(this, performance.now())
   }
 
   private finish (): void {
