@@ -181,6 +181,22 @@ export async function measure (t: Target): Promise<Sample> {
   }
 }
 
+/**
+ * `run` with the process `pid` resumed (SIGCONT) after `warm` (load not counted), then
+ * stopped again (SIGSTOP). Benchmarks that compare several servers keep all but the one
+ * measured stopped: even idle ones wake up (timers, the event loop monitor, a collection
+ * of the last run's garbage) and were measured to slow the one under test by up to a fifth.
+ */
+export async function alone<T> (pid: number, warm: () => unknown, run: () => Promise<T>): Promise<T> {
+  process.kill(pid, 'SIGCONT')
+  try {
+    await warm()
+    return await run()
+  } finally {
+    process.kill(pid, 'SIGSTOP')
+  }
+}
+
 /** Stops everything started, then the process. */
 export async function shutdown (): Promise<void> {
   for (const fn of cleanup) await fn()

@@ -18,7 +18,7 @@ import { once } from 'node:events'
 import { connect, type IncomingHttpHeaders } from 'node:http2'
 import { rlsDefinition } from '../src/rls/index.js'
 import type { RlsRequest, RlsResponse } from '../src/rls/service.js'
-import { CLK_TCK, HERE, ROOT, cpuTicks, freePort, has, median, waitFor } from './harness.js'
+import { CLK_TCK, HERE, ROOT, alone, cpuTicks, freePort, has, median, waitFor } from './harness.js'
 
 const RATE = Number(process.env.BENCH_RLS_RATE ?? 2000)
 const SECONDS = Number(process.env.BENCH_RLS_S ?? 10)
@@ -194,18 +194,18 @@ async function main (): Promise<void> {
   const only = process.env.BENCH_RLS_ONLY?.split(',')
   const running = await Promise.all(targets.filter(t => only === undefined || only.includes(t.name)).map(async t => ({ ...t, gw: t.env === undefined ? await floor() : await gateway(t.env) })))
   const frames = framed()
-  for (const t of running) await measure(t.gw, 1, frames)
+  // Only the target measured runs (harness.ts alone()): the others are stopped meanwhile,
+  // so no idle neighbour's collection of its last run's garbage lands in this one (measured:
+  // Redis's p99 11-15 ms just after the memory store's run, 5-7 ms alone). Each resumes with
+  // a second of questions not counted.
+  for (const t of running) {
+    await measure(t.gw, 1, frames)
+    process.kill(t.gw.pid, 'SIGSTOP')
+  }
   const runs = new Map<string, Run[]>(running.map(t => [t.name, []]))
-  // Only the target measured runs: the others are stopped (SIGSTOP) meanwhile, so no idle
-  // neighbour's collection of its last run's garbage lands in this one (measured: Redis's
-  // p99 11-15 ms just after the memory store's run, 5-7 ms alone). Each resumes with a
-  // second of questions not counted.
-  const only1 = (t: typeof running[number]): void => { for (const o of running) process.kill(o.gw.pid, o === t ? 'SIGCONT' : 'SIGSTOP') }
   for (let round = 1; round <= ROUNDS; round++) {
     for (const t of running) {
-      only1(t)
-      await measure(t.gw, 1, frames)
-      const r = await measure(t.gw, SECONDS, frames)
+      const r = await alone(t.gw.pid, async () => await measure(t.gw, 1, frames), async () => await measure(t.gw, SECONDS, frames))
       runs.get(t.name)!.push(r)
       process.stdout.write(`round ${round} ${t.name.padEnd(7)} p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms  p99.9 ${r.p999.toFixed(2)} ms  max ${r.max.toFixed(1)} ms  >20ms ${r.over20ms}  errors ${r.errors}  ${r.usPerQuestion.toFixed(1)} µs CPU/question  (client ${r.clientUs.toFixed(0)} µs)  inside p99 ≤ ${r.inside} ms\n`)
     }

@@ -24,7 +24,7 @@ import { join } from 'node:path'
 import { execFileSync } from 'node:child_process'
 import {
   DURATION_S, HERE, ROOT, ROUNDS, TOOL, TOOL_LABEL, CLK_TCK,
-  cpuTicks, freePort, load, median, runBench, start, startUpstream, waitFor
+  alone, cpuTicks, freePort, load, median, runBench, start, startUpstream, waitFor
 } from './harness.js'
 import { reusePortAvailable } from '../src/workers/runtime.js'
 import { SharedZone } from '../src/store/shared/zone.js'
@@ -55,19 +55,9 @@ async function workerRequests (adminUrl: string): Promise<number[]> {
   return (stats.instance.workers ?? []).map(w => w.requests)
 }
 
-/**
- * One run of `t`, the only target running: every other is stopped (SIGSTOP), since even
- * idle gateways wake up (timers, the event loop monitor) and were measured to slow the one
- * under test by up to a fifth. It resumes with a second of load not counted.
- */
+/** One run of `t`, the only target running (harness.ts alone()), after a second of load not counted. */
 async function measure (t: Target): Promise<Run> {
-  process.kill(t.pid, 'SIGCONT')
-  load(t.url, 1, t.script)
-  try {
-    return await measureRunning(t)
-  } finally {
-    process.kill(t.pid, 'SIGSTOP')
-  }
+  return await alone(t.pid, () => load(t.url, 1, t.script), async () => await measureRunning(t))
 }
 
 async function measureRunning (t: Target): Promise<Run> {
