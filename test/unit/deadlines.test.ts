@@ -23,10 +23,12 @@ t.test('each expires once, never before its deadline, in the order of its last a
   const b = waiting('b', log)
   const c = waiting('c', log)
   const gone = waiting('gone', log)
-  for (const w of [a, b, c, gone]) d.add(w, performance.now())
+  // Time is injected: a's activity 20 ms after the others' start moves its deadline past
+  // theirs, however late this machine runs the test (nothing can expire in between: no await).
+  const t0 = performance.now()
+  for (const w of [a, b, c, gone]) d.add(w, t0)
   d.remove(gone)
-  await sleep(20)
-  d.refresh(a, performance.now()) // a's deadline moves past b's and c's
+  d.refresh(a, t0 + 20)
   // Each one's deadline as the list holds it, to check against when it expired.
   for (const w of [a, b, c]) w.due = w.deadline
   t.ok(await eventually(() => log.length === 3, 5000))
@@ -43,13 +45,17 @@ t.test('many, refreshed at random: every one expires, none early, none twice', a
   const log: Array<{ name: string, at: number, deadline: number }> = []
   const d = new Deadlines(30)
   const all = Array.from({ length: 200 }, (_, i) => waiting(String(i), log))
-  for (const w of all) d.add(w, performance.now())
+  // Each one's deadline noted as it is set, so one that expires during the sleeps below (a
+  // loaded machine can sleep past 30 ms) is checked against the deadline it really had.
+  for (const w of all) { d.add(w, performance.now()); w.due = w.deadline }
   for (let round = 0; round < 3; round++) {
     await sleep(5)
-    for (const w of all) if (Math.random() < 0.5) d.refresh(w, performance.now())
+    for (const w of all) {
+      if (Math.random() < 0.5) { d.refresh(w, performance.now()); if (w.deadline >= 0) w.due = w.deadline }
+    }
   }
-  for (const w of all) w.due = w.deadline
-  const removed = all.filter((_, i) => i % 10 === 0)
+  // Removed while still waiting: those must never expire.
+  const removed = all.filter((w, i) => i % 10 === 0 && w.deadline >= 0)
   for (const w of removed) d.remove(w)
   t.ok(await eventually(() => log.length === all.length - removed.length, 5000))
   t.equal(new Set(log.map(e => e.name)).size, log.length, 'once each')
