@@ -8,7 +8,12 @@
  * a WORKERS=1 gateway of each kind alone on core 0 (taskset), wrk and the upstream on
  * core 1. Every ratio is the median of the rounds' own ratios (paired), which the
  * machine's drift from round to round does not move; in each round the two sides of a
- * ratio run one right after the other, in turn first and second. Targets:
+ * ratio run one right after the other, in turn first and second. Every round starts each
+ * target afresh and ends it after: one process's JIT can settle in a state that costs it
+ * 10-15% for its whole life (seen: seven gateways started alike, refusing alike, measured
+ * 1.07-1.20x the same floor, each steady over 8 rounds; five floors, 0.98-1.03x; V8
+ * inlines differently from process to process), so a ratio of long-lived processes
+ * measures that luck. Targets:
  *   - the Fastify floors (bench/fastify-floor.ts): an onRequest hook and undici dispatch;
  *     a hook answering a fixed 429;
  *   - the limit never reached, 100,000 clients in turn (keyed by a header wrk varies), so
@@ -21,7 +26,8 @@
 import { writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
 import { join } from 'node:path'
-import { execFileSync } from 'node:child_process'
+import { execFileSync, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
 import {
   DURATION_S, HERE, ROOT, ROUNDS, TOOL, TOOL_LABEL, CLK_TCK,
   alone, cpuTicks, freePort, load, median, runBench, start, startUpstream, waitFor
@@ -32,22 +38,43 @@ import { SharedZone } from '../src/store/shared/zone.js'
 const TOKEN = 'bench-admin-token-0123456789'
 const SPREAD_SCRIPT = join(HERE, '..', '..', 'bench', 'spread-clients.lua')
 
-interface Target { name: string, label: string, url: string, pid: number, script?: string, adminUrl?: string }
+/** A target as the report names it, and how to start a process of it. */
+interface Target {
+  name: string
+  label: string
+  script?: string
+  start: () => Promise<Running>
+  /** Its worker threads (1: a floor, or WORKERS=1): WARM_S each of load before it is measured. */
+  threads?: number
+}
 interface Run { rps: number, usPerRequest: number, requests: number, non2xx: number, served?: number[] }
 /** The measuring order in a round: the pairs whose ratio is reported, side by side. */
 const GROUPS = [['floor', 'c1-one', 'c1-spread'], ['floor-429', 'c1-refused'], ['w1-spread', 'w2-spread'], ['w1-one', 'w2-one'], ['w1-refused', 'w2-refused']] as const
 
+/** A running target: where to load it, its process, its admin listener (gateways). */
+interface Running { url: string, child: ChildProcess, adminUrl?: string }
+
 /** A process ended at shutdown: on core 0 (`target`), or on no particular core (`free`: two workers need both). */
-function startOn (core: 'target' | 'free', args: string[], env: Record<string, string> = {}): number {
-  return start(core, process.execPath, args, env).pid!
+function startOn (core: 'target' | 'free', args: string[], env: Record<string, string> = {}): ChildProcess {
+  return start(core, process.execPath, args, env)
 }
 
-async function gateway (upstream: string, env: Record<string, string>, core: 'target' | 'free' = 'free'): Promise<{ url: string, pid: number, adminUrl: string }> {
+async function gateway (upstream: string, env: Record<string, string>, core: 'target' | 'free' = 'free'): Promise<Running> {
   const port = await freePort()
   const adminPort = await freePort()
-  const pid = startOn(core, [join(ROOT, 'dist', 'src', 'server.js')], { UPSTREAM_URL: upstream, HOST: '127.0.0.1', PORT: String(port), ADMIN_PORT: String(adminPort), ADMIN_TOKEN: TOKEN, LOG_LEVEL: 'warn', ...env })
+  const child = startOn(core, [join(ROOT, 'dist', 'src', 'server.js')], { UPSTREAM_URL: upstream, HOST: '127.0.0.1', PORT: String(port), ADMIN_PORT: String(adminPort), ADMIN_TOKEN: TOKEN, LOG_LEVEL: 'warn', ...env })
+  // Ready: every worker listening.
   await waitFor(adminPort, '/healthz')
-  return { url: `http://127.0.0.1:${port}/ping`, pid, adminUrl: `http://127.0.0.1:${adminPort}` }
+  return { url: `http://127.0.0.1:${port}/ping`, child, adminUrl: `http://127.0.0.1:${adminPort}` }
+}
+
+/** Ends a target's process and waits for it to be gone. */
+async function end (child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const gone = once(child, 'exit')
+  child.kill('SIGCONT')
+  child.kill('SIGKILL')
+  await gone
 }
 
 async function workerRequests (adminUrl: string): Promise<number[]> {
@@ -55,17 +82,27 @@ async function workerRequests (adminUrl: string): Promise<number[]> {
   return (stats.instance.workers ?? []).map(w => w.requests)
 }
 
-/** One run of `t`, the only target running (harness.ts alone()), after a second of load not counted. */
-async function measure (t: Target): Promise<Run> {
-  return await alone(t.pid, () => load(t.url, 1, t.script), async () => await measureRunning(t))
+/**
+ * Load not counted before each run, per worker thread: a new process's JIT warms up, each
+ * isolate on its own share of the requests. Measured on fresh gateways, 2 s runs one after
+ * the other: WORKERS=1 is steady from its second run, WORKERS=2 from its third (173, 87,
+ * then 64-68 µs per request).
+ */
+const WARM_S = 3
+
+/** One run of `t` (a process of it, `r`), the only target running (harness.ts alone()), after WARM_S of load not counted. */
+async function measure (t: Target, r: Running): Promise<Run> {
+  return await alone(r.child.pid!, () => load(r.url, WARM_S * (t.threads ?? 1), t.script), async () => await measureRunning(t, r))
 }
 
-async function measureRunning (t: Target): Promise<Run> {
-  const before = t.adminUrl === undefined ? [] : await workerRequests(t.adminUrl)
-  const ticks = cpuTicks(t.pid)
-  const r = load(t.url, DURATION_S, t.script)
-  const used = (cpuTicks(t.pid) - ticks) / CLK_TCK
-  const after = t.adminUrl === undefined ? [] : await workerRequests(t.adminUrl)
+async function measureRunning (t: Target, running: Running): Promise<Run> {
+  const pid = running.child.pid!
+  const workers = (t.threads ?? 1) > 1 ? running.adminUrl : undefined
+  const before = workers === undefined ? [] : await workerRequests(workers)
+  const ticks = cpuTicks(pid)
+  const r = load(running.url, DURATION_S, t.script)
+  const used = (cpuTicks(pid) - ticks) / CLK_TCK
+  const after = workers === undefined ? [] : await workerRequests(workers)
   const served = after.map((n, i) => n - (before[i] ?? 0))
   return { rps: r.rps, usPerRequest: used * 1e6 / Math.max(1, r.requests), requests: r.requests, non2xx: r.non2xx, ...(served.length > 1 ? { served } : {}) }
 }
@@ -76,10 +113,16 @@ async function main (): Promise<void> {
   const upstream = await startUpstream()
   const targets: Target[] = []
   for (const [name, label, refuse] of [['floor', 'Fastify floor: onRequest hook + undici dispatch', false], ['floor-429', 'Fastify refusal floor: a hook writing a fixed 429', true]] as const) {
-    const port = await freePort()
-    const pid = startOn('target', [join(HERE, 'fastify-floor.js'), String(port), upstream.url, ...(refuse ? ['refuse'] : [])])
-    await waitFor(port, '/ping')
-    targets.push({ name, label: `${label} (core 0)`, url: `http://127.0.0.1:${port}/ping`, pid })
+    targets.push({
+      name,
+      label: `${label} (core 0)`,
+      start: async () => {
+        const port = await freePort()
+        const child = startOn('target', [join(HERE, 'fastify-floor.js'), String(port), upstream.url, ...(refuse ? ['refuse'] : [])])
+        await waitFor(port, '/ping')
+        return { url: `http://127.0.0.1:${port}/ping`, child }
+      }
+    })
   }
   const roomy = { RATE_LIMIT_RATE: '100000/s', RATE_LIMIT_BURST: '1000000000' }
   // Per core: WORKERS=1 alone on core 0, as the floors.
@@ -88,37 +131,39 @@ async function main (): Promise<void> {
     ['c1-spread', '100,000 clients', { RATE_LIMIT_KEY_BY: 'header:x-client', ...roomy }, SPREAD_SCRIPT],
     ['c1-refused', 'every request refused', { RATE_LIMIT_RATE: '1/h', RATE_LIMIT_BURST: '1' }, undefined]
   ] as const) {
-    const g = await gateway(upstream.url, { WORKERS: '1', ...env }, 'target')
-    targets.push({ name, label: `WORKERS=1 (core 0), ${label}${name === 'c1-refused' ? '' : ', limit never reached'}`, url: g.url, pid: g.pid, ...(script === undefined ? {} : { script }) })
+    targets.push({ name, label: `WORKERS=1 (core 0), ${label}${name === 'c1-refused' ? '' : ', limit never reached'}`, ...(script === undefined ? {} : { script }), start: async () => await gateway(upstream.url, { WORKERS: '1', ...env }, 'target') })
   }
   for (const workers of ['1', '2']) {
-    const spread = await gateway(upstream.url, { WORKERS: workers, RATE_LIMIT_KEY_BY: 'header:x-client', ...roomy })
-    targets.push({ name: `w${workers}-spread`, label: `WORKERS=${workers}, limit never reached, 100,000 clients`, url: spread.url, pid: spread.pid, script: SPREAD_SCRIPT, adminUrl: spread.adminUrl })
-    const one = await gateway(upstream.url, { WORKERS: workers, ...roomy })
-    targets.push({ name: `w${workers}-one`, label: `WORKERS=${workers}, every request on one key`, url: one.url, pid: one.pid, adminUrl: one.adminUrl })
-    const refused = await gateway(upstream.url, { WORKERS: workers, RATE_LIMIT_RATE: '1/h', RATE_LIMIT_BURST: '1' })
-    targets.push({ name: `w${workers}-refused`, label: `WORKERS=${workers}, every request refused`, url: refused.url, pid: refused.pid, adminUrl: refused.adminUrl })
-  }
-  for (const t of targets) {
-    load(t.url, 1, t.script)
-    process.kill(t.pid, 'SIGSTOP')
+    const threads = Number(workers)
+    targets.push({ name: `w${workers}-spread`, label: `WORKERS=${workers}, limit never reached, 100,000 clients`, script: SPREAD_SCRIPT, threads, start: async () => await gateway(upstream.url, { WORKERS: workers, RATE_LIMIT_KEY_BY: 'header:x-client', ...roomy }) })
+    targets.push({ name: `w${workers}-one`, label: `WORKERS=${workers}, every request on one key`, threads, start: async () => await gateway(upstream.url, { WORKERS: workers, ...roomy }) })
+    targets.push({ name: `w${workers}-refused`, label: `WORKERS=${workers}, every request refused`, threads, start: async () => await gateway(upstream.url, { WORKERS: workers, RATE_LIMIT_RATE: '1/h', RATE_LIMIT_BURST: '1' }) })
   }
   const runs = new Map<string, Run[]>(targets.map(t => [t.name, []]))
   const byName = new Map(targets.map(t => [t.name, t]))
   for (let round = 1; round <= ROUNDS; round++) {
     // Each compared pair measured one right after the other, first one then the other first
-    // in turn: drift within a round (the machine's neighbours) falls on both alike.
+    // in turn: drift within a round (the machine's neighbours) falls on both alike. Each
+    // target is a new process, started before its group and ended after it.
     for (const group of GROUPS) {
-      const inOrder = round % 2 === 1 ? group : [...group].reverse()
-      for (const name of inOrder) {
-        const t = byName.get(name)!
-        const r = await measure(t)
-        runs.get(t.name)!.push(r)
-        process.stdout.write(`round ${round} ${t.name.padEnd(12)} ${r.rps.toFixed(0).padStart(7)} req/s ${r.usPerRequest.toFixed(1).padStart(6)} µs/request${r.served ? `  served ${r.served.join('/')}` : ''}\n`)
+      const inOrder = (round % 2 === 1 ? group : [...group].reverse()).map(name => byName.get(name)!)
+      const running: Running[] = []
+      try {
+        for (const t of inOrder) {
+          const r = await t.start()
+          running.push(r)
+          process.kill(r.child.pid!, 'SIGSTOP')
+        }
+        for (const [i, t] of inOrder.entries()) {
+          const r = await measure(t, running[i]!)
+          runs.get(t.name)!.push(r)
+          process.stdout.write(`round ${round} ${t.name.padEnd(12)} ${r.rps.toFixed(0).padStart(7)} req/s ${r.usPerRequest.toFixed(1).padStart(6)} µs/request${r.served ? `  served ${r.served.join('/')}` : ''}\n`)
+        }
+      } finally {
+        for (const r of running) await end(r.child)
       }
     }
   }
-  for (const t of targets) process.kill(t.pid, 'SIGCONT')
   const us = (name: string): number => median(runs.get(name)!.map(r => r.usPerRequest))
   const rps = (name: string): number => median(runs.get(name)!.map(r => r.rps))
   // Each worker's share of every request it answered over all rounds.
@@ -157,7 +202,8 @@ async function main (): Promise<void> {
 Latest \`npm run bench:workers\` (bench/workers.ts): ${new Date().toISOString().slice(0, 10)}, ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown CPU'}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}.
 Load: \`${TOOL_LABEL}\` and the upstream on core 1, ${DURATION_S} s per run, ${ROUNDS} interleaved rounds, medians. The WORKERS=2 runs and
 the WORKERS=1 runs beside them are not pinned (two workers need both cores); the floors and the per-core WORKERS=1
-runs are alone on core 0. Only the target measured runs (the others are stopped), after a second of load not counted.
+runs are alone on core 0. Every round starts each target afresh (one process's JIT can be 10-15% off for its whole life);
+only the target measured runs (the others are stopped), after ${WARM_S} s of load per worker thread not counted.
 Every ratio is the median of the rounds' own ratios; in each round its two sides ran one right after the other, in turn first.
 CPU per request: the target process's user+system time (every thread) over the run / the requests answered.
 
