@@ -38,7 +38,10 @@ t.test('leaky bucket: requests over the rate reach the upstream spaced at the le
   const admitted = replies.filter(r => r.status === 200).length
   const refused = replies.filter(r => r.status === 429)
   t.equal(admitted + refused.length, 30, 'every request was answered, 200 or 429')
-  t.ok(admitted >= 21 && admitted <= 23, `about 1 + 1000 ms × 20/s were admitted (${admitted})`)
+  // 21 when all 30 reach the gateway at once; each 50 ms their arrival spreads over on a
+  // loaded machine (30 connections opened at once) leaves room for one more (24 seen in
+  // CI). Without the 1 s cap on the queue all 30 would be.
+  t.ok(admitted >= 21 && admitted <= 26, `about 1 + 1000 ms × 20/s were admitted (${admitted})`)
   t.ok(refused.every(r => r.retryAfter === '1'), 'the refused are told to retry in 1 s')
   t.equal(arrivals.length, admitted, 'only the admitted reached the upstream')
 
@@ -46,9 +49,11 @@ t.test('leaky bucket: requests over the rate reach the upstream spaced at the le
   const sorted = [...gaps].sort((a, b) => a - b)
   const median = sorted[Math.floor(sorted.length / 2)]!
   t.ok(median >= 45 && median <= 55, `the upstream saw one request every ~50 ms (median gap ${median.toFixed(1)} ms)`)
-  // A timer firing late shortens the gap after it by as much (tens of ms on a loaded
-  // machine); two at once would be a gap of a millisecond or less.
-  t.ok(sorted[0]! >= 5, `never two at once (smallest gap ${sorted[0]!.toFixed(1)} ms)`)
+  // Never more than the leak rate lets through: at most 21 in any second, and 2 more for
+  // timers a loaded machine fires late, which bunch a held request with the next (a gap of
+  // 1 ms seen in CI). Two released per turn would be all of them within 0.6 s.
+  const mostInASecond = Math.max(...arrivals.map(a => arrivals.filter(b => b >= a && b < a + 1000).length))
+  t.ok(mostInASecond <= 23, `never more than the leak rate (${mostInASecond} in the busiest second)`)
   const span = arrivals[arrivals.length - 1]! - arrivals[0]!
   t.ok(Math.abs(span - (admitted - 1) * 50) <= 40, `spread over ${span.toFixed(0)} ms for ${admitted} requests (${(admitted - 1) * 50} at exactly 20/s)`)
 })

@@ -22,12 +22,15 @@ export async function freePort (): Promise<number> {
   return port
 }
 
-export async function waitFor (url: string, deadlineMs = 10_000): Promise<void> {
+/** Resolves once `url` answers 200; throws past `deadlineMs`, or at once when `gone()` says nothing will answer. */
+export async function waitFor (url: string, deadlineMs = 10_000, gone?: () => string | undefined): Promise<void> {
   const until = Date.now() + deadlineMs
   for (;;) {
     try {
       if ((await send(url)).status === 200) return
     } catch {}
+    const why = gone?.()
+    if (why !== undefined) throw new Error(`${url} never answered: ${why}`)
     if (Date.now() > until) throw new Error(`${url} never answered`)
     await new Promise(resolve => setTimeout(resolve, 50))
   }
@@ -96,7 +99,11 @@ export async function spawnGateway (t: Teardown, env: Record<string, string>, op
   t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
   const exited = once(child, 'exit')
   const adminUrl = `http://127.0.0.1:${adminPort}`
-  await waitFor(`${adminUrl}/healthz`)
+  // Each worker thread loads the whole gateway (1.5 s of CPU here, idle): WORKERS=4 took
+  // 4.9 s to answer on an idle 2-core VM and over 10 s beside another test file. A start
+  // that fails ends the process, which ends the wait at once.
+  const workers = env.WORKERS === 'auto' ? 2 : Math.max(1, Number(env.WORKERS ?? 1) || 1)
+  await waitFor(`${adminUrl}/healthz`, 10_000 * workers, () => child.exitCode !== null || child.signalCode !== null ? `the gateway exited (${child.exitCode ?? child.signalCode})` : undefined)
   return {
     child,
     port,

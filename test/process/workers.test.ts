@@ -25,6 +25,9 @@ import { startRedis } from '../helpers/redis.js'
 import { loadConfig } from '../../src/config/index.js'
 
 const REUSE_PORT = reusePortAvailable(process.version, process.platform)
+// Its gateways start several worker threads each (tens of seconds in all on a loaded
+// machine): tap's 120 s default for a file is too close (108 s seen in CI).
+t.setTimeout(6 * 60_000)
 const TOKEN = 'test-admin-token-0123456789'
 const AUTH = { authorization: `Bearer ${TOKEN}` }
 /** A new connection per request, so the kernel spreads them across the workers. */
