@@ -197,6 +197,15 @@ export async function alone<T> (pid: number, warm: () => unknown, run: () => Pro
   }
 }
 
+/** Ends a target's process (stopped or not: SIGCONT first) and waits for it to be gone. */
+export async function end (child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const gone = once(child, 'exit')
+  child.kill('SIGCONT')
+  child.kill('SIGKILL')
+  await gone
+}
+
 /** Stops everything started, then the process. */
 export async function shutdown (): Promise<void> {
   for (const fn of cleanup) await fn()

@@ -15,7 +15,9 @@
  * inlines differently from process to process), so a ratio of long-lived processes
  * measures that luck. Targets:
  *   - the Fastify floors (bench/fastify-floor.ts): an onRequest hook and undici dispatch;
- *     a hook answering a fixed 429;
+ *     a hook answering a fixed 429; the first, not pinned, in one process and in two on one
+ *     port (reusePort): what two event loops cost here before they share anything, the
+ *     reference for WORKERS=2 against 1;
  *   - the limit never reached, 100,000 clients in turn (keyed by a header wrk varies), so
  *     the workers rarely meet on one key;
  *   - every request on one key (one client): the contended case;
@@ -27,10 +29,9 @@ import { writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { execFileSync, type ChildProcess } from 'node:child_process'
-import { once } from 'node:events'
 import {
   DURATION_S, HERE, ROOT, ROUNDS, TOOL, TOOL_LABEL, CLK_TCK,
-  alone, cpuTicks, freePort, load, median, runBench, start, startUpstream, waitFor
+  alone, cpuTicks, end, freePort, load, median, runBench, start, startUpstream, waitFor
 } from './harness.js'
 import { reusePortAvailable } from '../src/workers/runtime.js'
 import { SharedZone } from '../src/store/shared/zone.js'
@@ -44,12 +45,12 @@ interface Target {
   label: string
   script?: string
   start: () => Promise<Running>
-  /** Its worker threads (1: a floor, or WORKERS=1): WARM_S each of load before it is measured. */
+  /** Its worker threads or processes (1: a floor, or WORKERS=1): WARM_S each of load before it is measured. */
   threads?: number
 }
 interface Run { rps: number, usPerRequest: number, requests: number, non2xx: number, served?: number[] }
 /** The measuring order in a round: the pairs whose ratio is reported, side by side. */
-const GROUPS = [['floor', 'c1-one', 'c1-spread'], ['floor-429', 'c1-refused'], ['w1-spread', 'w2-spread'], ['w1-one', 'w2-one'], ['w1-refused', 'w2-refused']] as const
+const GROUPS = [['floor', 'c1-one', 'c1-spread'], ['floor-429', 'c1-refused'], ['w1-spread', 'w2-spread'], ['floor-free', 'floor-pair'], ['w1-one', 'w2-one'], ['w1-refused', 'w2-refused']] as const
 
 /** A running target: where to load it, its process, its admin listener (gateways). */
 interface Running { url: string, child: ChildProcess, adminUrl?: string }
@@ -66,15 +67,6 @@ async function gateway (upstream: string, env: Record<string, string>, core: 'ta
   // Ready: every worker listening.
   await waitFor(adminPort, '/healthz')
   return { url: `http://127.0.0.1:${port}/ping`, child, adminUrl: `http://127.0.0.1:${adminPort}` }
-}
-
-/** Ends a target's process and waits for it to be gone. */
-async function end (child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return
-  const gone = once(child, 'exit')
-  child.kill('SIGCONT')
-  child.kill('SIGKILL')
-  await gone
 }
 
 async function workerRequests (adminUrl: string): Promise<number[]> {
@@ -119,6 +111,22 @@ async function main (): Promise<void> {
       start: async () => {
         const port = await freePort()
         const child = startOn('target', [join(HERE, 'fastify-floor.js'), String(port), upstream.url, ...(refuse ? ['refuse'] : [])])
+        await waitFor(port, '/ping')
+        return { url: `http://127.0.0.1:${port}/ping`, child }
+      }
+    })
+  }
+  // What two event loops cost on this machine before they share anything: the forward
+  // floor in one process and in two on one port (reusePort), not pinned, as WORKERS=1 and 2.
+  // (The pair's second process is not stopped while others are measured: it has no timer.)
+  for (const [name, label, pair] of [['floor-free', 'Fastify floor, one process', false], ['floor-pair', 'Fastify floor, two processes on one port (reusePort)', true]] as const) {
+    targets.push({
+      name,
+      label,
+      threads: pair ? 2 : 1,
+      start: async () => {
+        const port = await freePort()
+        const child = startOn('free', [join(HERE, 'fastify-floor.js'), String(port), upstream.url, ...(pair ? ['pair'] : [])])
         await waitFor(port, '/ping')
         return { url: `http://127.0.0.1:${port}/ping`, child }
       }
@@ -182,6 +190,8 @@ async function main (): Promise<void> {
     const q = (f: number): string => ratios[Math.round(f * (ratios.length - 1))]!.toFixed(2)
     return `${median(ratios).toFixed(2)}× | ${q(0.25)}–${q(0.75)}`
   }
+  // WORKERS=2/1 over what two event loops cost anyway (the floor's two processes / one), per round.
+  const beyondTwoLoops = median(runs.get('w2-spread')!.map((r, i) => r.usPerRequest / runs.get('w1-spread')![i]!.usPerRequest / (runs.get('floor-pair')![i]!.usPerRequest / runs.get('floor-free')![i]!.usPerRequest)))
   // The zone's cost per decision, one thread (bench/decide.ts): a bound on how long a
   // decision holds its bucket's lock.
   const decide = execFileSync(process.execPath, [join(HERE, 'decide.js'), '1000000'], { encoding: 'utf8' }).trim().split('\n').map(l => JSON.parse(l) as { algorithm: string, zoneOneClientNs: number })
@@ -215,6 +225,8 @@ ${rows.join('\n')}
 |---|---:|---:|---:|
 | WORKERS=2 / WORKERS=1, limit never reached | ${paired('w2-spread', 'w1-spread')} | ≤ 1.10× |
 | WORKERS=2 / WORKERS=1, every request on one key | ${paired('w2-one', 'w1-one')} | ≤ 1.25× |
+| the Fastify floor, two processes (reusePort) / one: two event loops sharing nothing | ${paired('floor-pair', 'floor-free')} | (reference) |
+| WORKERS=2 / WORKERS=1, limit never reached, over the floor's two / one (the rounds' own) | ${beyondTwoLoops.toFixed(2)}× | — | (reported) |
 | per core: WORKERS=1, one client, limit never reached / the Fastify floor | ${paired('c1-one', 'floor')} | ≤ 1.10× |
 | per core: WORKERS=1, refused / the Fastify refusal floor | ${paired('c1-refused', 'floor-429')} | ≤ 1.15× |
 | per core: WORKERS=1, 100,000 clients, limit never reached / the Fastify floor | ${paired('c1-spread', 'floor')} | (reported) |

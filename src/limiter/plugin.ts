@@ -51,7 +51,6 @@ export interface LimiterObserver {
   costIgnored (rule: string, reason: CostIgnored): void
 }
 
-
 /** parseCost()'s answers that are not a cost (and the header's absence). */
 const INVALID = -1
 const TOO_LARGE = -2
@@ -230,7 +229,6 @@ export const limiterPlugin = fp<LimiterOptions>(async function limiter (app, opt
   app.decorateRequest('gwToken', null)
   const tokens = opts.tokens
   const tokensRequired = tokens?.required === true
-
 
   /** Acts on the store's decisions: refuses (429/403), holds (leaky bucket) or lets through. */
   function answer (reply: FastifyReply, identity: Identity, decisions: Decision[], started: number, done: HookHandlerDoneFunction, slots: SlotRequest | undefined, selection: Selection, chargedAt: number): void {
