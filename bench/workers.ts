@@ -69,6 +69,14 @@ async function gateway (upstream: string, env: Record<string, string>, core: 'ta
   return { url: `http://127.0.0.1:${port}/ping`, child, adminUrl: `http://127.0.0.1:${adminPort}` }
 }
 
+/** The Fastify floor (bench/fastify-floor.ts) in `mode`: forwarding (none), `refuse`, or a `pair` of processes. */
+async function floor (upstream: string, core: 'target' | 'free', mode?: 'refuse' | 'pair'): Promise<Running> {
+  const port = await freePort()
+  const child = startOn(core, [join(HERE, 'fastify-floor.js'), String(port), upstream, ...(mode === undefined ? [] : [mode])])
+  await waitFor(port, '/ping')
+  return { url: `http://127.0.0.1:${port}/ping`, child }
+}
+
 async function workerRequests (adminUrl: string): Promise<number[]> {
   const stats = await (await fetch(`${adminUrl}/admin/stats`, { headers: { authorization: `Bearer ${TOKEN}` } })).json() as { instance: { workers?: Array<{ requests: number }> } }
   return (stats.instance.workers ?? []).map(w => w.requests)
@@ -104,34 +112,13 @@ async function main (): Promise<void> {
   if (TOOL !== 'wrk') throw new Error('bench:workers needs wrk (its Lua script spreads the clients)')
   const upstream = await startUpstream()
   const targets: Target[] = []
-  for (const [name, label, refuse] of [['floor', 'Fastify floor: onRequest hook + undici dispatch', false], ['floor-429', 'Fastify refusal floor: a hook writing a fixed 429', true]] as const) {
-    targets.push({
-      name,
-      label: `${label} (core 0)`,
-      start: async () => {
-        const port = await freePort()
-        const child = startOn('target', [join(HERE, 'fastify-floor.js'), String(port), upstream.url, ...(refuse ? ['refuse'] : [])])
-        await waitFor(port, '/ping')
-        return { url: `http://127.0.0.1:${port}/ping`, child }
-      }
-    })
-  }
+  targets.push({ name: 'floor', label: 'Fastify floor: onRequest hook + undici dispatch (core 0)', start: async () => await floor(upstream.url, 'target') })
+  targets.push({ name: 'floor-429', label: 'Fastify refusal floor: a hook writing a fixed 429 (core 0)', start: async () => await floor(upstream.url, 'target', 'refuse') })
   // What two event loops cost on this machine before they share anything: the forward
   // floor in one process and in two on one port (reusePort), not pinned, as WORKERS=1 and 2.
   // (The pair's second process is not stopped while others are measured: it has no timer.)
-  for (const [name, label, pair] of [['floor-free', 'Fastify floor, one process', false], ['floor-pair', 'Fastify floor, two processes on one port (reusePort)', true]] as const) {
-    targets.push({
-      name,
-      label,
-      threads: pair ? 2 : 1,
-      start: async () => {
-        const port = await freePort()
-        const child = startOn('free', [join(HERE, 'fastify-floor.js'), String(port), upstream.url, ...(pair ? ['pair'] : [])])
-        await waitFor(port, '/ping')
-        return { url: `http://127.0.0.1:${port}/ping`, child }
-      }
-    })
-  }
+  targets.push({ name: 'floor-free', label: 'Fastify floor, one process', start: async () => await floor(upstream.url, 'free') })
+  targets.push({ name: 'floor-pair', label: 'Fastify floor, two processes on one port (reusePort)', threads: 2, start: async () => await floor(upstream.url, 'free', 'pair') })
   const roomy = { RATE_LIMIT_RATE: '100000/s', RATE_LIMIT_BURST: '1000000000' }
   // Per core: WORKERS=1 alone on core 0, as the floors.
   for (const [name, label, env, script] of [
@@ -185,13 +172,16 @@ async function main (): Promise<void> {
   const rows = targets.map(t => `| ${t.label} | ${us(t.name).toFixed(1)} | ${rps(t.name).toFixed(0)} | ${shares(t.name)} |`)
   // The median of the rounds' own ratios (a and b measured one right after the other in each).
   // Beside it, the middle half of the rounds' ratios: how far the machine's noise spreads them.
+  // Each round's own ratio of a to b (measured one right after the other in it).
+  const perRound = (a: string, b: string): number[] => runs.get(a)!.map((r, i) => r.usPerRequest / runs.get(b)![i]!.usPerRequest)
   const paired = (a: string, b: string): string => {
-    const ratios = runs.get(a)!.map((r, i) => r.usPerRequest / runs.get(b)![i]!.usPerRequest).sort((x, y) => x - y)
+    const ratios = perRound(a, b).sort((x, y) => x - y)
     const q = (f: number): string => ratios[Math.round(f * (ratios.length - 1))]!.toFixed(2)
     return `${median(ratios).toFixed(2)}× | ${q(0.25)}–${q(0.75)}`
   }
   // WORKERS=2/1 over what two event loops cost anyway (the floor's two processes / one), per round.
-  const beyondTwoLoops = median(runs.get('w2-spread')!.map((r, i) => r.usPerRequest / runs.get('w1-spread')![i]!.usPerRequest / (runs.get('floor-pair')![i]!.usPerRequest / runs.get('floor-free')![i]!.usPerRequest)))
+  const twoLoops = perRound('floor-pair', 'floor-free')
+  const beyondTwoLoops = median(perRound('w2-spread', 'w1-spread').map((ratio, i) => ratio / twoLoops[i]!))
   // The zone's cost per decision, one thread (bench/decide.ts): a bound on how long a
   // decision holds its bucket's lock.
   const decide = execFileSync(process.execPath, [join(HERE, 'decide.js'), '1000000'], { encoding: 'utf8' }).trim().split('\n').map(l => JSON.parse(l) as { algorithm: string, zoneOneClientNs: number })

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createServer } from 'node:net'
 import { fileURLToPath } from 'node:url'
+import { usableCpus } from '../../src/workers/runtime.js'
 import { send } from './http.js'
 import type { Teardown } from './tap.js'
 
@@ -102,7 +103,7 @@ export async function spawnGateway (t: Teardown, env: Record<string, string>, op
   // Each worker thread loads the whole gateway (1.5 s of CPU here, idle): WORKERS=4 took
   // 4.9 s to answer on an idle 2-core VM and over 10 s beside another test file. A start
   // that fails ends the process, which ends the wait at once.
-  const workers = env.WORKERS === 'auto' ? 2 : Math.max(1, Number(env.WORKERS ?? 1) || 1)
+  const workers = env.WORKERS === 'auto' ? usableCpus() : Math.max(1, Number(env.WORKERS ?? 1) || 1)
   await waitFor(`${adminUrl}/healthz`, 10_000 * workers, () => child.exitCode !== null || child.signalCode !== null ? `the gateway exited (${child.exitCode ?? child.signalCode})` : undefined)
   return {
     child,
